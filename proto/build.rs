@@ -1,0 +1,23 @@
+//! Compiles the `.proto` files into Rust (prost messages, tonic clients and servers) and writes
+//! a file descriptor set for gRPC reflection and for the schema test.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let protos = [
+        "flotilla/v1/common.proto",
+        "flotilla/v1/cluster.proto",
+        "flotilla/v1/node.proto",
+        "flotilla/v1/operation.proto",
+        "flotilla/v1/business.proto",
+        "flotilla/agent/v1/agent.proto",
+    ];
+    for p in &protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("flotilla_descriptor.bin"))
+        .compile_protos(&protos, &["."])?;
+    Ok(())
+}
