@@ -16,7 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }
+    // No `Client::connect` constructors: `AgentService.Connect` would clash with it. Clients
+    // are built with `XClient::new(Channel)`.
     tonic_prost_build::configure()
+        .build_transport(false)
         .file_descriptor_set_path(out.join("flotilla_descriptor.bin"))
         .compile_protos(&protos, &["."])?;
     Ok(())

@@ -44,7 +44,10 @@ pub fn bin_path(name: &str) -> PathBuf {
 pub fn free_port() -> u16 {
     loop {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
-        let port = listener.local_addr().expect("bound socket has an address").port();
+        let port = listener
+            .local_addr()
+            .expect("bound socket has an address")
+            .port();
         if port > 2 && port < u16::MAX - 2 {
             return port;
         }
@@ -84,9 +87,7 @@ impl Proc {
             let err = out.try_clone().expect("clone log handle");
             cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err));
         }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         Self {
             name: name.to_string(),
             child: Some(child),
@@ -157,7 +158,11 @@ impl Drop for Proc {
 pub struct Timeout(pub Duration, pub String);
 
 /// Polls `check` every 50 ms until it returns `Some`, or fails after `timeout`.
-pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, Timeout>
+pub async fn wait_until<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> Result<T, Timeout>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -176,9 +181,11 @@ where
 
 /// Waits until something accepts TCP connections on `addr`.
 pub async fn wait_for_port(addr: &str, timeout: Duration) -> Result<(), Timeout> {
-    wait_until(&format!("{addr} to accept connections"), timeout, || async {
-        tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
-    })
+    wait_until(
+        &format!("{addr} to accept connections"),
+        timeout,
+        || async { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) },
+    )
     .await
 }
 
