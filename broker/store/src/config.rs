@@ -1,0 +1,190 @@
+//! Store configuration and the two injected environment probes (clock, disk usage).
+//!
+//! Names follow RocketMQ's `MessageStoreConfig` where one exists (`mappedFileSizeCommitLog`,
+//! `flushDiskType`, `syncFlushTimeout`, `fileReservedTime`, `deleteWhen`,
+//! `diskMaxUsedSpaceRatio`, …). The clock and the disk-usage probe are traits so that tests can
+//! drive retention deterministically (a fake hour, a fake disk that is 86 % full) while the
+//! store itself still works on real files.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// When an append counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlushDiskType {
+    /// Acknowledge once the bytes are in the page cache; a background thread flushes
+    /// periodically (RocketMQ `ASYNC_FLUSH`, the default).
+    #[default]
+    Async,
+    /// Acknowledge only after the bytes are durable (`msync`); concurrent appends share one
+    /// flush (group commit). RocketMQ `SYNC_FLUSH`.
+    Sync,
+}
+
+/// Source of time for store timestamps and retention.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+    /// Hour of day (0–23) used to match `delete_when`.
+    fn hour_of_day(&self) -> u32;
+}
+
+/// The real clock. Hours are UTC shifted by `utc_offset_minutes` (brokers usually run in UTC
+/// containers; set the offset to match RocketMQ's local-time `deleteWhen` elsewhere).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock {
+    /// Minutes added to UTC before taking the hour.
+    pub utc_offset_minutes: i32,
+}
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+    fn hour_of_day(&self) -> u32 {
+        let minutes = self.now_ms() / 60_000 + i64::from(self.utc_offset_minutes);
+        (minutes.rem_euclid(24 * 60) / 60) as u32
+    }
+}
+
+/// Reports how full the filesystem holding the store is.
+pub trait DiskUsageProbe: Send + Sync + std::fmt::Debug {
+    /// Used fraction (0.0–1.0) of the filesystem containing `path`.
+    fn used_ratio(&self, path: &Path) -> std::io::Result<f64>;
+}
+
+/// The real probe: `statvfs` through `fs2`, `(total - available) / total`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FsDiskUsage;
+
+impl DiskUsageProbe for FsDiskUsage {
+    fn used_ratio(&self, path: &Path) -> std::io::Result<f64> {
+        let total = fs2::total_space(path)?;
+        let avail = fs2::available_space(path)?;
+        if total == 0 {
+            return Ok(0.0);
+        }
+        Ok((total.saturating_sub(avail)) as f64 / total as f64)
+    }
+}
+
+/// Configuration of a [`crate::MessageStore`].
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Store root (`storePathRootDir`).
+    pub root: PathBuf,
+    /// Size of each CommitLog file (`mappedFileSizeCommitLog`, 1 GiB).
+    pub commitlog_file_size: u64,
+    /// Entries per ConsumeQueue file (300,000).
+    pub cq_entries_per_file: u32,
+    /// Index entries per index file before rolling (1,000,000).
+    pub index_entries_per_file: u32,
+    /// Flush mode.
+    pub flush: FlushDiskType,
+    /// How long a SYNC_FLUSH append waits before answering FLUSH_DISK_TIMEOUT (5 s).
+    pub sync_flush_timeout: Duration,
+    /// ASYNC_FLUSH period (500 ms).
+    pub flush_interval: Duration,
+    /// ASYNC_FLUSH flushes only when at least this many bytes are dirty (4 pages) …
+    pub flush_least_bytes: u64,
+    /// … unless this long has passed since the last full flush (10 s).
+    pub flush_thorough_interval: Duration,
+    /// Dirty bytes beyond which an append wakes the flusher at once (bounds dirty data).
+    pub max_dirty_bytes: u64,
+    /// How often ConsumeQueues and the index are flushed and the checkpoint written (1 s).
+    pub checkpoint_interval: Duration,
+    /// How often retention runs in the background (10 s).
+    pub retention_interval: Duration,
+    /// Largest encoded record accepted (4 MiB).
+    pub max_message_size: usize,
+    /// Hours a CommitLog file is kept (`fileReservedTime`, 72).
+    pub file_reserved_hours: u32,
+    /// Hours of day when expired files are deleted (`deleteWhen`, "04", `;`-separated).
+    pub delete_when: String,
+    /// Above this disk usage, expired files are deleted at any hour (0.75).
+    pub disk_max_used_ratio: f64,
+    /// Above this disk usage, the oldest files are deleted even if not expired (0.85).
+    pub disk_force_clean_ratio: f64,
+    /// At or above this disk usage, writes are refused with DISK_FULL (0.90).
+    pub disk_full_ratio: f64,
+    /// Most CommitLog files deleted in one retention pass (`deleteFileBatchMax`, 10).
+    pub delete_files_batch_max: usize,
+    /// This broker's address, written into STOREHOST and message ids.
+    pub store_host: SocketAddr,
+    /// Check body CRCs when recovering after a crash (`checkCRCOnRecover`, true).
+    pub check_crc_on_recover: bool,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Disk-usage source.
+    pub disk_probe: Arc<dyn DiskUsageProbe>,
+    /// Start the background flush/checkpoint/retention threads (tests may drive them by hand).
+    pub background_services: bool,
+}
+
+impl StoreConfig {
+    /// RocketMQ's defaults, rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            root: root.into(),
+            commitlog_file_size: 1 << 30,
+            cq_entries_per_file: 300_000,
+            index_entries_per_file: 1_000_000,
+            flush: FlushDiskType::Async,
+            sync_flush_timeout: Duration::from_secs(5),
+            flush_interval: Duration::from_millis(500),
+            flush_least_bytes: 4 * 4096,
+            flush_thorough_interval: Duration::from_secs(10),
+            max_dirty_bytes: 64 << 20,
+            checkpoint_interval: Duration::from_secs(1),
+            retention_interval: Duration::from_secs(10),
+            max_message_size: 4 << 20,
+            file_reserved_hours: 72,
+            delete_when: "04".to_string(),
+            disk_max_used_ratio: 0.75,
+            disk_force_clean_ratio: 0.85,
+            disk_full_ratio: 0.90,
+            delete_files_batch_max: 10,
+            store_host: SocketAddr::from(([127, 0, 0, 1], 10911)),
+            check_crc_on_recover: true,
+            clock: Arc::new(SystemClock::default()),
+            disk_probe: Arc::new(FsDiskUsage),
+            background_services: true,
+        }
+    }
+
+    /// Checks the values that would otherwise make the store misbehave.
+    pub fn validate(&self) -> Result<(), crate::StoreError> {
+        let bad = |m: &str| Err(crate::StoreError::InvalidConfig(m.to_string()));
+        if self.commitlog_file_size < 4096 || self.commitlog_file_size > i32::MAX as u64 {
+            return bad("commitlog_file_size must be between 4 KiB and 2 GiB");
+        }
+        if self.cq_entries_per_file == 0 {
+            return bad("cq_entries_per_file must be positive");
+        }
+        if self.index_entries_per_file == 0 {
+            return bad("index_entries_per_file must be positive");
+        }
+        if self.max_message_size == 0 {
+            return bad("max_message_size must be positive");
+        }
+        if !(self.disk_max_used_ratio <= self.disk_force_clean_ratio
+            && self.disk_force_clean_ratio <= self.disk_full_ratio)
+        {
+            return bad("disk ratios must satisfy max_used <= force_clean <= full");
+        }
+        Ok(())
+    }
+
+    /// Hours listed in `delete_when`.
+    pub fn delete_hours(&self) -> Vec<u32> {
+        self.delete_when
+            .split(';')
+            .filter_map(|h| h.trim().parse::<u32>().ok())
+            .collect()
+    }
+}

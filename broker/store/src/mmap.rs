@@ -1,0 +1,271 @@
+//! Fixed-size memory-mapped segment files: the only place in the store that touches raw memory.
+//!
+//! The CommitLog and every ConsumeQueue are sequences of fixed-size files mapped into memory
+//! with `memmap2` (shared, read-write). Writing through a shared mapping needs raw pointers,
+//! which the workspace forbids everywhere except here. This module wraps one mapping in a
+//! small, safe API — bounds-checked `write`, `read_with`, `zero` and `flush` — so that the
+//! rest of the crate never needs `unsafe`.
+//!
+//! Soundness rests on two rules enforced in this file:
+//!
+//! 1. Every access is bounds-checked against the mapping's length before any pointer is formed.
+//! 2. Every byte access (read or write) happens while holding the segment's `RwLock`: writers
+//!    hold it exclusively, readers shared. No Rust reference into the mapping ever outlives the
+//!    guard, so no `&[u8]` observes a concurrent write. (`msync` is a syscall over the pages and
+//!    creates no Rust reference, so it needs no lock.)
+//!
+//! The store also holds an exclusive `lock` file on its root directory, so no other Flotilla
+//! process truncates these files underneath the mapping (which would turn accesses into
+//! `SIGBUS`).
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapRaw;
+use parking_lot::RwLock;
+
+/// Errors of the mapped-segment layer.
+#[derive(Debug, thiserror::Error)]
+pub enum MmapError {
+    /// Creating, opening, sizing or syncing a segment file failed at the OS level.
+    #[error("segment file {path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// An access fell outside the segment (a bug in the caller's offset arithmetic, or a
+    /// corrupt length read from disk).
+    #[error("access [{pos}, +{len}) outside segment of {size} bytes")]
+    OutOfBounds {
+        /// Start of the access within the segment.
+        pos: usize,
+        /// Length of the access.
+        len: usize,
+        /// Size of the segment.
+        size: usize,
+    },
+    /// An existing segment file does not have the configured size.
+    #[error("segment file {path} has {actual} bytes, expected {expected}")]
+    WrongSize {
+        /// The file concerned.
+        path: PathBuf,
+        /// Its size on disk.
+        actual: u64,
+        /// The configured segment size.
+        expected: u64,
+    },
+}
+
+impl MmapError {
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MmapError::Io { .. } => "SEGMENT_IO",
+            MmapError::OutOfBounds { .. } => "SEGMENT_OUT_OF_BOUNDS",
+            MmapError::WrongSize { .. } => "SEGMENT_WRONG_SIZE",
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MmapError + '_ {
+    move |source| MmapError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One mapped file of fixed size, starting at a logical offset (`start`) of its file queue.
+#[derive(Debug)]
+pub struct MappedSegment {
+    path: PathBuf,
+    start: i64,
+    size: usize,
+    _file: File,
+    map: MmapRaw,
+    lock: RwLock<()>,
+}
+
+impl MappedSegment {
+    /// Creates a new zero-filled file of `size` bytes (sparse), syncs it and its directory so
+    /// the file survives a power loss, and maps it.
+    pub fn create(path: &Path, start: i64, size: usize) -> Result<MappedSegment, MmapError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err(path))?;
+        file.set_len(size as u64).map_err(io_err(path))?;
+        file.sync_all().map_err(io_err(path))?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir).map_err(io_err(path))?;
+        }
+        Self::map(path, file, start, size)
+    }
+
+    /// Opens and maps an existing file, which must have exactly `size` bytes.
+    pub fn open(path: &Path, start: i64, size: usize) -> Result<MappedSegment, MmapError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        let actual = file.metadata().map_err(io_err(path))?.len();
+        if actual != size as u64 {
+            return Err(MmapError::WrongSize {
+                path: path.to_path_buf(),
+                actual,
+                expected: size as u64,
+            });
+        }
+        Self::map(path, file, start, size)
+    }
+
+    fn map(path: &Path, file: File, start: i64, size: usize) -> Result<MappedSegment, MmapError> {
+        let map = memmap2::MmapOptions::new()
+            .len(size)
+            .map_raw(&file)
+            .map_err(io_err(path))?;
+        Ok(MappedSegment {
+            path: path.to_path_buf(),
+            start,
+            size,
+            _file: file,
+            map,
+            lock: RwLock::new(()),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Logical offset of the segment's first byte.
+    pub fn start(&self) -> i64 {
+        self.start
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Logical offset just past the segment.
+    pub fn end(&self) -> i64 {
+        self.start + self.size as i64
+    }
+
+    fn check(&self, pos: usize, len: usize) -> Result<(), MmapError> {
+        match pos.checked_add(len) {
+            Some(end) if end <= self.size && self.map.len() >= self.size => Ok(()),
+            _ => Err(MmapError::OutOfBounds {
+                pos,
+                len,
+                size: self.size,
+            }),
+        }
+    }
+
+    /// Copies `data` into the segment at `pos`.
+    pub fn write(&self, pos: usize, data: &[u8]) -> Result<(), MmapError> {
+        self.check(pos, data.len())?;
+        let _guard = self.lock.write();
+        // SAFETY: `check` proved `pos + data.len() <= size <= map.len()`, so the destination
+        // range lies inside the live mapping (kept alive by `self.map`). We hold the exclusive
+        // lock, so no reader holds a slice into the mapping while we write, and `data` cannot
+        // overlap the mapping because no reference into the mapping escapes this module.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.map.as_mut_ptr().add(pos),
+                data.len(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Fills `[from, to)` with zeros (used when truncating a torn or rolled-back tail).
+    pub fn zero(&self, from: usize, to: usize) -> Result<(), MmapError> {
+        if to <= from {
+            return Ok(());
+        }
+        self.check(from, to - from)?;
+        let _guard = self.lock.write();
+        // SAFETY: bounds checked above; exclusive lock held, so no slice into the mapping is
+        // alive while the bytes change.
+        unsafe {
+            std::ptr::write_bytes(self.map.as_mut_ptr().add(from), 0, to - from);
+        }
+        Ok(())
+    }
+
+    /// Runs `f` over the bytes `[pos, pos+len)` while holding the shared lock.
+    pub fn read_with<R>(
+        &self,
+        pos: usize,
+        len: usize,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, MmapError> {
+        self.check(pos, len)?;
+        let _guard = self.lock.read();
+        // SAFETY: bounds checked above, so the slice lies inside the live mapping. We hold the
+        // shared lock for the slice's whole lifetime (it cannot escape `f`), and every writer
+        // takes the exclusive lock, so the bytes do not change while the slice exists.
+        let slice = unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(pos), len) };
+        Ok(f(slice))
+    }
+
+    /// Copies `[pos, pos+len)` out of the segment.
+    pub fn read_vec(&self, pos: usize, len: usize) -> Result<Vec<u8>, MmapError> {
+        self.read_with(pos, len, <[u8]>::to_vec)
+    }
+
+    /// Makes `[from, to)` durable (`msync(MS_SYNC)`).
+    pub fn flush(&self, from: usize, to: usize) -> Result<(), MmapError> {
+        if to <= from {
+            return Ok(());
+        }
+        self.check(from, to - from)?;
+        self.map
+            .flush_range(from, to - from)
+            .map_err(io_err(&self.path))
+    }
+}
+
+/// Fsyncs a directory so that file creations, renames and deletions in it are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_zero_flush_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000");
+        let seg = MappedSegment::create(&path, 0, 4096).unwrap();
+        seg.write(10, b"hello").unwrap();
+        assert_eq!(seg.read_vec(10, 5).unwrap(), b"hello");
+        assert!(seg.write(4094, b"abc").is_err());
+        assert!(seg.read_vec(usize::MAX, 2).is_err());
+        seg.flush(0, 4096).unwrap();
+        seg.zero(11, 13).unwrap();
+        assert_eq!(seg.read_vec(10, 5).unwrap(), b"h\0\0lo");
+        drop(seg);
+        let seg = MappedSegment::open(&path, 0, 4096).unwrap();
+        assert_eq!(seg.read_vec(10, 5).unwrap(), b"h\0\0lo");
+        assert!(matches!(
+            MappedSegment::open(&path, 0, 8192),
+            Err(MmapError::WrongSize { .. })
+        ));
+    }
+}
