@@ -1,1 +1,20 @@
-//! Placeholder; filled in by its issue.
+//! `flotilla-agent`: the per-node agent.
+//!
+//! One agent runs on every machine. It holds a stream to the control plane
+//! ([`session`]), supervises the node's broker and nameserver processes ([`supervisor`]),
+//! renders their config ([`render`]), re-adopts them after its own restart (processes are
+//! detached and outlive the agent), applies online changes through the admin protocol
+//! ([`online`]), executes imperative commands ([`commands`]) exactly once ([`journal`]) and
+//! only for the current control-plane leader ([`epoch`]).
+
+pub mod commands;
+pub mod epoch;
+pub mod journal;
+pub mod online;
+pub mod probe;
+pub mod render;
+pub mod session;
+pub mod state;
+pub mod supervisor;
+
+pub use session::{Agent, AgentConfig};

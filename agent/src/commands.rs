@@ -1,0 +1,589 @@
+//! Command actions executed against a local instance over the remoting admin protocol.
+//!
+//! The control plane's imperative steps (topic and group management, progress and stats
+//! queries, metadata export/import for scaling and migration, offset resets, online config
+//! updates) reach a broker through its node's agent, which speaks RocketMQ's admin codes to it
+//! on loopback. This module maps each `Command` action to those calls and their answers back
+//! to the protobuf results; idempotency and fencing live in [`crate::journal`] and
+//! [`crate::epoch`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use flotilla_proto::agent::v1::{
+    CommandError, MetadataExport, ResetOffsetResult, TopicList, command, command_result,
+};
+use flotilla_proto::v1::{ConsumerGroup, GroupProgress, QueueProgress, QueueStats, TopicStats};
+use flotilla_remoting::protocol::{
+    ConsumeStats, ResetOffsetBody, SubscriptionGroupConfig, TopicConfigSerializeWrapper,
+    TopicStatsTable, decode_body, encode_body,
+};
+use flotilla_remoting::{RemotingClient, RemotingCommand, request_code, response_code};
+use serde_json::Value;
+
+/// google.rpc.Code values used in command errors.
+mod rpc_code {
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const NOT_FOUND: i32 = 5;
+    pub const FAILED_PRECONDITION: i32 = 9;
+    pub const UNIMPLEMENTED: i32 = 12;
+    pub const INTERNAL: i32 = 13;
+    pub const UNAVAILABLE: i32 = 14;
+}
+
+/// A command could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandFailure {
+    /// The instance could not be reached (retryable; not journaled).
+    #[error("instance unreachable: {0}")]
+    Unreachable(String),
+    /// The broker answered with an error code.
+    #[error("broker refused: code {code} ({remark})")]
+    Broker {
+        /// RocketMQ response code.
+        code: i32,
+        /// Remark.
+        remark: String,
+    },
+    /// The broker's answer could not be decoded.
+    #[error("unexpected answer: {0}")]
+    BadResponse(String),
+    /// The topic does not exist on the instance.
+    #[error("topic {0} not found")]
+    TopicNotFound(String),
+    /// The command is malformed (no action, bad field).
+    #[error("invalid command: {0}")]
+    Invalid(String),
+    /// The action is not supported by this agent.
+    #[error("action {0} is not implemented")]
+    Unimplemented(&'static str),
+}
+
+impl CommandFailure {
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unreachable(_) => "INSTANCE_UNREACHABLE",
+            Self::Broker { .. } => "BROKER_ERROR",
+            Self::BadResponse(_) => "BAD_BROKER_RESPONSE",
+            Self::TopicNotFound(_) => "TOPIC_NOT_FOUND",
+            Self::Invalid(_) => "INVALID_COMMAND",
+            Self::Unimplemented(_) => "UNIMPLEMENTED",
+        }
+    }
+
+    /// Whether the outcome is final and goes into the journal (transport failures are not:
+    /// a repeat should try again).
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::Unreachable(_))
+    }
+
+    /// The protobuf error.
+    pub fn to_proto(&self) -> CommandError {
+        let code = match self {
+            Self::Unreachable(_) => rpc_code::UNAVAILABLE,
+            Self::Broker { .. } => rpc_code::FAILED_PRECONDITION,
+            Self::BadResponse(_) => rpc_code::INTERNAL,
+            Self::TopicNotFound(_) => rpc_code::NOT_FOUND,
+            Self::Invalid(_) => rpc_code::INVALID_ARGUMENT,
+            Self::Unimplemented(_) => rpc_code::UNIMPLEMENTED,
+        };
+        CommandError {
+            code,
+            reason: self.code().to_string(),
+            message: self.to_string(),
+        }
+    }
+}
+
+/// Timeout of one admin call.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn invoke(
+    client: &RemotingClient,
+    addr: &str,
+    cmd: RemotingCommand,
+) -> Result<RemotingCommand, CommandFailure> {
+    let resp = client
+        .invoke(addr, cmd, ADMIN_TIMEOUT)
+        .await
+        .map_err(|e| CommandFailure::Unreachable(e.to_string()))?;
+    if resp.code != response_code::SUCCESS {
+        if resp.code == response_code::TOPIC_NOT_EXIST {
+            return Err(CommandFailure::TopicNotFound(
+                resp.remark.unwrap_or_default(),
+            ));
+        }
+        return Err(CommandFailure::Broker {
+            code: resp.code,
+            remark: resp.remark.unwrap_or_default(),
+        });
+    }
+    Ok(resp)
+}
+
+fn bad<E: std::fmt::Display>(e: E) -> CommandFailure {
+    CommandFailure::BadResponse(e.to_string())
+}
+
+/// Fields of a topic to create or update.
+struct TopicSpec<'a> {
+    name: &'a str,
+    read: u32,
+    write: u32,
+    perm: u32,
+    order: bool,
+    attributes: BTreeMap<String, String>,
+}
+
+async fn create_topic(
+    client: &RemotingClient,
+    addr: &str,
+    t: &TopicSpec<'_>,
+) -> Result<(), CommandFailure> {
+    if t.name.is_empty() {
+        return Err(CommandFailure::Invalid("topic name is empty".into()));
+    }
+    let mut cmd = RemotingCommand::request(request_code::UPDATE_AND_CREATE_TOPIC)
+        .with_ext("topic", t.name)
+        .with_ext("defaultTopic", "TBW102")
+        .with_ext("readQueueNums", t.read.max(1))
+        .with_ext("writeQueueNums", t.write.max(1))
+        .with_ext("perm", if t.perm == 0 { 6 } else { t.perm })
+        .with_ext("topicFilterType", "SINGLE_TAG")
+        .with_ext("topicSysFlag", 0)
+        .with_ext("order", t.order);
+    if !t.attributes.is_empty() {
+        let attrs: Vec<String> = t
+            .attributes
+            .iter()
+            .map(|(k, v)| format!("+{k}={v}"))
+            .collect();
+        cmd.put_ext("attributes", attrs.join(","));
+    }
+    invoke(client, addr, cmd).await.map(|_| ())
+}
+
+async fn all_topics(
+    client: &RemotingClient,
+    addr: &str,
+) -> Result<(TopicConfigSerializeWrapper, String), CommandFailure> {
+    let resp = invoke(
+        client,
+        addr,
+        RemotingCommand::request(request_code::GET_ALL_TOPIC_CONFIG),
+    )
+    .await?;
+    let w: TopicConfigSerializeWrapper = decode_body(&resp.body).map_err(bad)?;
+    Ok((w, to_standard_json(&resp.body)?))
+}
+
+async fn all_groups(
+    client: &RemotingClient,
+    addr: &str,
+) -> Result<(BTreeMap<String, SubscriptionGroupConfig>, String), CommandFailure> {
+    let resp = invoke(
+        client,
+        addr,
+        RemotingCommand::request(request_code::GET_ALL_SUBSCRIPTIONGROUP_CONFIG),
+    )
+    .await?;
+    let v: Value = decode_body(&resp.body).map_err(bad)?;
+    let groups = parse_groups(&v)?;
+    Ok((groups, v.to_string()))
+}
+
+fn parse_groups(v: &Value) -> Result<BTreeMap<String, SubscriptionGroupConfig>, CommandFailure> {
+    let mut out = BTreeMap::new();
+    if let Some(table) = v.get("subscriptionGroupTable").and_then(Value::as_object) {
+        for (name, cfg) in table {
+            let g: SubscriptionGroupConfig = serde_json::from_value(cfg.clone()).map_err(bad)?;
+            out.insert(name.clone(), g);
+        }
+    }
+    Ok(out)
+}
+
+fn to_standard_json(body: &[u8]) -> Result<String, CommandFailure> {
+    if body.is_empty() {
+        return Ok("{}".to_string());
+    }
+    let v: Value = decode_body(body).map_err(bad)?;
+    Ok(v.to_string())
+}
+
+fn is_system_topic(name: &str) -> bool {
+    name == "TBW102"
+        || name.starts_with("rmq_sys_")
+        || name.starts_with("%RETRY%")
+        || name.starts_with("%DLQ%")
+        || name == "SELF_TEST_TOPIC"
+        || name == "OFFSET_MOVED_EVENT"
+        || name == "SCHEDULE_TOPIC_XXXX"
+        || name == "RMQ_SYS_TRANS_HALF_TOPIC"
+        || name == "RMQ_SYS_TRACE_TOPIC"
+}
+
+fn ts(ms: i64) -> Option<prost_types::Timestamp> {
+    (ms > 0).then(|| prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    })
+}
+
+fn group_to_proto(g: &SubscriptionGroupConfig) -> ConsumerGroup {
+    ConsumerGroup {
+        name: g.group_name.clone(),
+        consume_enable: g.consume_enable,
+        consume_broadcast_enable: g.consume_broadcast_enable,
+        consume_from_min_enable: g.consume_from_min_enable,
+        consume_message_orderly: g.consume_message_orderly,
+        retry_queue_nums: u32::try_from(g.retry_queue_nums).unwrap_or(1),
+        retry_max_times: u32::try_from(g.retry_max_times).unwrap_or(16),
+        broker_id: g.broker_id,
+        which_broker_when_consume_slowly: g.which_broker_when_consume_slowly,
+        groups: Vec::new(),
+    }
+}
+
+fn group_from_proto(g: &ConsumerGroup) -> SubscriptionGroupConfig {
+    SubscriptionGroupConfig {
+        group_name: g.name.clone(),
+        consume_enable: g.consume_enable,
+        consume_broadcast_enable: g.consume_broadcast_enable,
+        consume_from_min_enable: g.consume_from_min_enable,
+        consume_message_orderly: g.consume_message_orderly,
+        retry_queue_nums: i32::try_from(g.retry_queue_nums.max(1)).unwrap_or(1),
+        retry_max_times: i32::try_from(g.retry_max_times).unwrap_or(16),
+        broker_id: g.broker_id,
+        which_broker_when_consume_slowly: g.which_broker_when_consume_slowly,
+        ..SubscriptionGroupConfig::default()
+    }
+}
+
+async fn create_group(
+    client: &RemotingClient,
+    addr: &str,
+    g: &SubscriptionGroupConfig,
+) -> Result<(), CommandFailure> {
+    if g.group_name.is_empty() {
+        return Err(CommandFailure::Invalid("group name is empty".into()));
+    }
+    let body = encode_body(g).map_err(bad)?;
+    let cmd =
+        RemotingCommand::request(request_code::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(body);
+    invoke(client, addr, cmd).await.map(|_| ())
+}
+
+/// Sends UPDATE_BROKER_CONFIG with `kv`.
+pub async fn update_broker_config(
+    client: &RemotingClient,
+    addr: &str,
+    kv: &BTreeMap<String, String>,
+) -> Result<(), CommandFailure> {
+    if kv.is_empty() {
+        return Err(CommandFailure::Invalid("no config keys".into()));
+    }
+    let body = crate::online::properties_body(kv);
+    let cmd =
+        RemotingCommand::request(request_code::UPDATE_BROKER_CONFIG).with_body(body.into_bytes());
+    invoke(client, addr, cmd).await.map(|_| ())
+}
+
+/// Name of an action, for spans and errors.
+pub fn action_name(a: &command::Action) -> &'static str {
+    use command::Action as A;
+    match a {
+        A::UpdateNameservers(_) => "update_nameservers",
+        A::CreateTopic(_) => "create_topic",
+        A::UpdateTopicPerm(_) => "update_topic_perm",
+        A::DeleteTopic(_) => "delete_topic",
+        A::CreateGroup(_) => "create_group",
+        A::DeleteGroup(_) => "delete_group",
+        A::GetGroupProgress(_) => "get_group_progress",
+        A::ExportMetadata(_) => "export_metadata",
+        A::ImportMetadata(_) => "import_metadata",
+        A::ResetOffset(_) => "reset_offset",
+        A::GetTopicStats(_) => "get_topic_stats",
+        A::QueryMessages(_) => "query_messages",
+        A::ListTopics(_) => "list_topics",
+        A::UpdateBrokerConfig(_) => "update_broker_config",
+        A::TransferLeadership(_) => "transfer_leadership",
+    }
+}
+
+/// Executes `action` against the instance at `addr`. Returns the typed result, if the action
+/// has one.
+pub async fn execute(
+    client: &RemotingClient,
+    addr: &str,
+    action: &command::Action,
+) -> Result<Option<command_result::Result>, CommandFailure> {
+    use command::Action as A;
+    match action {
+        A::UpdateNameservers(u) => {
+            if u.namesrv_addr.trim().is_empty() {
+                return Err(CommandFailure::Invalid("namesrv_addr is empty".into()));
+            }
+            let kv = BTreeMap::from([("namesrvAddr".to_string(), u.namesrv_addr.clone())]);
+            update_broker_config(client, addr, &kv).await?;
+            Ok(None)
+        }
+        A::UpdateBrokerConfig(u) => {
+            let kv: BTreeMap<String, String> = u
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            update_broker_config(client, addr, &kv).await?;
+            Ok(None)
+        }
+        A::CreateTopic(t) => {
+            let spec = TopicSpec {
+                name: &t.name,
+                read: t.read_queue_nums,
+                write: t.write_queue_nums,
+                perm: t.perm,
+                order: t.order,
+                attributes: t
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            };
+            create_topic(client, addr, &spec).await?;
+            Ok(None)
+        }
+        A::UpdateTopicPerm(p) => {
+            let (w, _) = all_topics(client, addr).await?;
+            let tc = w
+                .topic_config_table
+                .get(&p.topic)
+                .ok_or_else(|| CommandFailure::TopicNotFound(p.topic.clone()))?;
+            let spec = TopicSpec {
+                name: &p.topic,
+                read: u32::try_from(tc.read_queue_nums).unwrap_or(1),
+                write: u32::try_from(tc.write_queue_nums).unwrap_or(1),
+                perm: p.perm,
+                order: tc.order,
+                attributes: BTreeMap::new(),
+            };
+            create_topic(client, addr, &spec).await?;
+            Ok(None)
+        }
+        A::DeleteTopic(d) => {
+            let cmd = RemotingCommand::request(request_code::DELETE_TOPIC_IN_BROKER)
+                .with_ext("topic", &d.topic);
+            invoke(client, addr, cmd).await?;
+            Ok(None)
+        }
+        A::CreateGroup(g) => {
+            create_group(client, addr, &group_from_proto(g)).await?;
+            Ok(None)
+        }
+        A::DeleteGroup(d) => {
+            let cmd = RemotingCommand::request(request_code::DELETE_SUBSCRIPTIONGROUP)
+                .with_ext("groupName", &d.group)
+                .with_ext("cleanOffset", true);
+            invoke(client, addr, cmd).await?;
+            Ok(None)
+        }
+        A::GetGroupProgress(g) => {
+            let mut cmd = RemotingCommand::request(request_code::GET_CONSUME_STATS)
+                .with_ext("consumerGroup", &g.group);
+            if !g.topic.is_empty() {
+                cmd.put_ext("topic", &g.topic);
+            }
+            let resp = invoke(client, addr, cmd).await?;
+            let stats: ConsumeStats = decode_body(&resp.body).map_err(bad)?;
+            let queues: Vec<QueueProgress> = stats
+                .offset_table
+                .iter()
+                .map(|(mq, o)| QueueProgress {
+                    topic: mq.topic.clone(),
+                    broker_name: mq.broker_name.clone(),
+                    queue_id: mq.queue_id,
+                    broker_offset: o.broker_offset,
+                    consumer_offset: o.consumer_offset,
+                    lag: (o.broker_offset - o.consumer_offset).max(0),
+                    last_timestamp: ts(o.last_timestamp),
+                })
+                .collect();
+            Ok(Some(command_result::Result::GroupProgress(GroupProgress {
+                group: g.group.clone(),
+                total_lag: queues.iter().map(|q| q.lag).sum(),
+                queues,
+                consume_tps: stats.consume_tps,
+            })))
+        }
+        A::GetTopicStats(t) => {
+            let cmd = RemotingCommand::request(request_code::GET_TOPIC_STATS_INFO)
+                .with_ext("topic", &t.topic);
+            let resp = invoke(client, addr, cmd).await?;
+            let stats: TopicStatsTable = decode_body(&resp.body).map_err(bad)?;
+            let queues: Vec<QueueStats> = stats
+                .offset_table
+                .iter()
+                .map(|(mq, o)| QueueStats {
+                    broker_name: mq.broker_name.clone(),
+                    queue_id: mq.queue_id,
+                    min_offset: o.min_offset,
+                    max_offset: o.max_offset,
+                    last_update_time: ts(o.last_update_timestamp),
+                })
+                .collect();
+            Ok(Some(command_result::Result::TopicStats(TopicStats {
+                topic: t.topic.clone(),
+                total_messages: queues.iter().map(|q| q.max_offset - q.min_offset).sum(),
+                queues,
+            })))
+        }
+        A::ExportMetadata(_) => {
+            let (_, topics_json) = all_topics(client, addr).await?;
+            let (_, groups_json) = all_groups(client, addr).await?;
+            let resp = invoke(
+                client,
+                addr,
+                RemotingCommand::request(request_code::GET_ALL_CONSUMER_OFFSET),
+            )
+            .await?;
+            Ok(Some(command_result::Result::Metadata(MetadataExport {
+                topics_json,
+                subscription_groups_json: groups_json,
+                consumer_offsets_json: to_standard_json(&resp.body)?,
+            })))
+        }
+        A::ImportMetadata(m) => {
+            import(client, addr, m).await?;
+            Ok(None)
+        }
+        A::ResetOffset(r) => {
+            use flotilla_proto::agent::v1::reset_offset::Target;
+            let (timestamp, offset) = match r.target {
+                Some(Target::TimestampMs(t)) => (t, -1),
+                Some(Target::Offset(o)) => (0, o),
+                None => return Err(CommandFailure::Invalid("reset target missing".into())),
+            };
+            let cmd = RemotingCommand::request(request_code::INVOKE_BROKER_TO_RESET_OFFSET)
+                .with_ext("topic", &r.topic)
+                .with_ext("group", &r.group)
+                .with_ext("timestamp", timestamp)
+                .with_ext("isForce", true)
+                .with_ext("queueId", -1)
+                .with_ext("offset", offset);
+            let resp = invoke(client, addr, cmd).await?;
+            let body: ResetOffsetBody = if resp.body.is_empty() {
+                ResetOffsetBody::default()
+            } else {
+                decode_body(&resp.body).map_err(bad)?
+            };
+            let queues = body
+                .offset_table
+                .iter()
+                .map(|(mq, off)| QueueProgress {
+                    topic: mq.topic.clone(),
+                    broker_name: mq.broker_name.clone(),
+                    queue_id: mq.queue_id,
+                    consumer_offset: *off,
+                    ..QueueProgress::default()
+                })
+                .collect();
+            Ok(Some(command_result::Result::ResetOffset(
+                ResetOffsetResult { queues },
+            )))
+        }
+        A::ListTopics(_) => {
+            let (w, _) = all_topics(client, addr).await?;
+            let (groups, _) = all_groups(client, addr).await?;
+            let topics = w
+                .topic_config_table
+                .values()
+                .map(|t| flotilla_proto::v1::Topic {
+                    name: t.topic_name.clone(),
+                    read_queue_nums: u32::try_from(t.read_queue_nums).unwrap_or(0),
+                    write_queue_nums: u32::try_from(t.write_queue_nums).unwrap_or(0),
+                    perm: u32::try_from(t.perm).unwrap_or(0),
+                    order: t.order,
+                    attributes: t.attributes.clone().into_iter().collect(),
+                    groups: Vec::new(),
+                })
+                .collect();
+            Ok(Some(command_result::Result::Topics(TopicList {
+                topics,
+                groups: groups.values().map(group_to_proto).collect(),
+            })))
+        }
+        A::QueryMessages(_) => Err(CommandFailure::Unimplemented("query_messages")),
+        A::TransferLeadership(_) => Err(CommandFailure::Unimplemented("transfer_leadership")),
+    }
+}
+
+/// Creates the topics and subscription groups of an export (system topics skipped).
+async fn import(
+    client: &RemotingClient,
+    addr: &str,
+    m: &MetadataExport,
+) -> Result<(), CommandFailure> {
+    if !m.topics_json.trim().is_empty() {
+        let w: TopicConfigSerializeWrapper = decode_body(m.topics_json.as_bytes())
+            .map_err(|e| CommandFailure::Invalid(e.to_string()))?;
+        for t in w.topic_config_table.values() {
+            if is_system_topic(&t.topic_name) {
+                continue;
+            }
+            let spec = TopicSpec {
+                name: &t.topic_name,
+                read: u32::try_from(t.read_queue_nums).unwrap_or(1),
+                write: u32::try_from(t.write_queue_nums).unwrap_or(1),
+                perm: u32::try_from(t.perm).unwrap_or(6),
+                order: t.order,
+                attributes: BTreeMap::new(),
+            };
+            create_topic(client, addr, &spec).await?;
+        }
+    }
+    if !m.subscription_groups_json.trim().is_empty() {
+        let v: Value = decode_body(m.subscription_groups_json.as_bytes())
+            .map_err(|e| CommandFailure::Invalid(e.to_string()))?;
+        for g in parse_groups(&v)?.values() {
+            create_group(client, addr, g).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_rpc_codes() {
+        let e = CommandFailure::Unreachable("x".into());
+        assert!(!e.is_final());
+        assert_eq!(e.to_proto().code, 14);
+        let e = CommandFailure::Broker {
+            code: 1,
+            remark: "no".into(),
+        };
+        assert!(e.is_final());
+        assert_eq!(e.to_proto().reason, "BROKER_ERROR");
+        assert!(is_system_topic("%RETRY%g"));
+        assert!(!is_system_topic("orders"));
+    }
+
+    #[test]
+    fn group_round_trip() {
+        let g = ConsumerGroup {
+            name: "g".into(),
+            consume_enable: true,
+            retry_queue_nums: 1,
+            retry_max_times: 3,
+            ..ConsumerGroup::default()
+        };
+        let back = group_to_proto(&group_from_proto(&g));
+        assert_eq!(back.name, "g");
+        assert_eq!(back.retry_max_times, 3);
+        let v: Value = serde_json::json!({"subscriptionGroupTable": {"g": {"groupName": "g"}}});
+        assert!(parse_groups(&v).unwrap().contains_key("g"));
+    }
+}

@@ -1,0 +1,96 @@
+//! `flotilla-agent`: parses flags, starts the agent, and exits on SIGINT/SIGTERM (leaving the
+//! supervised processes running unless `--stop-instances-on-exit` is given).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use flotilla_agent::{Agent, AgentConfig};
+
+/// The Flotilla per-node agent.
+#[derive(Debug, Parser)]
+#[command(name = "flotilla-agent", version)]
+struct Args {
+    /// Control-plane address (host:port or http://host:port).
+    #[arg(long, env = "FLOTILLA_CONTROL_PLANE")]
+    control_plane: String,
+    /// This node's name (DNS-1123 label).
+    #[arg(long)]
+    node_id: String,
+    /// Where the agent keeps its state and ephemeral instance data.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Host other machines and clients reach this node's instances on.
+    #[arg(long, default_value = "127.0.0.1")]
+    advertise_address: String,
+    /// Node labels: k=v,k2=v2.
+    #[arg(long, default_value = "")]
+    labels: String,
+    /// Directory holding flotilla-broker and flotilla-namesrv (default: the agent's own).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Seconds between periodic reports (2-5).
+    #[arg(long, default_value_t = 3)]
+    report_interval_secs: u64,
+    /// Stop every instance when the agent exits (used by `flotilla up`).
+    #[arg(long)]
+    stop_instances_on_exit: bool,
+}
+
+fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("label {part:?} is not k=v"))?;
+        out.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(out)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let bin_dir = match args.bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()?
+            .parent()
+            .map(PathBuf::from)
+            .ok_or_else(|| anyhow::anyhow!("cannot tell the agent's own directory"))?,
+    };
+    let data_dir = if args.data_dir.is_absolute() {
+        args.data_dir
+    } else {
+        std::env::current_dir()?.join(args.data_dir)
+    };
+    let cfg = AgentConfig {
+        control_plane: args.control_plane,
+        node_id: args.node_id,
+        data_dir,
+        advertise_address: args.advertise_address,
+        labels: parse_labels(&args.labels)?,
+        bin_dir,
+        report_interval: Duration::from_secs(args.report_interval_secs.clamp(1, 5)),
+        tick_interval: Duration::from_millis(500),
+        stop_instances_on_exit: args.stop_instances_on_exit,
+    };
+    let agent = Agent::new(cfg)?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(agent.run(rx));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    let _ = tx.send(true);
+    run.await?;
+    Ok(())
+}
