@@ -1,1 +1,42 @@
-//! Placeholder; filled in by its issue.
+//! Flotilla's RocketMQ-compatible broker.
+//!
+//! The broker speaks RocketMQ's remoting protocol to unchanged clients, stores messages in
+//! `flotilla-message-store`, and registers with nameservers so producers and consumers can
+//! find it. It is configured with RocketMQ's `broker.conf` keys and can change its
+//! nameserver list and permission at runtime without a restart.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`config`], [`properties`] | `broker.conf` parsing, validation, atomic rewrite |
+//! | [`broker`] | shared state, startup, background services, shutdown |
+//! | [`topic_config`], [`subscription_group`], [`consumer_offset`] | metadata managers |
+//! | [`client_manager`] | producer/consumer connections, membership notifications |
+//! | [`register`] | nameserver registration and the live nameserver list |
+//! | [`processor`] | request handlers by code |
+//! | [`long_polling`], [`filter`], [`schedule`] | held pulls, tag filters, delayed delivery |
+//! | [`replication`] | the hook HA/DLedger plug into the send path |
+//! | [`stats`] | counters behind runtime info |
+//! | [`bench`] | `flotilla-broker bench` / `flotilla bench` load generator |
+
+pub mod bench;
+pub mod broker;
+pub mod client_manager;
+pub mod config;
+pub mod consumer_offset;
+pub mod error;
+pub mod filter;
+pub mod headers;
+pub mod long_polling;
+pub mod processor;
+pub mod properties;
+pub mod register;
+pub mod replication;
+pub mod schedule;
+pub mod stats;
+pub mod subscription_group;
+pub mod topic_config;
+
+pub use broker::{Broker, BrokerHandle, start, start_with_gate};
+pub use config::{BrokerConfig, BrokerRole, ConfigError};
+pub use error::BrokerError;
+pub use replication::{GateOutcome, NoReplication, ReplicationGate};

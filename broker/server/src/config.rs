@@ -1,0 +1,705 @@
+//! The broker's configuration: RocketMQ's `broker.conf` keys, typed and validated.
+//!
+//! Operators (and the Flotilla agent) configure a broker with the same properties file a
+//! Java broker reads, so existing configs keep working. [`BrokerConfig::from_properties`]
+//! parses every known key, keeps unknown keys (they are logged at start and returned by
+//! GET_BROKER_CONFIG, never fatal), and turns an invalid value into a
+//! [`ConfigError::InvalidValue`] naming the key. Runtime changes (UPDATE_BROKER_CONFIG) go
+//! through [`BrokerConfig::updated`], which validates the merged set the same way, and
+//! [`persist`] rewrites the `-c` file atomically (temp file + rename), keeping comments and
+//! the keys it does not change.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flotilla_message_store::config::FlushDiskType;
+
+use crate::properties;
+
+/// A configuration problem; startup fails with it, UPDATE_BROKER_CONFIG answers with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A known key has a value of the wrong shape or out of range.
+    #[error("invalid value {value:?} for {key}: expected {expected}")]
+    InvalidValue {
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What would have been accepted.
+        expected: String,
+    },
+    /// Keys contradict each other (e.g. a SLAVE with brokerId 0).
+    #[error("inconsistent configuration: {0}")]
+    Inconsistent(String),
+    /// The config file could not be read or written.
+    #[error("config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key may not be changed at runtime (`configBlackList`).
+    #[error("{0} may not be changed at runtime")]
+    Forbidden(String),
+}
+
+impl ConfigError {
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidValue { .. } => "CONFIG_INVALID_VALUE",
+            Self::Inconsistent(_) => "CONFIG_INCONSISTENT",
+            Self::Io { .. } => "CONFIG_IO",
+            Self::Forbidden(_) => "CONFIG_FORBIDDEN",
+        }
+    }
+}
+
+/// The replication role of this broker (`brokerRole`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BrokerRole {
+    /// Master that answers after the local write.
+    #[default]
+    AsyncMaster,
+    /// Master that waits for a slave ack (once HA lands).
+    SyncMaster,
+    /// Slave (replication is a later issue; the role is kept plumbed).
+    Slave,
+}
+
+impl BrokerRole {
+    /// The Java enum name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AsyncMaster => "ASYNC_MASTER",
+            Self::SyncMaster => "SYNC_MASTER",
+            Self::Slave => "SLAVE",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "ASYNC_MASTER" => Some(Self::AsyncMaster),
+            "SYNC_MASTER" => Some(Self::SyncMaster),
+            "SLAVE" => Some(Self::Slave),
+            _ => None,
+        }
+    }
+}
+
+/// The default delay levels (RocketMQ's `messageDelayLevel`).
+pub const DEFAULT_DELAY_LEVELS: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
+
+/// Keys that may never be changed through UPDATE_BROKER_CONFIG.
+pub const CONFIG_BLACKLIST: &[&str] = &["configBlackList", "brokerConfigPath"];
+
+/// Every key this broker understands, with its default, in GET_BROKER_CONFIG order.
+const KNOWN: &[(&str, &str)] = &[
+    ("brokerClusterName", "DefaultCluster"),
+    ("brokerName", "broker-a"),
+    ("brokerId", "0"),
+    ("namesrvAddr", ""),
+    ("listenPort", "10911"),
+    ("bindAddress", "0.0.0.0"),
+    ("brokerIP1", "127.0.0.1"),
+    ("brokerIP2", ""),
+    ("storePathRootDir", ""),
+    ("brokerRole", "ASYNC_MASTER"),
+    ("flushDiskType", "ASYNC_FLUSH"),
+    ("syncFlushTimeout", "5000"),
+    ("deleteWhen", "04"),
+    ("fileReservedTime", "72"),
+    ("diskMaxUsedSpaceRatio", "75"),
+    ("autoCreateTopicEnable", "true"),
+    ("autoCreateSubscriptionGroup", "true"),
+    ("brokerPermission", "6"),
+    ("maxMessageSize", "4194304"),
+    ("mappedFileSizeCommitLog", "1073741824"),
+    ("mappedFileSizeConsumeQueue", "6000000"),
+    ("defaultTopicQueueNums", "8"),
+    ("registerNameServerPeriod", "30000"),
+    ("registerBrokerTimeoutMills", "24000"),
+    ("messageDelayLevel", DEFAULT_DELAY_LEVELS),
+    ("longPollingEnable", "true"),
+    ("shortPollingTimeMills", "1000"),
+    ("channelExpiredTimeout", "120000"),
+    ("clusterTopicEnable", "true"),
+    ("brokerTopicEnable", "true"),
+    ("traceTopicEnable", "false"),
+    ("regionId", "DefaultRegion"),
+    ("traceOn", "true"),
+    ("maxReconsumeTimes", "16"),
+    ("flushConsumerOffsetInterval", "5000"),
+];
+
+/// The typed broker configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `brokerClusterName`.
+    pub broker_cluster_name: String,
+    /// `brokerName` (the broker group).
+    pub broker_name: String,
+    /// `brokerId`: 0 = master, > 0 = slave.
+    pub broker_id: i64,
+    /// `namesrvAddr`, split on `;`.
+    pub namesrv_addr: Vec<String>,
+    /// `listenPort`.
+    pub listen_port: u16,
+    /// `bindAddress` (Flotilla): the address the listener binds.
+    pub bind_address: String,
+    /// `brokerIP1`: the address advertised to nameservers and in message ids.
+    pub broker_ip1: String,
+    /// `storePathRootDir`.
+    pub store_path_root_dir: PathBuf,
+    /// `brokerRole`.
+    pub broker_role: BrokerRole,
+    /// `flushDiskType`.
+    pub flush_disk_type: FlushDiskType,
+    /// `syncFlushTimeout` (ms).
+    pub sync_flush_timeout: Duration,
+    /// `deleteWhen`.
+    pub delete_when: String,
+    /// `fileReservedTime` (hours).
+    pub file_reserved_time: u32,
+    /// `diskMaxUsedSpaceRatio` (percent).
+    pub disk_max_used_space_ratio: u32,
+    /// `autoCreateTopicEnable`.
+    pub auto_create_topic_enable: bool,
+    /// `autoCreateSubscriptionGroup`.
+    pub auto_create_subscription_group: bool,
+    /// `brokerPermission`.
+    pub broker_permission: i32,
+    /// `maxMessageSize` (bytes).
+    pub max_message_size: usize,
+    /// `mappedFileSizeCommitLog` (bytes).
+    pub mapped_file_size_commit_log: u64,
+    /// `mappedFileSizeConsumeQueue` (bytes; a multiple of 20).
+    pub mapped_file_size_consume_queue: u64,
+    /// `defaultTopicQueueNums`.
+    pub default_topic_queue_nums: i32,
+    /// `registerNameServerPeriod`.
+    pub register_name_server_period: Duration,
+    /// `registerBrokerTimeoutMills`.
+    pub register_broker_timeout: Duration,
+    /// `messageDelayLevel`, parsed.
+    pub message_delay_level: Vec<Duration>,
+    /// `longPollingEnable`.
+    pub long_polling_enable: bool,
+    /// `shortPollingTimeMills`.
+    pub short_polling_time: Duration,
+    /// `channelExpiredTimeout`.
+    pub channel_expired_timeout: Duration,
+    /// `clusterTopicEnable`: create a topic named after the cluster.
+    pub cluster_topic_enable: bool,
+    /// `brokerTopicEnable`: create a topic named after the broker.
+    pub broker_topic_enable: bool,
+    /// `regionId` (MSG_REGION in send responses).
+    pub region_id: String,
+    /// `traceOn` (TRACE_ON in send responses).
+    pub trace_on: bool,
+    /// `maxReconsumeTimes`: default retries before DLQ when the group and request say nothing.
+    pub max_reconsume_times: i32,
+    /// `flushConsumerOffsetInterval`.
+    pub flush_consumer_offset_interval: Duration,
+    /// Every key as given (file + updates), unknown ones included.
+    pub given: BTreeMap<String, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        // The defaults are valid by construction (tested below).
+        Self::from_properties(&BTreeMap::new()).expect("the built-in defaults are valid")
+    }
+}
+
+fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
+    ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        expected: expected.to_string(),
+    }
+}
+
+struct Reader<'a> {
+    given: &'a BTreeMap<String, String>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, key: &str) -> String {
+        match self.given.get(key) {
+            Some(v) => v.trim().to_string(),
+            None => KNOWN
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, d)| (*d).to_string())
+                .unwrap_or_default(),
+        }
+    }
+    fn string(&self, key: &str) -> String {
+        self.raw(key)
+    }
+    fn bool(&self, key: &str) -> Result<bool, ConfigError> {
+        let v = self.raw(key);
+        match v.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(invalid(key, &v, "true or false")),
+        }
+    }
+    fn int<T: std::str::FromStr>(&self, key: &str, expected: &str) -> Result<T, ConfigError> {
+        let v = self.raw(key);
+        v.parse().map_err(|_| invalid(key, &v, expected))
+    }
+    fn millis(&self, key: &str) -> Result<Duration, ConfigError> {
+        let ms: u64 = self.int(key, "milliseconds (a non-negative integer)")?;
+        Ok(Duration::from_millis(ms))
+    }
+}
+
+/// Parses one delay such as `100ms`, `1s`, `2m`, `1h`, `1d`.
+pub fn parse_delay(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => return None,
+    };
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+/// Parses `messageDelayLevel` (space-separated delays).
+pub fn parse_delay_levels(s: &str) -> Option<Vec<Duration>> {
+    let levels: Option<Vec<Duration>> = s.split_whitespace().map(parse_delay).collect();
+    levels.filter(|l| !l.is_empty())
+}
+
+impl BrokerConfig {
+    /// Builds a config from properties; missing keys take RocketMQ's defaults.
+    pub fn from_properties(given: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let r = Reader { given };
+        let namesrv_addr: Vec<String> = r
+            .string("namesrvAddr")
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        for a in &namesrv_addr {
+            let ok = a
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(invalid(
+                    "namesrvAddr",
+                    a,
+                    "host:port entries separated by ';'",
+                ));
+            }
+        }
+        let role_raw = r.string("brokerRole");
+        let broker_role = BrokerRole::parse(&role_raw).ok_or_else(|| {
+            invalid(
+                "brokerRole",
+                &role_raw,
+                "ASYNC_MASTER, SYNC_MASTER or SLAVE",
+            )
+        })?;
+        let flush_raw = r.string("flushDiskType");
+        let flush_disk_type = match flush_raw.to_ascii_uppercase().as_str() {
+            "ASYNC_FLUSH" => FlushDiskType::Async,
+            "SYNC_FLUSH" => FlushDiskType::Sync,
+            _ => {
+                return Err(invalid(
+                    "flushDiskType",
+                    &flush_raw,
+                    "ASYNC_FLUSH or SYNC_FLUSH",
+                ));
+            }
+        };
+        let store_root = r.string("storePathRootDir");
+        let store_path_root_dir = if store_root.is_empty() {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("store")
+        } else {
+            PathBuf::from(store_root)
+        };
+        let delay_raw = r.string("messageDelayLevel");
+        let message_delay_level = parse_delay_levels(&delay_raw).ok_or_else(|| {
+            invalid(
+                "messageDelayLevel",
+                &delay_raw,
+                "space-separated delays such as \"100ms 1s 5m 2h\"",
+            )
+        })?;
+        let broker_permission: i32 = r.int("brokerPermission", "a permission 0..15 (6 = RW)")?;
+        if !(0..=15).contains(&broker_permission) {
+            return Err(invalid(
+                "brokerPermission",
+                &broker_permission.to_string(),
+                "a permission 0..15 (6 = RW)",
+            ));
+        }
+        let listen_port: u16 = r.int("listenPort", "a TCP port 1..65535")?;
+        if listen_port < 3 {
+            return Err(invalid(
+                "listenPort",
+                &listen_port.to_string(),
+                "a TCP port 3..65535",
+            ));
+        }
+        let max_message_size: usize = r.int("maxMessageSize", "a size in bytes")?;
+        if max_message_size == 0 {
+            return Err(invalid("maxMessageSize", "0", "a positive size in bytes"));
+        }
+        let mapped: u64 = r.int("mappedFileSizeCommitLog", "a size in bytes")?;
+        if !(4096..=(i32::MAX as u64)).contains(&mapped) {
+            return Err(invalid(
+                "mappedFileSizeCommitLog",
+                &mapped.to_string(),
+                "a size between 4096 and 2147483647 bytes",
+            ));
+        }
+        let cq: u64 = r.int("mappedFileSizeConsumeQueue", "a size in bytes")?;
+        if cq < 20 {
+            return Err(invalid(
+                "mappedFileSizeConsumeQueue",
+                &cq.to_string(),
+                "at least 20 bytes",
+            ));
+        }
+        let queues: i32 = r.int("defaultTopicQueueNums", "a queue count 1..1024")?;
+        if !(1..=1024).contains(&queues) {
+            return Err(invalid(
+                "defaultTopicQueueNums",
+                &queues.to_string(),
+                "a queue count 1..1024",
+            ));
+        }
+        let broker_id: i64 = r.int("brokerId", "an integer broker id")?;
+        let delete_when = r.string("deleteWhen");
+        if delete_when
+            .split(';')
+            .any(|h| h.trim().parse::<u32>().map_or(true, |h| h > 23))
+        {
+            return Err(invalid(
+                "deleteWhen",
+                &delete_when,
+                "hours 0..23 separated by ';'",
+            ));
+        }
+        let ratio: u32 = r.int("diskMaxUsedSpaceRatio", "a percentage 10..95")?;
+        let broker_name = r.string("brokerName");
+        if broker_name.is_empty() {
+            return Err(invalid("brokerName", "", "a non-empty name"));
+        }
+        let cfg = BrokerConfig {
+            broker_cluster_name: r.string("brokerClusterName"),
+            broker_name,
+            broker_id,
+            namesrv_addr,
+            listen_port,
+            bind_address: r.string("bindAddress"),
+            broker_ip1: r.string("brokerIP1"),
+            store_path_root_dir,
+            broker_role,
+            flush_disk_type,
+            sync_flush_timeout: r.millis("syncFlushTimeout")?,
+            delete_when,
+            file_reserved_time: r.int("fileReservedTime", "hours (a non-negative integer)")?,
+            disk_max_used_space_ratio: ratio.clamp(10, 95),
+            auto_create_topic_enable: r.bool("autoCreateTopicEnable")?,
+            auto_create_subscription_group: r.bool("autoCreateSubscriptionGroup")?,
+            broker_permission,
+            max_message_size,
+            mapped_file_size_commit_log: mapped,
+            mapped_file_size_consume_queue: cq,
+            default_topic_queue_nums: queues,
+            register_name_server_period: r
+                .millis("registerNameServerPeriod")?
+                .max(Duration::from_millis(100)),
+            register_broker_timeout: r.millis("registerBrokerTimeoutMills")?,
+            message_delay_level,
+            long_polling_enable: r.bool("longPollingEnable")?,
+            short_polling_time: r.millis("shortPollingTimeMills")?,
+            channel_expired_timeout: r.millis("channelExpiredTimeout")?,
+            cluster_topic_enable: r.bool("clusterTopicEnable")?,
+            broker_topic_enable: r.bool("brokerTopicEnable")?,
+            region_id: r.string("regionId"),
+            trace_on: r.bool("traceOn")?,
+            max_reconsume_times: r.int("maxReconsumeTimes", "a count 0..1000")?,
+            flush_consumer_offset_interval: r.millis("flushConsumerOffsetInterval")?,
+            given: given.clone(),
+        };
+        if cfg.broker_ip1.is_empty() {
+            return Err(invalid("brokerIP1", "", "an IP address"));
+        }
+        match cfg.broker_role {
+            BrokerRole::Slave if cfg.broker_id <= 0 => {
+                return Err(ConfigError::Inconsistent(format!(
+                    "brokerRole=SLAVE needs brokerId > 0, got {}",
+                    cfg.broker_id
+                )));
+            }
+            BrokerRole::AsyncMaster | BrokerRole::SyncMaster if cfg.broker_id != 0 => {
+                return Err(ConfigError::Inconsistent(format!(
+                    "brokerRole={} needs brokerId=0, got {}",
+                    cfg.broker_role.name(),
+                    cfg.broker_id
+                )));
+            }
+            _ => {}
+        }
+        Ok(cfg)
+    }
+
+    /// Parses properties text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        Self::from_properties(&properties::parse(text))
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Keys given that this broker does not know (kept, reported, otherwise ignored).
+    pub fn unknown_keys(&self) -> Vec<String> {
+        self.given
+            .keys()
+            .filter(|k| !KNOWN.iter().any(|(n, _)| n == k))
+            .cloned()
+            .collect()
+    }
+
+    /// A new config with `updates` merged in, validated as a whole.
+    pub fn updated(&self, updates: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        if let Some(k) = updates
+            .keys()
+            .find(|k| CONFIG_BLACKLIST.contains(&k.as_str()))
+        {
+            return Err(ConfigError::Forbidden(k.clone()));
+        }
+        let mut merged = self.given.clone();
+        for (k, v) in updates {
+            merged.insert(k.clone(), v.clone());
+        }
+        Self::from_properties(&merged)
+    }
+
+    /// Every effective key (known keys with their value or default, then unknown keys).
+    pub fn effective(&self) -> BTreeMap<String, String> {
+        let r = Reader { given: &self.given };
+        let mut out = BTreeMap::new();
+        for (k, _) in KNOWN {
+            out.insert((*k).to_string(), r.raw(k));
+        }
+        out.insert(
+            "storePathRootDir".to_string(),
+            self.store_path_root_dir.display().to_string(),
+        );
+        for k in self.unknown_keys() {
+            if let Some(v) = self.given.get(&k) {
+                out.insert(k, v.clone());
+            }
+        }
+        out
+    }
+
+    /// GET_BROKER_CONFIG body: every effective key as properties text.
+    pub fn render(&self) -> String {
+        properties::render(&self.effective())
+    }
+
+    /// The address clients and nameservers reach this broker at (`brokerIP1:listenPort`).
+    pub fn broker_addr(&self) -> String {
+        format!("{}:{}", self.broker_ip1, self.listen_port)
+    }
+
+    /// The HA address (`brokerIP2` or `brokerIP1`, port `listenPort + 1`).
+    pub fn ha_server_addr(&self) -> String {
+        let ip = if self
+            .given
+            .get("brokerIP2")
+            .is_some_and(|s| !s.trim().is_empty())
+        {
+            self.given
+                .get("brokerIP2")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        } else {
+            self.broker_ip1.clone()
+        };
+        format!("{}:{}", ip, u32::from(self.listen_port) + 1)
+    }
+
+    /// Whether this broker is a master.
+    pub fn is_master(&self) -> bool {
+        self.broker_role != BrokerRole::Slave
+    }
+}
+
+/// Rewrites `path` with `updates` applied, atomically (temp file in the same directory,
+/// fsync, rename, fsync of the directory), keeping comments and other keys.
+pub fn persist(path: &Path, updates: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    let io = |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let old = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(e)),
+    };
+    let text = properties::rewrite(&old, updates);
+    write_atomic(path, text.as_bytes()).map_err(io)
+}
+
+/// Writes `bytes` to `path` atomically (temp file + fsync + rename + directory fsync).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_string());
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.broker_cluster_name, "DefaultCluster");
+        assert_eq!(c.listen_port, 10911);
+        assert_eq!(c.broker_permission, 6);
+        assert_eq!(c.message_delay_level.len(), 18);
+        assert_eq!(c.message_delay_level[17], Duration::from_secs(7200));
+        assert_eq!(c.register_name_server_period, Duration::from_secs(30));
+        assert!(c.auto_create_topic_enable);
+    }
+
+    #[test]
+    fn parses_rocketmq_broker_conf() {
+        let c = BrokerConfig::parse(
+            "brokerClusterName = C1\nbrokerName=broker-b\nbrokerId=0\n\
+             namesrvAddr=127.0.0.1:9876; 127.0.0.1:9877\nlistenPort=20911\n\
+             storePathRootDir=/tmp/x\nbrokerRole=SYNC_MASTER\nflushDiskType=SYNC_FLUSH\n\
+             deleteWhen=04;05\nfileReservedTime=48\nautoCreateTopicEnable=false\n\
+             brokerIP1=10.0.0.1\nbrokerPermission=4\nmaxMessageSize=1024\n\
+             mappedFileSizeCommitLog=1048576\ndefaultTopicQueueNums=4\n\
+             messageDelayLevel=100ms 200ms 1s\nfooBar=baz\n",
+        )
+        .unwrap();
+        assert_eq!(c.broker_cluster_name, "C1");
+        assert_eq!(c.namesrv_addr, vec!["127.0.0.1:9876", "127.0.0.1:9877"]);
+        assert_eq!(c.listen_port, 20911);
+        assert_eq!(c.broker_role, BrokerRole::SyncMaster);
+        assert_eq!(c.flush_disk_type, FlushDiskType::Sync);
+        assert!(!c.auto_create_topic_enable);
+        assert_eq!(c.broker_addr(), "10.0.0.1:20911");
+        assert_eq!(c.broker_permission, 4);
+        assert_eq!(
+            c.message_delay_level,
+            vec![
+                Duration::from_millis(100),
+                Duration::from_millis(200),
+                Duration::from_secs(1)
+            ]
+        );
+        assert_eq!(c.unknown_keys(), vec!["fooBar".to_string()]);
+        let rendered = properties::parse(&c.render());
+        assert_eq!(rendered["fooBar"], "baz");
+        assert_eq!(rendered["brokerName"], "broker-b");
+        assert_eq!(rendered["regionId"], "DefaultRegion");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        for (text, key) in [
+            ("listenPort=abc", "listenPort"),
+            ("brokerRole=MASTER", "brokerRole"),
+            ("flushDiskType=SOMETIMES", "flushDiskType"),
+            ("autoCreateTopicEnable=yes", "autoCreateTopicEnable"),
+            ("namesrvAddr=nohost", "namesrvAddr"),
+            ("brokerPermission=99", "brokerPermission"),
+            ("messageDelayLevel=1x", "messageDelayLevel"),
+            ("deleteWhen=25", "deleteWhen"),
+            ("mappedFileSizeCommitLog=10", "mappedFileSizeCommitLog"),
+        ] {
+            let e = BrokerConfig::parse(text).unwrap_err();
+            assert_eq!(e.code(), "CONFIG_INVALID_VALUE", "{text}");
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let e = BrokerConfig::parse("brokerRole=SLAVE\nbrokerId=0").unwrap_err();
+        assert_eq!(e.code(), "CONFIG_INCONSISTENT");
+        assert!(BrokerConfig::parse("brokerRole=SLAVE\nbrokerId=1").is_ok());
+    }
+
+    #[test]
+    fn updates_validate_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.conf");
+        std::fs::write(
+            &path,
+            "# hi\nbrokerName=b\nnamesrvAddr=127.0.0.1:1\ncustom=1\n",
+        )
+        .unwrap();
+        let c = BrokerConfig::load(&path).unwrap();
+        let mut up = BTreeMap::new();
+        up.insert(
+            "namesrvAddr".to_string(),
+            "127.0.0.1:2;127.0.0.1:3".to_string(),
+        );
+        let c2 = c.updated(&up).unwrap();
+        assert_eq!(c2.namesrv_addr.len(), 2);
+        persist(&path, &up).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# hi\nbrokerName=b\nnamesrvAddr=127.0.0.1:2;127.0.0.1:3\ncustom=1\n")
+        );
+        let mut bad = BTreeMap::new();
+        bad.insert("brokerPermission".to_string(), "x".to_string());
+        assert!(c.updated(&bad).is_err());
+        let mut forbidden = BTreeMap::new();
+        forbidden.insert("brokerConfigPath".to_string(), "/etc".to_string());
+        assert_eq!(
+            c.updated(&forbidden).unwrap_err().code(),
+            "CONFIG_FORBIDDEN"
+        );
+    }
+}
