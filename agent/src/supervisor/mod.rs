@@ -531,6 +531,7 @@ impl Supervisor {
     fn check_exits(&mut self) {
         let names: Vec<String> = self.instances.keys().cloned().collect();
         for name in names {
+            self.settle_cmdline(&name);
             let exit = {
                 let Some(m) = self.instances.get_mut(&name) else {
                     continue;
@@ -563,6 +564,23 @@ impl Supervisor {
             if let Some(exit) = exit {
                 self.on_exit(&name, exit);
             }
+        }
+    }
+
+    /// Right after spawn the child may still be inside execve, so the command line read then
+    /// can be empty: read it again until it is known, and record it.
+    fn settle_cmdline(&mut self, name: &str) {
+        let Some(run) = self.instances.get_mut(name).and_then(|m| m.proc_.as_mut()) else {
+            return;
+        };
+        if !run.cmdline.is_empty() {
+            return;
+        }
+        if let Some(c) = proc_identity::read_cmdline(run.pid)
+            && !c.is_empty()
+        {
+            run.cmdline = c;
+            self.save_record(name);
         }
     }
 

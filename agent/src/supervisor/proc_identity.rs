@@ -172,7 +172,15 @@ mod tests {
             .unwrap();
         let pid = i32::try_from(child.id()).unwrap();
         let stat = read_stat(pid).unwrap().unwrap();
-        let cmdline = read_cmdline(pid).unwrap();
+        // Right after spawn the child may still be inside execve (empty cmdline): poll.
+        let mut cmdline = Vec::new();
+        for _ in 0..100_000 {
+            cmdline = read_cmdline(pid).unwrap();
+            if !cmdline.is_empty() {
+                break;
+            }
+            std::thread::yield_now();
+        }
         assert_eq!(cmdline, vec!["sleep".to_string(), "30".to_string()]);
         assert_eq!(
             verify(pid, stat.start_time_ticks, &cmdline),
