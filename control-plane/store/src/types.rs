@@ -261,7 +261,23 @@ impl Txn {
     pub(crate) fn validate(&self) -> crate::Result<()> {
         for branch in [&self.success, &self.failure] {
             let mut written = std::collections::HashSet::new();
+            // etcd refuses a put or delete of a key that a prefix delete of the same branch
+            // also covers; refuse it everywhere so both backends agree.
+            let prefixes: Vec<&str> = branch
+                .iter()
+                .filter_map(|op| match op {
+                    Op::DeletePrefix { prefix } => Some(prefix.as_str()),
+                    _ => None,
+                })
+                .collect();
             for op in branch {
+                if let Op::Put { key, .. } | Op::Delete { key } = op
+                    && prefixes.iter().any(|p| key.starts_with(p))
+                {
+                    return Err(crate::StoreError::InvalidArgument(format!(
+                        "key {key} is also covered by a prefix delete in the same transaction"
+                    )));
+                }
                 match op {
                     Op::Put { key, .. } | Op::Delete { key } => {
                         if key.is_empty() {
@@ -427,6 +443,20 @@ mod tests {
             txn.validate(),
             Err(crate::StoreError::InvalidArgument(_))
         ));
+        let overlap = Txn::new().or_else([
+            Op::DeletePrefix {
+                prefix: "/p/".into(),
+            },
+            Op::put("/p/x", "1"),
+        ]);
+        assert!(overlap.validate().is_err());
+        let fine = Txn::new().and_then([
+            Op::DeletePrefix {
+                prefix: "/p/".into(),
+            },
+            Op::put("/q/x", "1"),
+        ]);
+        assert!(fine.validate().is_ok());
     }
 
     #[test]

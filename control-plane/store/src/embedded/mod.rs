@@ -193,7 +193,7 @@ impl IntentStore for EmbeddedStore {
         from_revision: i64,
     ) -> BoxFuture<'a, Result<WatchStream>> {
         Box::pin(async move {
-            let rx = watch::start(&self.engine, prefix.to_string(), from_revision);
+            let rx = watch::start(&self.engine, prefix.to_string(), from_revision).await?;
             Ok(ReceiverStream::new(rx).boxed())
         })
     }
@@ -222,7 +222,7 @@ impl IntentStore for EmbeddedStore {
     fn lease_keep_alive(&self, id: LeaseId) -> BoxFuture<'_, Result<i64>> {
         let engine = self.engine.clone();
         Box::pin(
-            async move { engine.lease_keep_alive(id) }
+            blocking(move || engine.lease_keep_alive(id))
                 .instrument(info_span!("lease_keep_alive", lease = %id)),
         )
     }
@@ -237,6 +237,6 @@ impl IntentStore for EmbeddedStore {
 
     fn lease_time_to_live(&self, id: LeaseId) -> BoxFuture<'_, Result<LeaseInfo>> {
         let engine = self.engine.clone();
-        Box::pin(async move { engine.lease_time_to_live(id) })
+        Box::pin(blocking(move || engine.lease_time_to_live(id)))
     }
 }

@@ -22,12 +22,16 @@ use crate::types::WatchEvent;
 const CHANNEL_CAPACITY: usize = 256;
 
 /// Starts a watch; the receiver yields events (or one final error).
-pub(crate) fn start(
+pub(crate) async fn start(
     engine: &Arc<Engine>,
     prefix: String,
     from_revision: i64,
-) -> mpsc::Receiver<Result<WatchEvent>> {
-    let (rx_batches, current) = engine.subscribe();
+) -> Result<mpsc::Receiver<Result<WatchEvent>>> {
+    // Subscribing takes the writer lock, which a committing writer holds across an fsync.
+    let e = engine.clone();
+    let (rx_batches, current) = tokio::task::spawn_blocking(move || e.subscribe())
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("watch registration failed: {e}")))?;
     let start = if from_revision <= 0 {
         current + 1
     } else {
@@ -45,7 +49,7 @@ pub(crate) fn start(
         }
         .instrument(span),
     );
-    rx
+    Ok(rx)
 }
 
 /// Consumer went away: stop quietly.
@@ -111,7 +115,11 @@ async fn run(
                     let Some(engine) = weak.upgrade() else {
                         return Err(closed());
                     };
-                    let (b, current) = engine.subscribe();
+                    let (b, current) = tokio::task::spawn_blocking(move || engine.subscribe())
+                        .await
+                        .map_err(|e| {
+                            StoreError::Unavailable(format!("watch re-registration failed: {e}"))
+                        })?;
                     batches = b;
                     upto = current;
                     break;
