@@ -1,0 +1,137 @@
+//! The request-handling contract shared by the server and the client.
+//!
+//! A [`RequestProcessor`] turns one request into an optional response. The server routes
+//! requests to processors by code; the client uses one for server-initiated requests
+//! (e.g. `NOTIFY_CONSUMER_IDS_CHANGED`). Processors return [`ProcessError`] for failures,
+//! which the transport turns into a response with that code and remark, so handlers can
+//! use `?` on header accessors and body parsing.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::channel::Channel;
+use crate::code::response_code;
+use crate::command::{HeaderError, RemotingCommand};
+use crate::fastjson::FastJsonError;
+
+/// A request failed; it becomes a response with `code` and `remark`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{remark} (code {code})")]
+pub struct ProcessError {
+    /// The response code to answer with.
+    pub code: i32,
+    /// The remark to answer with.
+    pub remark: String,
+}
+
+impl ProcessError {
+    /// An error answered with `code` and `remark`.
+    pub fn new(code: i32, remark: impl Into<String>) -> Self {
+        Self {
+            code,
+            remark: remark.into(),
+        }
+    }
+
+    /// A SYSTEM_ERROR.
+    pub fn system(remark: impl Into<String>) -> Self {
+        Self::new(response_code::SYSTEM_ERROR, remark)
+    }
+
+    /// An INVALID_PARAMETER.
+    pub fn invalid(remark: impl Into<String>) -> Self {
+        Self::new(response_code::INVALID_PARAMETER, remark)
+    }
+
+    /// Stable error code (there is one kind; the wire code says more).
+    pub fn code(&self) -> &'static str {
+        "REQUEST_FAILED"
+    }
+
+    /// The response this error becomes.
+    pub fn into_response(self) -> RemotingCommand {
+        RemotingCommand::response(self.code, Some(self.remark))
+    }
+}
+
+impl From<HeaderError> for ProcessError {
+    fn from(e: HeaderError) -> Self {
+        // Java answers a header that fails to decode with SYSTEM_ERROR and the exception text.
+        Self::system(e.to_string())
+    }
+}
+
+impl From<FastJsonError> for ProcessError {
+    fn from(e: FastJsonError) -> Self {
+        Self::system(format!("invalid body: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for ProcessError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::system(format!("invalid body: {e}"))
+    }
+}
+
+/// What a processor returns: `Ok(Some(resp))` to answer, `Ok(None)` for no answer.
+pub type ProcessResult = Result<Option<RemotingCommand>, ProcessError>;
+
+/// Handles requests. Implement with `async fn process(...)` in the impl block.
+///
+/// The transport sets the response's opaque, response flag and serialize type, and drops
+/// the response for oneway requests.
+pub trait RequestProcessor: Send + Sync + 'static {
+    /// Handles one request arriving on `channel`.
+    fn process(
+        &self,
+        channel: Channel,
+        request: RemotingCommand,
+    ) -> impl Future<Output = ProcessResult> + Send;
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Object-safe form of [`RequestProcessor`], so processors of different types share a table.
+pub(crate) trait DynProcessor: Send + Sync + 'static {
+    fn process_boxed(
+        &self,
+        channel: Channel,
+        request: RemotingCommand,
+    ) -> BoxFuture<'_, ProcessResult>;
+}
+
+impl<P: RequestProcessor> DynProcessor for P {
+    fn process_boxed(
+        &self,
+        channel: Channel,
+        request: RemotingCommand,
+    ) -> BoxFuture<'_, ProcessResult> {
+        Box::pin(self.process(channel, request))
+    }
+}
+
+/// A processor made from an async closure (see [`processor_fn`]).
+pub struct FnProcessor<F>(F);
+
+/// Wraps `f(channel, request) -> impl Future<Output = ProcessResult>` as a processor.
+pub fn processor_fn<F, Fut>(f: F) -> FnProcessor<F>
+where
+    F: Fn(Channel, RemotingCommand) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ProcessResult> + Send + 'static,
+{
+    FnProcessor(f)
+}
+
+impl<F, Fut> RequestProcessor for FnProcessor<F>
+where
+    F: Fn(Channel, RemotingCommand) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ProcessResult> + Send + 'static,
+{
+    fn process(
+        &self,
+        channel: Channel,
+        request: RemotingCommand,
+    ) -> impl Future<Output = ProcessResult> + Send {
+        (self.0)(channel, request)
+    }
+}
