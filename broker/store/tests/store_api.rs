@@ -1,5 +1,6 @@
 //! End-to-end behaviour of the public API on real files: put/get, statuses, batches, file
 //! rolling, bad input, time and key lookups, notifications, replication hooks, reopen.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure with a location
 
 mod common;
 
