@@ -1,0 +1,323 @@
+//! `flotilla.v1.OperationService`: read, list, cancel, wait for and watch Operations.
+//!
+//! The workflows that drive operations come later; here operations are stored records.
+//! Cancel follows the proto: refused (FAILED_PRECONDITION) once done or past the point of no
+//! return; a pending operation is cancelled at once; a node drain is undone (the node stays
+//! cordoned, stops draining); any other running operation moves to CANCELLING for its
+//! workflow to finish.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use flotilla_intent_store::{Compare, keys};
+use flotilla_proto::v1::{
+    CancelOperationRequest, GetOperationRequest, ListOperationsRequest, ListOperationsResponse,
+    ObjectMeta, Operation, OperationPhase, WaitOperationRequest, WatchEventType,
+    WatchOperationsRequest, WatchOperationsResponse, operation_service_server::OperationService,
+    operation_spec,
+};
+use futures::StreamExt;
+use prost::Message;
+use tonic::{Request, Response, Status};
+use tracing::{Instrument, info_span};
+
+use crate::context::Ctx;
+use crate::errors::{ApiError, decode};
+use crate::fenced::WriteError;
+use crate::registry;
+use crate::requests;
+use crate::validate::{self, Violations};
+
+const CANCEL: &str = "/flotilla.v1.OperationService/CancelOperation";
+/// Default WaitOperation timeout.
+pub const WAIT_DEFAULT: Duration = Duration::from_secs(60);
+/// Longest WaitOperation timeout.
+pub const WAIT_MAX: Duration = Duration::from_secs(600);
+
+/// The OperationService implementation.
+pub struct OperationApi {
+    ctx: Arc<Ctx>,
+}
+
+impl OperationApi {
+    /// Serves operations from `ctx`.
+    pub fn new(ctx: Arc<Ctx>) -> Self {
+        Self { ctx }
+    }
+}
+
+fn op_name(v: &mut Violations, field: &str, name: &str) {
+    if name.is_empty() {
+        v.add(field, "required");
+    } else if keys::validate_segment("operation", name).is_err() || name.len() > 128 {
+        v.add(field, "not an operation name");
+    }
+}
+
+/// Reads an operation with its revision.
+pub async fn load(ctx: &Ctx, name: &str) -> Result<(Operation, i64), ApiError> {
+    let key = keys::operation(name).map_err(|e| ApiError::bad_request("name", e.to_string()))?;
+    let kv = ctx
+        .store
+        .get(&key)
+        .await?
+        .ok_or_else(|| ApiError::OperationNotFound(name.to_string()))?;
+    let mut op: Operation = decode(&key, &kv.value)?;
+    if let Some(m) = op.metadata.as_mut() {
+        m.etag = kv.mod_revision.to_string();
+    }
+    Ok((op, kv.mod_revision))
+}
+
+impl OperationApi {
+    async fn get(&self, r: GetOperationRequest) -> Result<Operation, ApiError> {
+        let mut v = Violations::default();
+        op_name(&mut v, "name", &r.name);
+        v.into_result("INVALID_REQUEST")?;
+        Ok(load(&self.ctx, &r.name).await?.0)
+    }
+
+    async fn list(&self, r: ListOperationsRequest) -> Result<ListOperationsResponse, ApiError> {
+        let mut v = Violations::default();
+        let size = validate::page_size(&mut v, "page_size", r.page_size);
+        let start = super::decode_page_token(&mut v, &r.page_token, keys::OPERATIONS);
+        if !r.cluster.is_empty() {
+            validate::name(&mut v, "cluster", &r.cluster);
+        }
+        v.into_result("INVALID_REQUEST")?;
+        let (kvs, next, revision) =
+            super::list_page(&self.ctx, keys::OPERATIONS, size, start).await?;
+        let mut operations = Vec::new();
+        for kv in kvs {
+            let mut op: Operation = decode(&kv.key, &kv.value)?;
+            if let Some(m) = op.metadata.as_mut() {
+                m.etag = kv.mod_revision.to_string();
+            }
+            let cluster_ok = r.cluster.is_empty()
+                || op.spec.as_ref().is_some_and(|s| s.cluster == r.cluster);
+            let done = op.status.as_ref().is_some_and(|s| s.done);
+            if cluster_ok && (r.include_done || !done) {
+                operations.push(op);
+            }
+        }
+        Ok(ListOperationsResponse {
+            operations,
+            next_page_token: next,
+            revision,
+        })
+    }
+
+    async fn cancel(&self, r: CancelOperationRequest) -> Result<Operation, ApiError> {
+        let ctx = &self.ctx;
+        let mut v = Violations::default();
+        op_name(&mut v, "name", &r.name);
+        validate::request_id(&mut v, "request_id", &r.request_id);
+        v.into_result("INVALID_REQUEST")?;
+        ctx.writer.require_leader().await?;
+        if let Some((mut prev, rev)) =
+            requests::replay::<Operation>(ctx, CANCEL, &r.request_id).await?
+        {
+            if let Some(m) = prev.metadata.as_mut() {
+                m.etag = rev.to_string();
+            }
+            return Ok(prev);
+        }
+        let (mut op, rev) = load(ctx, &r.name).await?;
+        let status = op.status.clone().unwrap_or_default();
+        if status.done {
+            return Err(ApiError::OperationNotCancellable {
+                name: r.name,
+                why: "it is done".into(),
+            });
+        }
+        if status.point_of_no_return_passed {
+            return Err(ApiError::OperationNotCancellable {
+                name: r.name,
+                why: "it is past its point of no return".into(),
+            });
+        }
+        let drain_node = match op.spec.as_ref().and_then(|s| s.kind.as_ref()) {
+            Some(operation_spec::Kind::DrainNode(d)) => Some(d.node.clone()),
+            _ => None,
+        };
+        let now = prost_types::Timestamp::from(SystemTime::now());
+        let st = op.status.get_or_insert_with(Default::default);
+        if status.phase == OperationPhase::Pending as i32 || drain_node.is_some() {
+            st.phase = OperationPhase::Cancelled as i32;
+            st.done = true;
+            st.end_time = Some(now);
+        } else {
+            st.phase = OperationPhase::Cancelling as i32;
+        }
+        st.history.push("cancel requested".into());
+        if st.history.len() > 100 {
+            let extra = st.history.len() - 100;
+            st.history.drain(..extra);
+        }
+        if let Some(node) = &drain_node {
+            match registry::update_spec(ctx, node, |s| s.draining = false).await {
+                Ok(_) | Err(ApiError::NodeNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(m) = op.metadata.as_mut() {
+            m.etag.clear();
+        }
+        let key = keys::operation(&r.name)?;
+        let mut writes = vec![(key.clone(), Some(op.encode_to_vec()))];
+        writes.extend(requests::record(CANCEL, &r.request_id, &op)?.map(|(k, v)| (k, Some(v))));
+        match ctx
+            .commit(vec![Compare::ModRevision(key, rev)], writes, vec![])
+            .await
+        {
+            Ok(resp) => {
+                if let Some(m) = op.metadata.as_mut() {
+                    m.etag = resp.revision.to_string();
+                }
+                Ok(op)
+            }
+            Err(e @ (WriteError::NotLeader | WriteError::Store(_) | WriteError::Conflict { .. })) => {
+                Err(ctx.writer.api_error(e, &r.name).await)
+            }
+        }
+    }
+
+    async fn wait(&self, r: WaitOperationRequest) -> Result<Operation, ApiError> {
+        let ctx = &self.ctx;
+        let mut v = Violations::default();
+        op_name(&mut v, "name", &r.name);
+        let timeout = match r.timeout {
+            None => WAIT_DEFAULT,
+            Some(d) => match Duration::try_from(d) {
+                Ok(d) if d <= WAIT_MAX => d,
+                _ => {
+                    v.add("timeout", "must be between 0 and 10 minutes");
+                    WAIT_DEFAULT
+                }
+            },
+        };
+        v.into_result("INVALID_REQUEST")?;
+        let (op, rev) = load(ctx, &r.name).await?;
+        if op.status.as_ref().is_some_and(|s| s.done) {
+            return Ok(op);
+        }
+        let key = keys::operation(&r.name)?;
+        let mut events = ctx.store.watch(&key, rev + 1).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ev = tokio::select! {
+                ev = events.next() => ev,
+                _ = tokio::time::sleep_until(deadline) => None,
+            };
+            match ev {
+                Some(Ok(ev)) if ev.kv.key == key => {
+                    if let Ok(mut op) = Operation::decode(ev.kv.value.as_slice())
+                        && op.status.as_ref().is_some_and(|s| s.done) {
+                            if let Some(m) = op.metadata.as_mut() {
+                                m.etag = ev.kv.mod_revision.to_string();
+                            }
+                            return Ok(op);
+                        }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            }
+        }
+        Ok(load(ctx, &r.name).await?.0)
+    }
+}
+
+type WatchStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<WatchOperationsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl OperationService for OperationApi {
+    async fn get_operation(
+        &self,
+        request: Request<GetOperationRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let r = request.into_inner();
+        let span = info_span!("GetOperation", operation = %r.name);
+        Ok(Response::new(self.get(r).instrument(span).await?))
+    }
+
+    async fn list_operations(
+        &self,
+        request: Request<ListOperationsRequest>,
+    ) -> Result<Response<ListOperationsResponse>, Status> {
+        let r = request.into_inner();
+        let span = info_span!("ListOperations", cluster = %r.cluster);
+        Ok(Response::new(self.list(r).instrument(span).await?))
+    }
+
+    async fn cancel_operation(
+        &self,
+        request: Request<CancelOperationRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let r = request.into_inner();
+        let span = info_span!("CancelOperation", operation = %r.name, request_id = %r.request_id);
+        Ok(Response::new(self.cancel(r).instrument(span).await?))
+    }
+
+    async fn wait_operation(
+        &self,
+        request: Request<WaitOperationRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let r = request.into_inner();
+        let span = info_span!("WaitOperation", operation = %r.name);
+        Ok(Response::new(self.wait(r).instrument(span).await?))
+    }
+
+    type WatchOperationsStream = WatchStream;
+
+    async fn watch_operations(
+        &self,
+        request: Request<WatchOperationsRequest>,
+    ) -> Result<Response<Self::WatchOperationsStream>, Status> {
+        let r = request.into_inner();
+        let _span =
+            info_span!("WatchOperations", operation = %r.name, revision = r.revision).entered();
+        let mut v = Violations::default();
+        if r.revision < 0 {
+            v.add("revision", "must be >= 0");
+        }
+        if !r.name.is_empty() {
+            op_name(&mut v, "name", &r.name);
+        }
+        v.into_result("INVALID_REQUEST")?;
+        let make: super::MakeEvent<WatchOperationsResponse> =
+            Arc::new(|t: WatchEventType, name: &str, bytes: Option<&[u8]>, rev: i64| {
+                let mut op = bytes
+                    .and_then(|b| Operation::decode(b).ok())
+                    .unwrap_or_else(|| Operation {
+                        metadata: Some(ObjectMeta {
+                            name: name.to_string(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    });
+                if let Some(m) = op.metadata.as_mut() {
+                    m.etag = rev.to_string();
+                }
+                Some(WatchOperationsResponse {
+                    r#type: t as i32,
+                    operation: Some(op),
+                    revision: rev,
+                })
+            });
+        let bookmark = Arc::new(|rev: i64| WatchOperationsResponse {
+            r#type: WatchEventType::Bookmark as i32,
+            operation: None,
+            revision: rev,
+        });
+        let s = super::watch_stream(
+            self.ctx.clone(),
+            keys::OPERATIONS,
+            r.revision,
+            r.name,
+            make,
+            bookmark,
+        );
+        Ok(Response::new(Box::pin(s)))
+    }
+}

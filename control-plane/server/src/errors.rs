@@ -1,0 +1,259 @@
+//! API errors: one enum for everything a Flotilla RPC can fail with, mapped once to gRPC.
+//!
+//! Every variant has a stable SCREAMING_SNAKE code ([`ApiError::code`]) that travels in
+//! `google.rpc.ErrorInfo.reason` (domain `flotilla.io`), and a gRPC status code chosen by the
+//! AIP conventions (`INVALID_ARGUMENT` with `google.rpc.BadRequest` field violations, `ABORTED`
+//! for a stale etag, `UNAVAILABLE` with the leader's name for writes sent to a follower, …).
+//! Clients branch on the code, never on the message.
+
+use std::collections::HashMap;
+
+use flotilla_intent_store::StoreError;
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The ErrorInfo domain of every Flotilla error.
+pub const DOMAIN: &str = "flotilla.io";
+
+/// One bad field of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Field path as in the request message, e.g. `cluster.spec.broker.groups`.
+    pub field: String,
+    /// What is wrong with it.
+    pub description: String,
+}
+
+impl Violation {
+    /// A violation of `field`.
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Everything an API call can fail with.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (bad name, bad spec, bad page token, …). `reason` is the
+    /// stable code (`INVALID_SPEC`, `INVALID_REQUEST`).
+    #[error("invalid argument: {}", summarize(.violations))]
+    InvalidArgument {
+        /// Stable code.
+        reason: &'static str,
+        /// One entry per bad field.
+        violations: Vec<Violation>,
+    },
+    /// No cluster with that name.
+    #[error("cluster {0} not found")]
+    ClusterNotFound(String),
+    /// CreateCluster with a name that is taken.
+    #[error("cluster {0} already exists")]
+    ClusterAlreadyExists(String),
+    /// The etag does not match the object's current revision.
+    #[error("etag mismatch for {name}: given {given}, current {current}")]
+    EtagMismatch {
+        /// Object name.
+        name: String,
+        /// The etag the caller sent.
+        given: String,
+        /// The current etag.
+        current: String,
+    },
+    /// A concurrent writer changed the object between read and write; retry.
+    #[error("concurrent modification of {0}; retry")]
+    ConcurrentModification(String),
+    /// This replica is not the leader (or just lost leadership); `leader` names the current
+    /// leader when known.
+    #[error("not the leader{}", .leader.as_ref().map(|l| format!("; the leader is {l}")).unwrap_or_default())]
+    NotLeader {
+        /// The leader's advertise name.
+        leader: Option<String>,
+    },
+    /// No node with that name ever registered.
+    #[error("node {0} not found")]
+    NodeNotFound(String),
+    /// No operation with that name.
+    #[error("operation {0} not found")]
+    OperationNotFound(String),
+    /// CancelOperation on an operation that is done or past its point of no return.
+    #[error("operation {name} cannot be cancelled: {why}")]
+    OperationNotCancellable {
+        /// Operation name.
+        name: String,
+        /// Why.
+        why: String,
+    },
+    /// A watch asked for a revision older than the store's compaction point.
+    #[error("revision {revision} has been compacted (compaction point {compact_revision}); re-list")]
+    WatchRevisionCompacted {
+        /// The revision asked for.
+        revision: i64,
+        /// The store's compaction point.
+        compact_revision: i64,
+    },
+    /// A request_id was reused for a different method.
+    #[error("request_id {request_id} was already used for {method}")]
+    RequestIdReused {
+        /// The id.
+        request_id: String,
+        /// The method it was first used with.
+        method: String,
+    },
+    /// The object is being deleted; no more changes are accepted.
+    #[error("cluster {0} is being deleted")]
+    ClusterDeleting(String),
+    /// The intent store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A stored record could not be decoded.
+    #[error("corrupt record {key}: {message}")]
+    CorruptRecord {
+        /// Store key.
+        key: String,
+        /// Decode error.
+        message: String,
+    },
+}
+
+fn summarize(v: &[Violation]) -> String {
+    v.iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ApiError {
+    /// A single-field INVALID_ARGUMENT with reason `INVALID_REQUEST`.
+    pub fn bad_request(field: impl Into<String>, description: impl Into<String>) -> Self {
+        ApiError::InvalidArgument {
+            reason: "INVALID_REQUEST",
+            violations: vec![Violation::new(field, description)],
+        }
+    }
+
+    /// Stable, machine-readable code (`ErrorInfo.reason`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidArgument { reason, .. } => reason,
+            ApiError::ClusterNotFound(_) => "CLUSTER_NOT_FOUND",
+            ApiError::ClusterAlreadyExists(_) => "CLUSTER_ALREADY_EXISTS",
+            ApiError::EtagMismatch { .. } => "ETAG_MISMATCH",
+            ApiError::ConcurrentModification(_) => "CONCURRENT_MODIFICATION",
+            ApiError::NotLeader { .. } => "NOT_LEADER",
+            ApiError::NodeNotFound(_) => "NODE_NOT_FOUND",
+            ApiError::OperationNotFound(_) => "OPERATION_NOT_FOUND",
+            ApiError::OperationNotCancellable { .. } => "OPERATION_NOT_CANCELLABLE",
+            ApiError::WatchRevisionCompacted { .. } => "WATCH_REVISION_COMPACTED",
+            ApiError::RequestIdReused { .. } => "REQUEST_ID_REUSED",
+            ApiError::ClusterDeleting(_) => "CLUSTER_DELETING",
+            ApiError::Store(e) => e.code(),
+            ApiError::CorruptRecord { .. } => "CORRUPT_RECORD",
+        }
+    }
+
+    /// The gRPC status code.
+    pub fn grpc_code(&self) -> Code {
+        match self {
+            ApiError::InvalidArgument { .. } | ApiError::RequestIdReused { .. } => {
+                Code::InvalidArgument
+            }
+            ApiError::ClusterNotFound(_)
+            | ApiError::NodeNotFound(_)
+            | ApiError::OperationNotFound(_) => Code::NotFound,
+            ApiError::ClusterAlreadyExists(_) => Code::AlreadyExists,
+            ApiError::EtagMismatch { .. } | ApiError::ConcurrentModification(_) => Code::Aborted,
+            ApiError::NotLeader { .. } => Code::Unavailable,
+            ApiError::OperationNotCancellable { .. } | ApiError::ClusterDeleting(_) => {
+                Code::FailedPrecondition
+            }
+            ApiError::WatchRevisionCompacted { .. } => Code::OutOfRange,
+            ApiError::Store(e) if e.is_retryable() => Code::Unavailable,
+            ApiError::Store(StoreError::Compacted { .. }) => Code::OutOfRange,
+            ApiError::Store(StoreError::TxnConflict(_)) => Code::Aborted,
+            ApiError::Store(_) | ApiError::CorruptRecord { .. } => Code::Internal,
+        }
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        let mut m = HashMap::new();
+        match self {
+            ApiError::NotLeader { leader: Some(l) } => {
+                m.insert("leader".to_string(), l.clone());
+            }
+            ApiError::ClusterNotFound(n)
+            | ApiError::ClusterAlreadyExists(n)
+            | ApiError::ClusterDeleting(n) => {
+                m.insert("cluster".to_string(), n.clone());
+            }
+            ApiError::NodeNotFound(n) => {
+                m.insert("node".to_string(), n.clone());
+            }
+            ApiError::OperationNotFound(n) | ApiError::OperationNotCancellable { name: n, .. } => {
+                m.insert("operation".to_string(), n.clone());
+            }
+            ApiError::EtagMismatch { current, .. } => {
+                m.insert("current_etag".to_string(), current.clone());
+            }
+            ApiError::WatchRevisionCompacted {
+                compact_revision, ..
+            } => {
+                m.insert("compact_revision".to_string(), compact_revision.to_string());
+            }
+            _ => {}
+        }
+        m
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> Self {
+        let mut details = ErrorDetails::with_error_info(e.code(), DOMAIN, e.metadata());
+        if let ApiError::InvalidArgument { violations, .. } = &e {
+            for v in violations {
+                details.add_bad_request_violation(v.field.clone(), v.description.clone());
+            }
+        }
+        tonic::Status::with_error_details(e.grpc_code(), e.to_string(), details)
+    }
+}
+
+/// Decodes a stored protobuf value, mapping failure to [`ApiError::CorruptRecord`].
+pub fn decode<T: prost::Message + Default>(key: &str, bytes: &[u8]) -> Result<T, ApiError> {
+    T::decode(bytes).map_err(|e| ApiError::CorruptRecord {
+        key: key.to_string(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_leader_names_the_leader() {
+        let s: tonic::Status = ApiError::NotLeader {
+            leader: Some("cp-1:7443".into()),
+        }
+        .into();
+        assert_eq!(s.code(), Code::Unavailable);
+        let info = s.get_details_error_info().unwrap();
+        assert_eq!(info.reason, "NOT_LEADER");
+        assert_eq!(info.domain, DOMAIN);
+        assert_eq!(info.metadata.get("leader").unwrap(), "cp-1:7443");
+    }
+
+    #[test]
+    fn invalid_argument_carries_field_violations() {
+        let s: tonic::Status = ApiError::InvalidArgument {
+            reason: "INVALID_SPEC",
+            violations: vec![Violation::new("cluster.spec.broker.groups", "must be 1..=64")],
+        }
+        .into();
+        assert_eq!(s.code(), Code::InvalidArgument);
+        let br = s.get_details_bad_request().unwrap();
+        assert_eq!(br.field_violations[0].field, "cluster.spec.broker.groups");
+    }
+}

@@ -1,0 +1,93 @@
+//! `flotilla-cp`: the Flotilla control-plane binary.
+//!
+//! ```text
+//! flotilla-cp [--listen 127.0.0.1:7443] [--store embedded:<dir> | --etcd-endpoints a,b,c]
+//!             [--advertise NAME] [--node-heartbeat-timeout 15s] [--resync-interval 60s]
+//! ```
+//!
+//! Replicas sharing one etcd elect a leader; the others serve reads and answer writes with
+//! UNAVAILABLE naming the leader.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use flotilla_cp::{Config, ControlPlane};
+use flotilla_intent_store::{EmbeddedOptions, LeasesOnReopen, StoreSpec};
+use tracing::info;
+
+#[derive(Debug, Parser)]
+#[command(name = "flotilla-cp", version, about = "Flotilla control plane")]
+struct Args {
+    /// gRPC address for the API and the agent service.
+    #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_CP_LISTEN")]
+    listen: String,
+    /// Intent store: `embedded:<dir>` (default `embedded:./flotilla-data`) or `etcd:<a,b,c>`.
+    #[arg(long, env = "FLOTILLA_CP_STORE")]
+    store: Option<String>,
+    /// etcd endpoints (`host:port,host:port`); the HA backend.
+    #[arg(long, env = "FLOTILLA_CP_ETCD_ENDPOINTS")]
+    etcd_endpoints: Option<String>,
+    /// Name this replica is known by (default: the listen address).
+    #[arg(long, env = "FLOTILLA_CP_ADVERTISE")]
+    advertise: Option<String>,
+    /// A node without reports for this long turns NotReady.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    node_heartbeat_timeout: Duration,
+    /// Every cluster is reconciled at least this often.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    resync_interval: Duration,
+    /// TTL of the leader lease.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    leader_lease_ttl: Duration,
+    /// Clusters reconciled in parallel.
+    #[arg(long, default_value_t = 2)]
+    reconcile_workers: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let spec = StoreSpec::from_flags(
+        args.store.as_deref(),
+        args.etcd_endpoints.as_deref(),
+        Path::new("./flotilla-data"),
+    )?;
+    // A restarted single control plane must not wait for its old candidate key.
+    let store = spec
+        .open_with(EmbeddedOptions {
+            leases_on_reopen: LeasesOnReopen::Expire,
+            ..EmbeddedOptions::default()
+        })
+        .await
+        .with_context(|| format!("opening store {spec:?}"))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let config = Config {
+        advertise: args.advertise.unwrap_or_else(|| args.listen.clone()),
+        node_heartbeat_timeout: args.node_heartbeat_timeout,
+        resync_interval: args.resync_interval,
+        leader_lease_ttl: args.leader_lease_ttl,
+        reconcile_workers: args.reconcile_workers,
+        ..Config::default()
+    };
+    let cp = ControlPlane::start(config, store, listener).await?;
+    info!(addr = %cp.addr, backend = cp.ctx.store.backend(), "started");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        r = cp.wait() => { r?; }
+    }
+    info!("shutting down");
+    cp.shutdown().await;
+    Ok(())
+}

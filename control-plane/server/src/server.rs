@@ -1,0 +1,169 @@
+//! Assembly: one process serving the public API, the agent service, gRPC health and
+//! reflection on one port, with the election loop, the reflector, the agent-session
+//! background tasks and the reconciler running beside it.
+//!
+//! [`ControlPlane::start`] is what `main` runs and what tests and the benchmark embed: it
+//! takes an opened store and a bound listener and returns once the server accepts calls.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_intent_store::IntentStore;
+use flotilla_proto::agent::v1::agent_service_server::AgentServiceServer;
+use flotilla_proto::v1::{
+    cluster_service_server::ClusterServiceServer, node_service_server::NodeServiceServer,
+    operation_service_server::OperationServiceServer,
+};
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::api::{cluster::ClusterApi, node::NodeApi, operation::OperationApi};
+use crate::cache::Cache;
+use crate::context::{Config, Ctx, Stats};
+use crate::fenced::Writer;
+use crate::leader;
+use crate::reconcile::{self, queue::Queue};
+use crate::sessions::{AgentApi, Sessions};
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listener has no local address.
+    #[error("listener: {0}")]
+    Listener(#[from] std::io::Error),
+    /// Reflection could not be built from the descriptor set.
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+impl ServerError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServerError::Listener(_) => "LISTENER",
+            ServerError::Reflection(_) => "REFLECTION",
+        }
+    }
+}
+
+/// A running control plane.
+pub struct ControlPlane {
+    /// The address it serves on.
+    pub addr: SocketAddr,
+    /// Its shared context (tests read the cache, sessions and stats).
+    pub ctx: Arc<Ctx>,
+    /// The reconcile queue.
+    pub queue: Arc<Queue>,
+    server: Mutex<Option<JoinHandle<Result<(), tonic::transport::Error>>>>,
+}
+
+impl ControlPlane {
+    /// Starts serving on `listener` with `store`.
+    pub async fn start(
+        config: Config,
+        store: Arc<dyn IntentStore>,
+        listener: TcpListener,
+    ) -> Result<Self, ServerError> {
+        let shutdown = CancellationToken::new();
+        let leader = leader::spawn(
+            store.clone(),
+            config.advertise.clone(),
+            config.leader_lease_ttl,
+            shutdown.clone(),
+        );
+        Self::start_with_leader(config, store, listener, leader, shutdown).await
+    }
+
+    /// Starts with a given leadership handle (tests pin a stale one to check fencing).
+    pub async fn start_with_leader(
+        config: Config,
+        store: Arc<dyn IntentStore>,
+        listener: TcpListener,
+        leader: leader::LeaderHandle,
+        shutdown: CancellationToken,
+    ) -> Result<Self, ServerError> {
+        let addr = listener.local_addr()?;
+        let cache = Cache::new();
+        cache.spawn(store.clone(), shutdown.clone());
+        let ctx = Arc::new(Ctx {
+            writer: Writer::new(store.clone(), leader.clone()),
+            store,
+            leader,
+            cache,
+            sessions: Sessions::default(),
+            config,
+            shutdown: shutdown.clone(),
+            stats: Stats::default(),
+            restart_hashes: Mutex::new(Default::default()),
+        });
+        crate::sessions::spawn_background(&ctx);
+        let queue = reconcile::spawn(&ctx);
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<ClusterServiceServer<ClusterApi>>()
+            .await;
+        health.set_serving::<NodeServiceServer<NodeApi>>().await;
+        health
+            .set_serving::<OperationServiceServer<OperationApi>>()
+            .await;
+        health.set_serving::<AgentServiceServer<AgentApi>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(flotilla_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServerError::Reflection(e.to_string()))?;
+
+        let router = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .max_concurrent_streams(Some(65_536))
+            .tcp_nodelay(true)
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(ClusterServiceServer::new(ClusterApi::new(ctx.clone())))
+            .add_service(NodeServiceServer::new(NodeApi::new(ctx.clone())))
+            .add_service(OperationServiceServer::new(OperationApi::new(ctx.clone())))
+            .add_service(AgentServiceServer::new(AgentApi::new(ctx.clone())));
+        let incoming = TcpListenerStream::new(listener);
+        let stop = shutdown.clone();
+        let server = tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+        });
+        info!(%addr, "flotilla-cp serving");
+        Ok(Self {
+            addr,
+            ctx,
+            queue,
+            server: Mutex::new(Some(server)),
+        })
+    }
+
+    /// Stops everything: resigns leadership, closes agent sessions, stops serving.
+    pub async fn shutdown(&self) {
+        self.ctx.sessions.disconnect_all();
+        self.ctx.shutdown.cancel();
+        let server = self.server.lock().take();
+        if let Some(s) = server {
+            let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+        }
+        // Let the election loop resign and revoke its lease.
+        let mut rx = self.ctx.leader.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(Option::is_none)).await;
+    }
+
+    /// Waits until the server task ends (shutdown or a transport error).
+    pub async fn wait(&self) -> Result<(), tonic::transport::Error> {
+        let server = self.server.lock().take();
+        match server {
+            Some(s) => s.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}
