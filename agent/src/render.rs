@@ -158,6 +158,11 @@ pub fn effective_config(inst: &Instance, dir: &Path) -> BTreeMap<String, String>
                 render_dledger_peers(&inst.dledger_peers),
             );
         }
+        // Bind where the broker is advertised (not the wildcard), so brokers of several
+        // nodes sharing one machine (127.0.0.x) never collide and tests stay on loopback.
+        if let Some(ip) = cfg.get("brokerIP1").cloned() {
+            cfg.entry("bindAddress".to_string()).or_insert(ip);
+        }
         cfg.entry("storePathRootDir".to_string())
             .or_insert_with(|| dir.join("store").display().to_string());
         if let Some(p) = inst.ports.as_ref().filter(|p| p.listen > 0) {
@@ -297,7 +302,7 @@ mod tests {
         let text = render_properties("c-0-0", &cfg).unwrap();
         assert_eq!(
             text,
-            "brokerIP1=127.0.0.1\nbrokerName=c-0\n\
+            "bindAddress=127.0.0.1\nbrokerIP1=127.0.0.1\nbrokerName=c-0\n\
              dLegerPeers=n0-node-a.example:40911;n1-my-host-b:40912;n2-127.0.0.1:40913\n\
              listenPort=10911\nnamesrvAddr=127.0.0.1:9876\nstorePathRootDir=/data/c-0-0/store\n"
         );

@@ -1,4 +1,101 @@
 //! `flotilla`: the command line for Flotilla.
-fn main() {
-    println!("flotilla: not yet implemented");
+//!
+//! - `flotilla up` — a one-machine Flotilla (control plane, three agents, a default cluster);
+//! - `flotilla apply -f cluster.json` — create or update a cluster from a file;
+//! - `flotilla get clusters|nodes` — list resources;
+//! - `flotilla bench …` — drive load at a broker (`flotilla_broker::bench`).
+
+mod apply;
+mod client;
+mod get;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "flotilla", version, about = "Run fleets of RocketMQ-compatible brokers")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Start a whole Flotilla on this machine and run until Ctrl-C.
+    Up(up::UpArgs),
+    /// Create or update a cluster from a JSON file.
+    Apply {
+        /// The cluster file (see `flotilla apply --help` schema in the docs).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Control-plane address.
+        #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
+        server: String,
+    },
+    /// List resources.
+    Get {
+        /// What to list.
+        #[arg(value_enum)]
+        what: What,
+        /// Control-plane address.
+        #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
+        server: String,
+    },
+    /// Benchmark a broker.
+    Bench(flotilla_broker::bench::BenchArgs),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum What {
+    Clusters,
+    Nodes,
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Up(a) => up::run(a).await,
+        Cmd::Apply { file, server } => {
+            let f = apply::ClusterFile::load(&file)?;
+            let (what, c) = apply::apply(&server, f.to_cluster()?).await?;
+            let name = c.metadata.map(|m| m.name).unwrap_or_default();
+            match what {
+                apply::Applied::Created => println!("cluster {name} created"),
+                apply::Applied::Updated => println!("cluster {name} updated"),
+            }
+            Ok(())
+        }
+        Cmd::Get { what, server } => {
+            match what {
+                What::Clusters => get::clusters(&server).await?,
+                What::Nodes => get::nodes(&server).await?,
+            }
+            Ok(())
+        }
+        Cmd::Bench(args) => {
+            let report = flotilla_broker::bench::run(args.into_opts()).await?;
+            println!("{report}");
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flotilla: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }

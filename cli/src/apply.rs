@@ -1,0 +1,334 @@
+//! `flotilla apply -f cluster.json`: a small, hand-writable cluster file, turned into a
+//! `flotilla.v1.Cluster` and created or updated (with the current etag) on the control plane.
+//!
+//! The file schema is deliberately flat and documented here rather than the full protobuf
+//! JSON, so a person can write one from memory:
+//!
+//! ```json
+//! { "name": "demo", "nameservers": 1, "groups": 1, "replicasPerGroup": 3,
+//!   "mode": "dledger", "masterRole": "async", "allowRestart": true,
+//!   "spread": "preferred", "config": {"autoCreateTopicEnable": "true"},
+//!   "storage": {"mode": "ephemeral"}, "resources": {"memoryMib": 0, "cpuMillis": 0},
+//!   "nameserverPort": 0, "brokerPort": 0, "labels": {} }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use flotilla_proto::v1::{
+    BrokerMode, BrokerSpec, Cluster, ClusterSpec, CreateClusterRequest, GetClusterRequest,
+    MasterRole, NameServerSpec, ObjectMeta, Placement, Resources, Storage, UpdateClusterRequest,
+    placement::Spread, storage::Mode,
+};
+use serde::{Deserialize, Serialize};
+
+/// A cluster file is invalid or could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// Path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON of the cluster schema.
+    #[error("{path} is not a valid cluster file: {source}")]
+    Parse {
+        /// Path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A field has an unknown value.
+    #[error("field {field}: {message}")]
+    Field {
+        /// Field name.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The control plane refused the request.
+    #[error("control plane: {0}")]
+    Api(#[from] tonic::Status),
+    /// The control plane could not be reached.
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+}
+
+impl ApplyError {
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "APPLY_READ",
+            Self::Parse { .. } => "APPLY_PARSE",
+            Self::Field { .. } => "APPLY_INVALID_FIELD",
+            Self::Api(_) => "APPLY_API_ERROR",
+            Self::Client(e) => e.code(),
+        }
+    }
+}
+
+/// Storage section.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StorageFile {
+    /// `ephemeral` (default) or `host-path`.
+    #[serde(default)]
+    pub mode: String,
+    /// Absolute path for `host-path`.
+    #[serde(default)]
+    pub host_path: String,
+}
+
+/// Resources section.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourcesFile {
+    /// Memory limit in MiB (0 = none).
+    #[serde(default)]
+    pub memory_mib: u64,
+    /// CPU limit in millicores (0 = none).
+    #[serde(default)]
+    pub cpu_millis: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The cluster file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterFile {
+    /// Cluster name (DNS-1123 label).
+    pub name: String,
+    /// Nameserver replicas.
+    #[serde(default = "one")]
+    pub nameservers: u32,
+    /// Nameserver port (0 = assigned).
+    #[serde(default)]
+    pub nameserver_port: u32,
+    /// Broker groups.
+    #[serde(default = "one")]
+    pub groups: u32,
+    /// Members per group.
+    #[serde(default = "one")]
+    pub replicas_per_group: u32,
+    /// `dledger` or `master-slave`.
+    #[serde(default)]
+    pub mode: String,
+    /// `async` (default) or `sync` (master-slave).
+    #[serde(default)]
+    pub master_role: String,
+    /// Sync-master copies (0 = all).
+    #[serde(default)]
+    pub in_sync_replicas: u32,
+    /// Broker base port (0 = assigned).
+    #[serde(default)]
+    pub broker_port: u32,
+    /// RocketMQ broker config keys.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Allow restarts for changes that need one.
+    #[serde(default)]
+    pub allow_restart: bool,
+    /// `required` (default) or `preferred`.
+    #[serde(default)]
+    pub spread: String,
+    /// Storage.
+    #[serde(default)]
+    pub storage: StorageFile,
+    /// Broker resources.
+    #[serde(default)]
+    pub resources: ResourcesFile,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Version ("" = bundled).
+    #[serde(default)]
+    pub version: String,
+}
+
+impl ClusterFile {
+    /// Reads a cluster file.
+    pub fn load(path: &Path) -> Result<Self, ApplyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ApplyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ApplyError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// The protobuf cluster (metadata name and labels, spec).
+    pub fn to_cluster(&self) -> Result<Cluster, ApplyError> {
+        let mode = match self.mode.as_str() {
+            "" | "dledger" => BrokerMode::Dledger,
+            "master-slave" | "master_slave" => BrokerMode::MasterSlave,
+            other => {
+                return Err(ApplyError::Field {
+                    field: "mode",
+                    message: format!("{other:?} is not dledger or master-slave"),
+                });
+            }
+        };
+        let master_role = match self.master_role.as_str() {
+            "" | "async" => MasterRole::AsyncMaster,
+            "sync" => MasterRole::SyncMaster,
+            other => {
+                return Err(ApplyError::Field {
+                    field: "masterRole",
+                    message: format!("{other:?} is not async or sync"),
+                });
+            }
+        };
+        let spread = match self.spread.as_str() {
+            "" | "required" => Spread::Required,
+            "preferred" => Spread::Preferred,
+            other => {
+                return Err(ApplyError::Field {
+                    field: "spread",
+                    message: format!("{other:?} is not required or preferred"),
+                });
+            }
+        };
+        let storage_mode = match self.storage.mode.as_str() {
+            "" | "ephemeral" => Mode::Ephemeral,
+            "host-path" | "host_path" => Mode::HostPath,
+            other => {
+                return Err(ApplyError::Field {
+                    field: "storage.mode",
+                    message: format!("{other:?} is not ephemeral or host-path"),
+                });
+            }
+        };
+        let resources = Resources {
+            memory_mib: self.resources.memory_mib,
+            cpu_millis: self.resources.cpu_millis,
+        };
+        Ok(Cluster {
+            metadata: Some(ObjectMeta {
+                name: self.name.clone(),
+                labels: self.labels.clone().into_iter().collect(),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(ClusterSpec {
+                nameserver: Some(NameServerSpec {
+                    replicas: self.nameservers,
+                    port: self.nameserver_port,
+                    resources: None,
+                }),
+                broker: Some(BrokerSpec {
+                    groups: self.groups,
+                    replicas_per_group: self.replicas_per_group,
+                    mode: mode as i32,
+                    master_role: if mode == BrokerMode::MasterSlave {
+                        master_role as i32
+                    } else {
+                        0
+                    },
+                    in_sync_replicas: self.in_sync_replicas,
+                    config: self.config.clone().into_iter().collect(),
+                    resources: Some(resources),
+                    storage: Some(Storage {
+                        mode: storage_mode as i32,
+                        host_path: self.storage.host_path.clone(),
+                    }),
+                    port: self.broker_port,
+                }),
+                console: None,
+                allow_restart: self.allow_restart,
+                scale_source: None,
+                version: self.version.clone(),
+                placement: Some(Placement {
+                    node_selector: Default::default(),
+                    spread: spread as i32,
+                }),
+                paused: false,
+            }),
+            status: None,
+        })
+    }
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The cluster was created.
+    Created,
+    /// An existing cluster's spec was replaced.
+    Updated,
+}
+
+/// Creates the cluster, or replaces the spec of the existing one (guarded by its etag).
+pub async fn apply(server: &str, cluster: Cluster) -> Result<(Applied, Cluster), ApplyError> {
+    let mut client = crate::client::clusters(server).await?;
+    let name = cluster
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    match client.get_cluster(GetClusterRequest { name: name.clone() }).await {
+        Ok(existing) => {
+            let existing = existing.into_inner();
+            let mut c = cluster;
+            if let (Some(m), Some(old)) = (c.metadata.as_mut(), existing.metadata.as_ref()) {
+                m.etag = old.etag.clone();
+            }
+            let resp = client
+                .update_cluster(UpdateClusterRequest {
+                    cluster: Some(c),
+                    request_id: String::new(),
+                    validate_only: false,
+                })
+                .await?
+                .into_inner();
+            Ok((Applied::Updated, resp.cluster.unwrap_or_default()))
+        }
+        Err(s) if s.code() == tonic::Code::NotFound => {
+            let created = client
+                .create_cluster(CreateClusterRequest {
+                    cluster: Some(cluster),
+                    request_id: String::new(),
+                    validate_only: false,
+                })
+                .await?
+                .into_inner();
+            Ok((Applied::Created, created))
+        }
+        Err(s) => Err(s.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_converts() {
+        let f: ClusterFile = serde_json::from_str(
+            r#"{"name":"demo","groups":2,"replicasPerGroup":2,"mode":"master-slave",
+                "masterRole":"sync","config":{"autoCreateTopicEnable":"true"},
+                "spread":"preferred","storage":{"mode":"host-path","hostPath":"/srv"}}"#,
+        )
+        .unwrap();
+        let c = f.to_cluster().unwrap();
+        let spec = c.spec.unwrap();
+        let b = spec.broker.unwrap();
+        assert_eq!(b.mode, BrokerMode::MasterSlave as i32);
+        assert_eq!(b.master_role, MasterRole::SyncMaster as i32);
+        assert_eq!(b.groups, 2);
+        assert_eq!(b.storage.unwrap().mode, Mode::HostPath as i32);
+        assert_eq!(spec.nameserver.unwrap().replicas, 1);
+        assert_eq!(spec.placement.unwrap().spread, Spread::Preferred as i32);
+        let bad: ClusterFile = serde_json::from_str(r#"{"name":"x","mode":"raft"}"#).unwrap();
+        assert_eq!(bad.to_cluster().unwrap_err().code(), "APPLY_INVALID_FIELD");
+        assert!(serde_json::from_str::<ClusterFile>(r#"{"name":"x","bogus":1}"#).is_err());
+    }
+}
