@@ -26,7 +26,8 @@ use crate::consumer_offset::ConsumerOffsetManager;
 use crate::error::BrokerError;
 use crate::long_polling::LongPolling;
 use crate::register::Registrar;
-use crate::replication::{GateOutcome, NoReplication, ReplicationGate};
+use crate::replication::{GateOutcome, ReplicationGate};
+
 use crate::schedule::ScheduleService;
 use crate::stats::Stats;
 use crate::subscription_group::SubscriptionGroupManager;
@@ -56,6 +57,8 @@ pub struct Broker {
     pub stats: Stats,
     /// Replication hook on the send path.
     pub gate: Arc<dyn ReplicationGate>,
+    /// Classic HA state (slave progress on a master, the followed master on a slave).
+    pub ha: Arc<crate::ha::HaState>,
     /// This broker's address as written in message ids.
     pub store_host: SocketAddr,
     /// Orderly-consumption queue locks.
@@ -205,6 +208,10 @@ impl Broker {
     /// replication; counts them.
     pub async fn put(&self, mut batch: Vec<MessageInner>) -> PutResult {
         let cfg = self.config();
+        if !cfg.is_master() {
+            // A slave's CommitLog is its master's copy: nothing else may write to it.
+            return PutResult::failed(PutStatus::ServiceNotAvailable);
+        }
         for m in &mut batch {
             self.schedule.maybe_delay(m, &cfg);
         }
@@ -283,7 +290,9 @@ pub async fn start(
     cfg: BrokerConfig,
     config_path: Option<PathBuf>,
 ) -> Result<BrokerHandle, BrokerError> {
-    start_with_gate(cfg, config_path, Arc::new(NoReplication)).await
+    let ha = crate::ha::HaState::new(&cfg);
+    let gate = ha.gate_for(&cfg);
+    start_inner(cfg, config_path, gate, ha).await
 }
 
 /// [`start`] with a replication gate (HA / DLedger plug in here).
@@ -291,6 +300,16 @@ pub async fn start_with_gate(
     cfg: BrokerConfig,
     config_path: Option<PathBuf>,
     gate: Arc<dyn ReplicationGate>,
+) -> Result<BrokerHandle, BrokerError> {
+    let ha = crate::ha::HaState::new(&cfg);
+    start_inner(cfg, config_path, gate, ha).await
+}
+
+async fn start_inner(
+    cfg: BrokerConfig,
+    config_path: Option<PathBuf>,
+    gate: Arc<dyn ReplicationGate>,
+    ha: Arc<crate::ha::HaState>,
 ) -> Result<BrokerHandle, BrokerError> {
     for k in cfg.unknown_keys() {
         tracing::warn!(key = %k, "unknown config key kept (reported by GET_BROKER_CONFIG)");
@@ -350,6 +369,7 @@ pub async fn start_with_gate(
         schedule,
         stats: Stats::default(),
         gate,
+        ha,
         store_host,
         locks: QueueLocks::default(),
         boot_ms: crate::topic_config::now_ms(),
@@ -365,7 +385,7 @@ pub async fn start_with_gate(
         .bind(bind.clone())
         .await
         .map_err(|source| BrokerError::Bind { addr: bind, source })?;
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(
             broker
                 .long_polling
@@ -373,9 +393,23 @@ pub async fn start_with_gate(
                 .run(broker.store.subscribe_arrivals()),
         ),
         tokio::spawn(Registrar::run(broker.clone())),
-        tokio::spawn(ScheduleService::run(broker.clone())),
         tokio::spawn(housekeeping(broker.clone())),
     ];
+    // Delayed delivery writes to the CommitLog: only a master runs it.
+    if broker.config().is_master() {
+        tasks.push(tokio::spawn(ScheduleService::run(broker.clone())));
+    }
+    match crate::ha::spawn(&broker).await {
+        Ok(t) => tasks.extend(t),
+        Err(e) => {
+            broker.stop.cancel();
+            server.shutdown().await;
+            for t in tasks {
+                t.abort();
+            }
+            return Err(e);
+        }
+    }
     let c = broker.config();
     tracing::info!(
         addr = %server.local_addr(),

@@ -65,9 +65,9 @@ pub enum BrokerRole {
     /// Master that answers after the local write.
     #[default]
     AsyncMaster,
-    /// Master that waits for a slave ack (once HA lands).
+    /// Master that answers a send only once slaves hold it (see `crate::ha`).
     SyncMaster,
-    /// Slave (replication is a later issue; the role is kept plumbed).
+    /// Slave: follows its master's CommitLog and metadata, refuses writes, serves reads.
     Slave,
 }
 
@@ -134,6 +134,19 @@ const KNOWN: &[(&str, &str)] = &[
     ("traceOn", "true"),
     ("maxReconsumeTimes", "16"),
     ("flushConsumerOffsetInterval", "5000"),
+    // Classic HA (see `crate::ha`); "" = unset.
+    ("haListenPort", ""),
+    ("haMasterAddress", ""),
+    ("haSendHeartbeatInterval", "5000"),
+    ("haHousekeepingInterval", "20000"),
+    ("haTransferBatchSize", "32768"),
+    ("haMaxGapNotInSync", "268435456"),
+    ("inSyncReplicas", ""),
+    ("flotillaHaWaitTimeoutMills", ""),
+    ("slaveReadEnable", "false"),
+    ("accessMessageInMemoryMaxRatio", "40"),
+    ("flotillaSlaveReadLagBytes", ""),
+    ("flotillaSlaveSyncIntervalMills", "3000"),
 ];
 
 /// The typed broker configuration.
@@ -205,6 +218,8 @@ pub struct BrokerConfig {
     pub max_reconsume_times: i32,
     /// `flushConsumerOffsetInterval`.
     pub flush_consumer_offset_interval: Duration,
+    /// Classic HA keys (`haMasterAddress`, `inSyncReplicas`, `slaveReadEnable`, …).
+    pub ha: crate::ha::HaConfig,
     /// Every key as given (file + updates), unknown ones included.
     pub given: BTreeMap<String, String>,
 }
@@ -442,6 +457,7 @@ impl BrokerConfig {
             trace_on: r.bool("traceOn")?,
             max_reconsume_times: r.int("maxReconsumeTimes", "a count 0..1000")?,
             flush_consumer_offset_interval: r.millis("flushConsumerOffsetInterval")?,
+            ha: crate::ha::HaConfig::parse(|k| r.raw(k))?,
             given: given.clone(),
         };
         if cfg.broker_ip1.is_empty() {
@@ -547,7 +563,11 @@ impl BrokerConfig {
         } else {
             self.broker_ip1.clone()
         };
-        format!("{}:{}", ip, u32::from(self.listen_port) + 1)
+        let port = self
+            .ha
+            .listen_port
+            .map_or(u32::from(self.listen_port) + 1, u32::from);
+        format!("{ip}:{port}")
     }
 
     /// Whether this broker is a master.

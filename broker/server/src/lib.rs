@@ -15,6 +15,7 @@
 //! | [`processor`] | request handlers by code |
 //! | [`long_polling`], [`filter`], [`schedule`] | held pulls, tag filters, delayed delivery |
 //! | [`replication`] | the hook HA/DLedger plug into the send path |
+//! | [`ha`] | classic master/slave HA: CommitLog streaming, SYNC_MASTER gate, slave metadata sync |
 //! | [`stats`] | counters behind runtime info |
 //! | [`bench`] | `flotilla-broker bench` / `flotilla bench` load generator |
 
@@ -25,6 +26,7 @@ pub mod config;
 pub mod consumer_offset;
 pub mod error;
 pub mod filter;
+pub mod ha;
 pub mod headers;
 pub mod long_polling;
 pub mod processor;

@@ -178,7 +178,11 @@ impl Registrar {
             let client = self.client.clone();
             async move {
                 let r = match client.invoke(addr, cmd, timeout).await {
-                    Ok(resp) if resp.code == response_code::SUCCESS => Ok(()),
+                    // A slave learns its master's addresses from the reply (classic HA).
+                    Ok(resp) if resp.code == response_code::SUCCESS => Ok((
+                        resp.ext("masterAddr").map(str::to_string),
+                        resp.ext("haServerAddr").map(str::to_string),
+                    )),
                     Ok(resp) => Err(RegisterError::Refused {
                         addr: addr.clone(),
                         code: resp.code,
@@ -199,7 +203,10 @@ impl Registrar {
         reg.retain(|a| current.contains(a));
         for (addr, r) in results {
             match r {
-                Ok(()) => {
+                Ok((master, ha)) => {
+                    broker
+                        .ha
+                        .on_register_reply(master.as_deref(), ha.as_deref());
                     if current.contains(&addr) && reg.insert(addr.clone()) {
                         tracing::info!(addr, "registered with nameserver");
                     }

@@ -840,6 +840,30 @@ impl MessageStore {
         Ok(data.len())
     }
 
+    /// Makes an empty CommitLog start at `offset` (a file boundary) instead of 0, so that a
+    /// new slave can take a master's log from the start of the master's last file (classic
+    /// HA ships only that file to a slave that reports offset 0). Refused unless the log is
+    /// empty (max offset 0, nothing written).
+    #[tracing::instrument(level = "info", skip(self))]
+    pub fn start_empty_log_at(&self, offset: i64) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let _g = inner.put_lock.lock();
+        let cl = &inner.commitlog;
+        if cl.max_offset() != 0 || offset < 0 || offset % cl.file_size() as i64 != 0 {
+            return Err(StoreError::BadTruncateOffset(offset));
+        }
+        if offset == 0 {
+            return Ok(());
+        }
+        cl.truncate(0)?;
+        cl.files().get_or_create(offset)?;
+        cl.set_positions(offset, offset);
+        inner.index.advance(offset);
+        inner.dispatched.store(offset, Ordering::Release);
+        inner.notify(&[]);
+        Ok(())
+    }
+
     /// Cuts the CommitLog back to `offset` (a record boundary), removing ConsumeQueue and
     /// index entries of the removed records (slave truncation after a master change).
     #[tracing::instrument(level = "info", skip(self))]

@@ -262,6 +262,7 @@ pub fn runtime_info(b: &Broker) -> BTreeMap<String, String> {
     put("flotillaProducerConnections", producers.to_string());
     put("flotillaConsumerConnections", consumers.to_string());
     put("flotillaPutFailures", load(&b.stats.put_failures));
+    crate::ha::runtime_info(b, &mut t);
     t
 }
 

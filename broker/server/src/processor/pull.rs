@@ -105,6 +105,14 @@ fn attempt(b: &Broker, h: &PullHeader, filter: &TagFilter) -> Outcome {
         b.stats.on_get(0);
     }
     header_fields(&mut resp, next, r.min_offset, r.max_offset);
+    // Classic HA: point a consumer that fell far behind at a slave (`slaveReadEnable`).
+    if b.ha.config().slave_read_enable
+        && let Some(last) = r.messages.last()
+        && let Ok(rec) = decode_record(last, false)
+        && let Some(id) = crate::ha::suggest_broker_id(b, &h.consumer_group, rec.phys_offset)
+    {
+        resp.put_ext("suggestWhichBrokerId", id);
+    }
     Outcome::Reply(resp)
 }
 

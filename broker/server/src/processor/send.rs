@@ -178,10 +178,12 @@ pub async fn send(b: &Broker, ch: &Channel, req: RemotingCommand) -> ProcessResu
     let mut h = SendHeader::parse(&req).map_err(bad_header)?;
     let cfg = b.config();
     if !cfg.is_master() {
+        // NO_PERMISSION (not SLAVE_NOT_AVAILABLE, which clients read as "stored"): the
+        // client fails over to a writable broker.
         return Err(ProcessError::new(
-            code::SERVICE_NOT_AVAILABLE,
+            code::NO_PERMISSION,
             format!(
-                "the broker[{}] is a slave; send to the master",
+                "the broker[{}] is a slave and does not accept writes; send to the master",
                 cfg.broker_name
             ),
         ));

@@ -1,0 +1,604 @@
+//! End-to-end tests of classic master/slave HA: a real `flotilla-namesrv`, a master and a
+//! slave `flotilla-broker` process, and the real `rocketmq-client-rust` client.
+//!
+//! - every message a SYNC_MASTER acknowledged is on the slave after the master is
+//!   SIGKILLed, and consumable from it through the nameserver;
+//! - a slave refuses sends, and follows topics created on the master;
+//! - a SYNC_MASTER without a slave answers SLAVE_NOT_AVAILABLE;
+//! - a slave restarted far behind catches up across CommitLog file boundaries, with the
+//!   same queue offsets and byte-identical records; a brand-new slave starts at the
+//!   master's last CommitLog file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_remoting::protocol::{ClusterInfo, KVTable, decode_body};
+use flotilla_remoting::{RemotingClient, RemotingCommand, request_code};
+use flotilla_tests::{
+    Proc, bin_path, free_broker_port, free_port, temp_dir, wait_for_port, wait_until,
+};
+use rocketmq_client_rust::{
+    ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
+    ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
+    MessageListenerConcurrently, SendStatus, TelemetryHandle,
+};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
+use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+
+const WAIT: Duration = Duration::from_secs(30);
+const CLUSTER: &str = "HaCluster";
+const BROKER: &str = "broker-ha";
+
+// ------------------------------------------------------------------------------------------
+// Harness
+
+struct Namesrv {
+    _proc: Proc,
+    addr: String,
+}
+
+fn start_namesrv(dir: &Path) -> Namesrv {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(bin_path("flotilla-namesrv"));
+    cmd.arg("--listen").arg(&addr).env("RUST_LOG", "info");
+    Namesrv {
+        _proc: Proc::spawn("flotilla-namesrv", &mut cmd, Some(&dir.join("namesrv.log"))),
+        addr,
+    }
+}
+
+struct Node {
+    proc: Proc,
+    dir: PathBuf,
+    conf: PathBuf,
+    addr: String,
+    port: u16,
+}
+
+impl Node {
+    /// Writes the config of a master (`id == 0`) or slave and starts the process.
+    fn start(
+        root: &Path,
+        name: &str,
+        ns: &str,
+        id: i64,
+        role: &str,
+        extra: &[(&str, &str)],
+    ) -> Node {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let port = free_broker_port();
+        let mut text = format!(
+            "brokerClusterName={CLUSTER}\nbrokerName={BROKER}\nbrokerId={id}\nbrokerRole={role}\n\
+             namesrvAddr={ns}\nlistenPort={port}\nbindAddress=127.0.0.1\nbrokerIP1=127.0.0.1\n\
+             storePathRootDir={}\nflushDiskType=ASYNC_FLUSH\nregisterNameServerPeriod=1000\n\
+             flotillaSlaveSyncIntervalMills=500\nhaSendHeartbeatInterval=1000\n\
+             flushConsumerOffsetInterval=500\n",
+            dir.join("store").display()
+        );
+        for (k, v) in extra {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        let conf = dir.join("broker.conf");
+        std::fs::write(&conf, text).expect("write broker.conf");
+        let proc = spawn_broker(&dir, &conf, name);
+        Node {
+            proc,
+            dir,
+            conf,
+            addr: format!("127.0.0.1:{port}"),
+            port,
+        }
+    }
+
+    fn restart(&mut self, name: &str) {
+        self.proc.kill();
+        self.proc = spawn_broker(&self.dir, &self.conf, name);
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
+    }
+}
+
+fn spawn_broker(dir: &Path, conf: &Path, name: &str) -> Proc {
+    let mut cmd = Command::new(bin_path("flotilla-broker"));
+    cmd.arg("-c").arg(conf).env("RUST_LOG", "info");
+    Proc::spawn(name, &mut cmd, Some(&dir.join("broker.log")))
+}
+
+async fn call(admin: &RemotingClient, addr: &str, cmd: RemotingCommand) -> Option<RemotingCommand> {
+    admin.invoke(addr, cmd, Duration::from_secs(5)).await.ok()
+}
+
+async fn runtime_info(admin: &RemotingClient, addr: &str) -> Option<BTreeMap<String, String>> {
+    let r = call(
+        admin,
+        addr,
+        RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO),
+    )
+    .await?;
+    (r.code == 0).then_some(())?;
+    decode_body::<KVTable>(&r.body).ok().map(|t| t.table)
+}
+
+async fn info_i64(admin: &RemotingClient, addr: &str, key: &str) -> Option<i64> {
+    runtime_info(admin, addr).await?.get(key)?.parse().ok()
+}
+
+/// Broker ids registered under our broker name.
+async fn registered_ids(admin: &RemotingClient, ns: &str) -> BTreeMap<i64, String> {
+    let Some(r) = call(
+        admin,
+        ns,
+        RemotingCommand::request(request_code::GET_BROKER_CLUSTER_INFO),
+    )
+    .await
+    else {
+        return BTreeMap::new();
+    };
+    if r.code != 0 {
+        return BTreeMap::new();
+    }
+    decode_body::<ClusterInfo>(&r.body)
+        .ok()
+        .and_then(|c| {
+            c.broker_addr_table
+                .get(BROKER)
+                .map(|b| b.broker_addrs.clone())
+        })
+        .unwrap_or_default()
+}
+
+async fn create_topic(admin: &RemotingClient, addr: &str, topic: &str, queues: i32) {
+    let r = call(
+        admin,
+        addr,
+        RemotingCommand::request(request_code::UPDATE_AND_CREATE_TOPIC)
+            .with_ext("topic", topic)
+            .with_ext("defaultTopic", "TBW102")
+            .with_ext("readQueueNums", queues)
+            .with_ext("writeQueueNums", queues)
+            .with_ext("perm", 6)
+            .with_ext("topicFilterType", "SINGLE_TAG")
+            .with_ext("topicSysFlag", 0)
+            .with_ext("order", false),
+    )
+    .await
+    .expect("create topic call");
+    assert_eq!(r.code, 0, "create topic: {:?}", r.remark);
+}
+
+async fn has_topic(admin: &RemotingClient, addr: &str, topic: &str) -> bool {
+    let Some(r) = call(
+        admin,
+        addr,
+        RemotingCommand::request(request_code::GET_ALL_TOPIC_CONFIG),
+    )
+    .await
+    else {
+        return false;
+    };
+    let v: serde_json::Value = match decode_body(&r.body) {
+        Ok(v) => v,
+        Err(_) => return false,
+    };
+    v.get("topicConfigTable")
+        .and_then(|t| t.get(topic))
+        .is_some()
+}
+
+async fn max_offset(admin: &RemotingClient, addr: &str, topic: &str, queue: i32) -> i64 {
+    let r = call(
+        admin,
+        addr,
+        RemotingCommand::request(request_code::GET_MAX_OFFSET)
+            .with_ext("topic", topic)
+            .with_ext("queueId", queue),
+    )
+    .await
+    .expect("GET_MAX_OFFSET");
+    r.ext("offset").and_then(|v| v.parse().ok()).unwrap_or(-1)
+}
+
+/// A raw PULL of one queue (no suspend); returns (code, body).
+async fn pull_raw(
+    admin: &RemotingClient,
+    addr: &str,
+    topic: &str,
+    queue: i32,
+    from: i64,
+    n: i32,
+) -> (i32, bytes::Bytes) {
+    let r = call(
+        admin,
+        addr,
+        RemotingCommand::request(request_code::PULL_MESSAGE)
+            .with_ext("consumerGroup", "cg-raw")
+            .with_ext("topic", topic)
+            .with_ext("queueId", queue)
+            .with_ext("queueOffset", from)
+            .with_ext("maxMsgNums", n)
+            .with_ext("sysFlag", 0)
+            .with_ext("commitOffset", 0)
+            .with_ext("suspendTimeoutMillis", 0)
+            .with_ext("subVersion", 0),
+    )
+    .await
+    .expect("PULL_MESSAGE");
+    (r.code, r.body)
+}
+
+/// A hand-built SEND_MESSAGE straight to `addr`.
+async fn send_raw(admin: &RemotingClient, addr: &str, topic: &str) -> RemotingCommand {
+    call(
+        admin,
+        addr,
+        RemotingCommand::request(request_code::SEND_MESSAGE)
+            .with_ext("producerGroup", "pg-raw")
+            .with_ext("topic", topic)
+            .with_ext("defaultTopic", "TBW102")
+            .with_ext("defaultTopicQueueNums", 4)
+            .with_ext("queueId", 0)
+            .with_ext("sysFlag", 0)
+            .with_ext("bornTimestamp", 1)
+            .with_ext("flag", 0)
+            .with_body(&b"raw"[..]),
+    )
+    .await
+    .expect("SEND_MESSAGE call")
+}
+
+struct Client {
+    owner: RuntimeOwner,
+    rt: Arc<ClientRuntime>,
+}
+
+impl Client {
+    fn new(scope: &str) -> Client {
+        let owner = RuntimeOwner::plan(RuntimeConfig {
+            thread_name: format!("mq-{scope}"),
+            ..Default::default()
+        })
+        .expect("runtime plan")
+        .build()
+        .expect("client runtime");
+        let rt = ClientRuntime::try_new(
+            owner.root_context().component("client"),
+            ClientRuntimeConfig::default(),
+            TelemetryHandle::noop(),
+        )
+        .expect("client runtime");
+        Client { owner, rt }
+    }
+
+    async fn producer(&self, ns: &str, group: &str) -> DefaultMQProducer {
+        let mut p = DefaultMQProducer::builder(self.rt.clone())
+            .producer_group(group.to_string())
+            .name_server_addr(ns.to_string())
+            .send_msg_timeout(10_000)
+            .build();
+        p.start().await.expect("producer start");
+        p
+    }
+
+    async fn shutdown(self) {
+        let _ = self.rt.shutdown().await;
+        let _ = self.owner.shutdown_tasks().await;
+        let _ = self.owner.shutdown_background();
+    }
+}
+
+fn msg(topic: &str, body: &str) -> Message {
+    Message::builder()
+        .topic(topic)
+        .tags("ha")
+        .body_slice(body.as_bytes())
+        .build_unchecked()
+}
+
+#[derive(Clone, Default)]
+struct Collector {
+    seen: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl Collector {
+    fn len(&self) -> usize {
+        self.seen.lock().expect("lock").len()
+    }
+}
+
+impl MessageListenerConcurrently for Collector {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _ctx: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        let mut s = self.seen.lock().expect("lock");
+        for m in msgs {
+            s.insert(String::from_utf8_lossy(m.body_slice()).into_owned());
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+async fn wait_registered(admin: &RemotingClient, ns: &str, id: i64, addr: &str, node: &Node) {
+    let r = wait_until(&format!("broker id {id} registered"), WAIT, || async move {
+        (registered_ids(admin, ns).await.get(&id).map(String::as_str) == Some(addr)).then_some(())
+    })
+    .await;
+    if let Err(e) = r {
+        panic!("{e}\n{}", node.log());
+    }
+}
+
+/// Waits until the master reports `n` connected, in-sync slaves.
+async fn wait_in_sync(admin: &RemotingClient, master: &Node, slave: &Node, n: i64) {
+    let r = wait_until("slave connected and in sync", WAIT, || async move {
+        let info = runtime_info(admin, &master.addr).await?;
+        let in_sync: i64 = info.get("flotillaHaInSyncSlaves")?.parse().ok()?;
+        let conns: i64 = info.get("haConnectionCount")?.parse().ok()?;
+        (in_sync == n && conns == n).then_some(())
+    })
+    .await;
+    if let Err(e) = r {
+        panic!("{e}\nmaster:\n{}\nslave:\n{}", master.log(), slave.log());
+    }
+}
+
+/// Waits until the slave's CommitLog ends where the master's does.
+async fn wait_caught_up(admin: &RemotingClient, master: &Node, slave: &Node) -> i64 {
+    let r = wait_until("slave caught up with the master", WAIT, || async move {
+        let m = info_i64(admin, &master.addr, "commitLogMaxOffset").await?;
+        let s = info_i64(admin, &slave.addr, "commitLogMaxOffset").await?;
+        (m == s && m > 0).then_some(m)
+    })
+    .await;
+    r.unwrap_or_else(|e| panic!("{e}\nmaster:\n{}\nslave:\n{}", master.log(), slave.log()))
+}
+
+// ------------------------------------------------------------------------------------------
+// Tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_master_acknowledged_messages_survive_master_kill() {
+    let root = temp_dir("ha-e2e");
+    let ns = start_namesrv(root.path());
+    wait_for_port(&ns.addr, WAIT).await.expect("namesrv up");
+    let admin = RemotingClient::default();
+    let mut master = Node::start(
+        root.path(),
+        "master",
+        &ns.addr,
+        0,
+        "SYNC_MASTER",
+        &[("flotillaHaWaitTimeoutMills", "5000")],
+    );
+    wait_registered(&admin, &ns.addr, 0, &master.addr, &master).await;
+    let topic = "HaSync";
+    create_topic(&admin, &master.addr, topic, 4).await;
+
+    // No slave yet: a SYNC_MASTER cannot confirm a copy.
+    let r = send_raw(&admin, &master.addr, topic).await;
+    assert_eq!(
+        r.code, 11,
+        "SLAVE_NOT_AVAILABLE without a slave: {:?}",
+        r.remark
+    );
+
+    let slave = Node::start(root.path(), "slave", &ns.addr, 1, "SLAVE", &[]);
+    wait_registered(&admin, &ns.addr, 1, &slave.addr, &slave).await;
+    wait_in_sync(&admin, &master, &slave, 1).await;
+
+    // Metadata follows the master.
+    let (a, s) = (&admin, slave.addr.clone());
+    wait_until(
+        "topic created before the slave started is on the slave",
+        WAIT,
+        || {
+            let s = s.clone();
+            async move { has_topic(a, &s, topic).await.then_some(()) }
+        },
+    )
+    .await
+    .expect("topic synced");
+    let later = "HaCreatedLater";
+    create_topic(&admin, &master.addr, later, 2).await;
+    wait_until(
+        "topic created on the master appears on the slave",
+        WAIT,
+        || {
+            let s = s.clone();
+            async move { has_topic(a, &s, later).await.then_some(()) }
+        },
+    )
+    .await
+    .expect("new topic synced");
+
+    // The slave refuses writes.
+    let r = send_raw(&admin, &slave.addr, topic).await;
+    assert_eq!(r.code, 16, "slave answers NO_PERMISSION: {:?}", r.remark);
+
+    // Every send is acknowledged only once the slave has it.
+    let client = Client::new("ha-sync");
+    let producer = client.producer(&ns.addr, "pg-ha").await;
+    let n = 200;
+    let mut acked = BTreeSet::new();
+    for i in 0..n {
+        let body = format!("ha-{i}");
+        let r = producer
+            .send(msg(topic, &body))
+            .await
+            .expect("sync send")
+            .expect("a send result");
+        assert_eq!(r.send_status, SendStatus::SendOk, "send {i}");
+        acked.insert(body);
+    }
+    let info = runtime_info(&admin, &master.addr)
+        .await
+        .expect("master runtime info");
+    let master_max: i64 = info["commitLogMaxOffset"].parse().expect("offset");
+    assert_eq!(info["haConnectionCount"], "1");
+    assert_eq!(info["slaveFallBehindMuch"], "0", "{info:?}");
+    let slave_max = info_i64(&admin, &slave.addr, "commitLogMaxOffset")
+        .await
+        .expect("slave info");
+    assert!(
+        slave_max >= master_max,
+        "slave {slave_max} < master {master_max}"
+    );
+
+    // SIGKILL the master: the slave alone must still have every acknowledged message.
+    master.proc.kill();
+    drop(producer);
+    let (a, n2) = (&admin, ns.addr.clone());
+    wait_until("the nameserver forgets the dead master", WAIT, || {
+        let n2 = n2.clone();
+        async move { (!registered_ids(a, &n2).await.contains_key(&0)).then_some(()) }
+    })
+    .await
+    .expect("master unregistered");
+    let mut per_queue = 0;
+    for q in 0..4 {
+        per_queue += max_offset(&admin, &slave.addr, topic, q).await;
+    }
+    assert_eq!(
+        per_queue,
+        n as i64 + 1,
+        "slave ConsumeQueues hold every message (+1 raw send)"
+    );
+
+    let collector = Collector::default();
+    let mut consumer = DefaultMQPushConsumer::builder(client.rt.clone())
+        .consumer_group("cg-after-failover".to_string())
+        .name_server_addr(ns.addr.clone())
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .build();
+    consumer.subscribe(topic, "*").await.expect("subscribe");
+    consumer.register_message_listener_concurrently(collector.clone());
+    consumer.start().await.expect("consumer start");
+    let c2 = collector.clone();
+    let r = wait_until(
+        "every acknowledged message consumed from the slave",
+        WAIT,
+        || {
+            let c = c2.clone();
+            async move { (c.len() > n).then_some(()) }
+        },
+    )
+    .await;
+    let seen = collector.seen.lock().expect("lock").clone();
+    let missing: Vec<&String> = acked.iter().filter(|b| !seen.contains(*b)).collect();
+    assert!(
+        r.is_ok() && missing.is_empty(),
+        "missing {} of {n} acknowledged messages: {:?}\nslave:\n{}",
+        missing.len(),
+        missing.iter().take(10).collect::<Vec<_>>(),
+        slave.log()
+    );
+    consumer.shutdown().await;
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slave_restarted_far_behind_catches_up_across_files() {
+    let root = temp_dir("ha-e2e");
+    let ns = start_namesrv(root.path());
+    wait_for_port(&ns.addr, WAIT).await.expect("namesrv up");
+    let admin = RemotingClient::default();
+    // 64 KiB CommitLog files: the backlog below spans several of them.
+    let small = [("mappedFileSizeCommitLog", "65536")];
+    let master = Node::start(root.path(), "master", &ns.addr, 0, "ASYNC_MASTER", &small);
+    wait_registered(&admin, &ns.addr, 0, &master.addr, &master).await;
+    let mut slave = Node::start(root.path(), "slave", &ns.addr, 1, "SLAVE", &small);
+    wait_registered(&admin, &ns.addr, 1, &slave.addr, &slave).await;
+    wait_in_sync(&admin, &master, &slave, 1).await;
+    let topic = "HaCatchUp";
+    create_topic(&admin, &master.addr, topic, 2).await;
+
+    let client = Client::new("ha-catchup");
+    let mut producer = client.producer(&ns.addr, "pg-catchup").await;
+    let filler = "x".repeat(1000);
+    for i in 0..10 {
+        let r = producer
+            .send(msg(topic, &format!("early-{i}-{filler}")))
+            .await
+            .expect("send")
+            .expect("result");
+        assert_eq!(r.send_status, SendStatus::SendOk);
+    }
+    wait_caught_up(&admin, &master, &slave).await;
+
+    // The slave goes away; the master writes ~6 files more.
+    slave.proc.kill();
+    let (a, m) = (&admin, master.addr.clone());
+    wait_until("master notices the slave is gone", WAIT, || {
+        let m = m.clone();
+        async move { (info_i64(a, &m, "haConnectionCount").await? == 0).then_some(()) }
+    })
+    .await
+    .expect("slave disconnected");
+    for i in 0..400 {
+        let r = producer
+            .send(msg(topic, &format!("late-{i}-{filler}")))
+            .await
+            .expect("send")
+            .expect("result");
+        assert_eq!(r.send_status, SendStatus::SendOk);
+    }
+    let behind_by = info_i64(&admin, &master.addr, "commitLogMaxOffset")
+        .await
+        .expect("info");
+    assert!(
+        behind_by > 5 * 65536,
+        "the backlog spans several CommitLog files"
+    );
+
+    slave.restart("slave");
+    wait_for_port(&slave.addr, WAIT).await.expect("slave back");
+    let end = wait_caught_up(&admin, &master, &slave).await;
+    assert_eq!(end, behind_by);
+    let files = std::fs::read_dir(slave.dir.join("store").join("commitlog"))
+        .expect("slave commitlog dir")
+        .count();
+    assert!(files > 5, "slave has {files} CommitLog files");
+    for q in 0..2 {
+        let (m, s) = (
+            max_offset(&admin, &master.addr, topic, q).await,
+            max_offset(&admin, &slave.addr, topic, q).await,
+        );
+        assert_eq!(m, s, "queue {q}: slave ConsumeQueue matches the master's");
+        // The slave serves the same bytes at the same queue offsets.
+        let mut off = 0;
+        while off < m {
+            let (mc, mb) = pull_raw(&admin, &master.addr, topic, q, off, 32).await;
+            let (sc, sb) = pull_raw(&admin, &slave.addr, topic, q, off, 32).await;
+            assert_eq!((mc, sc), (0, 0), "pull queue {q} at {off}");
+            assert_eq!(mb, sb, "queue {q} at {off}: records differ");
+            off += 32;
+        }
+    }
+    // A brand-new slave gets only the master's last file (Java's rule for a report of 0):
+    // its log starts there and ends where the master's does.
+    let fresh = Node::start(root.path(), "fresh", &ns.addr, 2, "SLAVE", &small);
+    wait_registered(&admin, &ns.addr, 2, &fresh.addr, &fresh).await;
+    let end2 = wait_caught_up(&admin, &master, &fresh).await;
+    assert_eq!(end2, behind_by);
+    let min = info_i64(&admin, &fresh.addr, "commitLogMinOffset")
+        .await
+        .expect("info");
+    assert_eq!(
+        min,
+        behind_by - behind_by % 65536,
+        "fresh slave starts at the last file"
+    );
+    assert!(min > 0);
+    let _ = slave.port;
+    producer.shutdown().await;
+    client.shutdown().await;
+}
