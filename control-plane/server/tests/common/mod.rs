@@ -248,10 +248,10 @@ impl Etcd {
             if let Ok(Some(status)) = etcd.child.try_wait() {
                 panic!("etcd exited early ({status})");
             }
-            if let Ok(store) = EtcdStore::connect(std::slice::from_ref(&ep)).await
-                && store.get("/probe").await.is_ok()
-            {
-                return etcd;
+            if let Ok(store) = EtcdStore::connect(std::slice::from_ref(&ep)).await {
+                if store.get("/probe").await.is_ok() {
+                    return etcd;
+                }
             }
             assert!(tokio::time::Instant::now() < deadline, "etcd did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
