@@ -169,11 +169,15 @@ pub fn effective_config(inst: &Instance, dir: &Path) -> BTreeMap<String, String>
             cfg.entry("listenPort".to_string())
                 .or_insert_with(|| p.listen.to_string());
         }
-    } else if inst.kind == InstanceKind::Namesrv as i32
-        && let Some(p) = inst.ports.as_ref().filter(|p| p.listen > 0)
-    {
-        cfg.entry("listen".to_string())
-            .or_insert_with(|| format!("127.0.0.1:{}", p.listen));
+    } else if inst.kind == InstanceKind::Namesrv as i32 {
+        if let Some(p) = inst.ports.as_ref().filter(|p| p.listen > 0) {
+            cfg.entry("listen".to_string())
+                .or_insert_with(|| format!("127.0.0.1:{}", p.listen));
+        }
+        // Each nameserver keeps its KV config in its own directory, never in a shared
+        // `$HOME/namesrv`, so several nameservers on one machine stay apart.
+        cfg.entry("kvConfigPath".to_string())
+            .or_insert_with(|| dir.join("kvConfig.json").display().to_string());
     }
     cfg
 }
@@ -198,7 +202,15 @@ pub fn command_line(
                 .get("listen")
                 .cloned()
                 .unwrap_or_else(|| "127.0.0.1:9876".to_string());
-            ("flotilla-namesrv", vec!["--listen".to_string(), listen])
+            (
+                "flotilla-namesrv",
+                vec![
+                    "-c".to_string(),
+                    config_file.display().to_string(),
+                    "--listen".to_string(),
+                    listen,
+                ],
+            )
         }
         _ => (
             "flotilla-broker",
@@ -334,7 +346,12 @@ mod tests {
         let cfg = effective_config(&inst, Path::new("/x"));
         let (prog, args) = command_line(InstanceKind::Namesrv, &cfg, Path::new("/x/n.conf"));
         assert_eq!(prog, "flotilla-namesrv");
-        assert_eq!(args, vec!["--listen", "127.0.0.1:9999"]);
+        assert_eq!(args, vec!["-c", "/x/n.conf", "--listen", "127.0.0.1:9999"]);
+        assert_eq!(
+            cfg.get("kvConfigPath").map(String::as_str),
+            Some("/x/kvConfig.json"),
+            "each nameserver keeps its own KV config"
+        );
         assert_eq!(
             listen_address(InstanceKind::Namesrv, &cfg),
             "127.0.0.1:9999"

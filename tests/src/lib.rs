@@ -11,7 +11,15 @@
 //!   never leaks servers;
 //! - [`wait_until`] polls a condition with a deadline instead of sleeping a fixed time.
 //!
-//! Servers started here always bind `127.0.0.1`.
+//! - [`fleet`] runs a control plane and agents as processes, each node on its own loopback
+//!   address;
+//! - [`rmq`] wraps the real RocketMQ client (`rocketmq-client-rust`) for producing and
+//!   consuming.
+//!
+//! Servers started here always bind loopback addresses (127.0.0.0/8).
+
+pub mod fleet;
+pub mod rmq;
 
 use std::future::Future;
 use std::net::TcpListener;

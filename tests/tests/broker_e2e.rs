@@ -51,9 +51,9 @@ struct Namesrv {
 fn start_namesrv(dir: &Path, name: &str) -> Namesrv {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let dev = bin_path("flotilla-broker").parent().unwrap().join("examples/dev_namesrv");
-    let mut cmd = Command::new(dev); // DEVHACK
-    cmd.arg(&addr);
+    let mut cmd = Command::new(bin_path("flotilla-namesrv"));
+    cmd.arg("--listen").arg(&addr);
+    cmd.arg("--kv-config-path").arg(dir.join(format!("{name}-kv.json")));
     let log = dir.join(format!("{name}.log"));
     Namesrv {
         _proc: Proc::spawn(name, &mut cmd, Some(&log)),

@@ -1,0 +1,405 @@
+//! A whole Flotilla as real processes: `flotilla-cp` on the embedded store and one
+//! `flotilla-agent` per node, each node on its own loopback address, for end-to-end tests of the
+//! control plane, the agents and the brokers they supervise.
+//!
+//! Every fleet takes a random `127.x.y.0/24` block for its nodes (`127.x.y.1`, `127.x.y.2`, …),
+//! so fleets of tests running side by side never compete for ports and the default RocketMQ
+//! ports (9876, 10911) can be used as they would be on real machines.
+//!
+//! Brokers and nameservers are spawned detached by the agents and outlive them by design, so
+//! dropping a [`Fleet`] also kills every process whose working directory is inside the fleet's
+//! temporary directory (the agents run each instance in its own directory there).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
+use flotilla_proto::v1::{
+    BrokerMode, BrokerSpec, Cluster, ClusterPhase, ClusterSpec, GetClusterRequest, InstanceKind,
+    Member, NameServerSpec, ObjectMeta, Placement, UpdateClusterRequest, placement::Spread,
+};
+use tonic::transport::Channel;
+
+use crate::{Proc, bin_path, free_port, temp_dir, wait_for_port, wait_until};
+
+/// How long a fleet waits for things that take a few seconds on an idle machine.
+pub const FLEET_WAIT: Duration = Duration::from_secs(90);
+
+/// One agent process and the node it stands for.
+pub struct AgentProc {
+    /// Node id.
+    pub node: String,
+    /// The node's loopback address.
+    pub ip: String,
+    proc: Option<Proc>,
+}
+
+/// A running control plane and its agents.
+pub struct Fleet {
+    dir: tempfile::TempDir,
+    /// The control plane's gRPC address.
+    pub cp_addr: String,
+    cp: Option<Proc>,
+    /// Agents by node id.
+    pub agents: BTreeMap<String, AgentProc>,
+}
+
+fn random_block() -> String {
+    let a: u8 = rand::random_range(1..=254);
+    let b: u8 = rand::random_range(1..=254);
+    format!("127.{a}.{b}")
+}
+
+impl Fleet {
+    /// Starts a control plane and `nodes` agents (`node-1` … on `127.x.y.1` …).
+    pub async fn start(nodes: usize) -> Fleet {
+        let dir = temp_dir("flotilla-fleet-");
+        let cp_addr = format!("127.0.0.1:{}", free_port());
+        let block = random_block();
+        let mut fleet = Fleet {
+            dir,
+            cp_addr,
+            cp: None,
+            agents: BTreeMap::new(),
+        };
+        fleet.start_cp().await;
+        for i in 1..=nodes {
+            let node = format!("node-{i}");
+            fleet.agents.insert(
+                node.clone(),
+                AgentProc {
+                    node: node.clone(),
+                    ip: format!("{block}.{i}"),
+                    proc: None,
+                },
+            );
+            fleet.start_agent(&node);
+        }
+        fleet
+    }
+
+    /// The fleet's directory (logs, store, agent data).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir().join(format!("{name}.log"))
+    }
+
+    /// Starts (or restarts) the control plane on the same address and store.
+    pub async fn start_cp(&mut self) {
+        let store = format!("embedded:{}", self.dir().join("cp").display());
+        let mut cmd = Command::new(bin_path("flotilla-cp"));
+        cmd.args([
+            "--listen",
+            &self.cp_addr,
+            "--store",
+            &store,
+            "--node-heartbeat-timeout",
+            "6s",
+            "--resync-interval",
+            "5s",
+        ]);
+        cmd.env("RUST_LOG", "info");
+        let log = self.log("cp");
+        self.cp = Some(Proc::spawn("flotilla-cp", &mut cmd, Some(&log)));
+        wait_for_port(&self.cp_addr, FLEET_WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    /// Stops the control plane with SIGTERM and waits for it to exit.
+    pub fn stop_cp(&mut self) {
+        if let Some(mut p) = self.cp.take() {
+            p.signal(nix::sys::signal::Signal::SIGTERM);
+            if p.wait_exit(Duration::from_secs(20)).is_none() {
+                p.kill();
+            }
+        }
+    }
+
+    /// Starts (or restarts) the agent of `node` with the same data dir.
+    pub fn start_agent(&mut self, node: &str) {
+        let data = self.dir().join(node);
+        let log = self.log(node);
+        let cp = self.cp_addr.clone();
+        let a = self.agents.get_mut(node).expect("a node of this fleet");
+        let mut cmd = Command::new(bin_path("flotilla-agent"));
+        cmd.args([
+            "--control-plane",
+            &cp,
+            "--node-id",
+            node,
+            "--data-dir",
+            &data.display().to_string(),
+            "--advertise-address",
+            &a.ip,
+            "--report-interval-secs",
+            "1",
+        ]);
+        cmd.env("RUST_LOG", "info");
+        a.proc = Some(Proc::spawn(node, &mut cmd, Some(&log)));
+    }
+
+    /// SIGKILLs the agent of `node` (its instances keep running).
+    pub fn kill_agent(&mut self, node: &str) {
+        if let Some(a) = self.agents.get_mut(node)
+            && let Some(mut p) = a.proc.take()
+        {
+            p.kill();
+        }
+    }
+
+    /// The last lines of every log of the fleet, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut files: Vec<PathBuf> = walk(self.dir())
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+            out.push_str(&format!("\n===== {} =====\n{tail}\n", f.display()));
+        }
+        out
+    }
+
+    /// A ClusterService client.
+    pub async fn clusters(&self) -> ClusterServiceClient<Channel> {
+        self.try_clusters()
+            .await
+            .expect("connect to the control plane")
+    }
+
+    async fn try_clusters(&self) -> Option<ClusterServiceClient<Channel>> {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.cp_addr))
+            .ok()?
+            .connect_timeout(Duration::from_secs(3))
+            .connect()
+            .await
+            .ok()?;
+        Some(ClusterServiceClient::new(ch))
+    }
+
+    /// Creates a cluster through the API.
+    pub async fn create_cluster(&self, c: Cluster) -> Cluster {
+        self.clusters()
+            .await
+            .create_cluster(flotilla_proto::v1::CreateClusterRequest {
+                cluster: Some(c),
+                request_id: String::new(),
+                validate_only: false,
+            })
+            .await
+            .expect("create cluster")
+            .into_inner()
+    }
+
+    /// Reads a cluster through the API.
+    pub async fn get_cluster(&self, name: &str) -> Option<Cluster> {
+        let mut c = self.try_clusters().await?;
+        c.get_cluster(GetClusterRequest {
+            name: name.to_string(),
+        })
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
+    }
+
+    /// Applies `edit` to the cluster's spec and updates it (etag-guarded), retrying on a
+    /// concurrent status write.
+    pub async fn update_cluster(&self, name: &str, edit: impl Fn(&mut ClusterSpec)) -> Cluster {
+        for _ in 0..20 {
+            let mut c = self.get_cluster(name).await.expect("cluster exists");
+            if let Some(spec) = c.spec.as_mut() {
+                edit(spec);
+            }
+            c.status = None;
+            match self
+                .clusters()
+                .await
+                .update_cluster(UpdateClusterRequest {
+                    cluster: Some(c),
+                    request_id: String::new(),
+                    validate_only: false,
+                })
+                .await
+            {
+                Ok(r) => return r.into_inner().cluster.expect("updated cluster"),
+                Err(s) if s.code() == tonic::Code::Aborted => continue,
+                Err(s) => panic!("update cluster: {s:?}"),
+            }
+        }
+        panic!("update cluster {name}: the etag kept changing");
+    }
+
+    /// Waits until `pred` holds for the cluster; returns that cluster.
+    pub async fn wait_cluster(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&Cluster) -> bool,
+    ) -> Cluster {
+        let pred = &pred;
+        let r = wait_until(what, FLEET_WAIT, || async move {
+            self.get_cluster(name).await.filter(|c| pred(c))
+        })
+        .await;
+        match r {
+            Ok(c) => c,
+            Err(e) => {
+                let now = self.get_cluster(name).await;
+                panic!("{e}\ncluster now: {now:#?}\n{}", self.logs())
+            }
+        }
+    }
+
+    /// Waits until the cluster is Running with every member ready.
+    pub async fn wait_running(&self, name: &str) -> Cluster {
+        self.wait_cluster(name, "cluster running", is_running).await
+    }
+}
+
+/// Whether the cluster is Running, its status is current and every member is ready.
+pub fn is_running(c: &Cluster) -> bool {
+    let gen_ = c.metadata.as_ref().map(|m| m.generation).unwrap_or(-1);
+    c.status.as_ref().is_some_and(|s| {
+        s.phase == ClusterPhase::Running as i32
+            && s.observed_generation == gen_
+            && !s.members.is_empty()
+            && s.members.iter().all(|m| m.ready && m.pid > 0)
+    })
+}
+
+/// The members of a cluster's status.
+pub fn members(c: &Cluster) -> Vec<Member> {
+    c.status
+        .as_ref()
+        .map(|s| s.members.clone())
+        .unwrap_or_default()
+}
+
+/// The broker members.
+pub fn brokers(c: &Cluster) -> Vec<Member> {
+    members(c)
+        .into_iter()
+        .filter(|m| m.kind == InstanceKind::Broker as i32)
+        .collect()
+}
+
+/// Member name → pid.
+pub fn pids(c: &Cluster) -> BTreeMap<String, i64> {
+    members(c).into_iter().map(|m| (m.name, m.pid)).collect()
+}
+
+/// The nameserver list clients use (`a:1;b:2`).
+pub fn namesrv_addr(c: &Cluster) -> String {
+    c.status
+        .as_ref()
+        .map(|s| s.namesrv_addr.clone())
+        .unwrap_or_default()
+}
+
+/// A cluster spec: `nameservers` nameservers and `groups` broker groups of `replicas` members
+/// in `mode`, with `config` as broker config, spread over distinct nodes.
+pub fn cluster(
+    name: &str,
+    nameservers: u32,
+    groups: u32,
+    replicas: u32,
+    mode: BrokerMode,
+    config: &[(&str, &str)],
+) -> Cluster {
+    Cluster {
+        metadata: Some(ObjectMeta {
+            name: name.to_string(),
+            ..Default::default()
+        }),
+        spec: Some(ClusterSpec {
+            nameserver: Some(NameServerSpec {
+                replicas: nameservers,
+                ..Default::default()
+            }),
+            broker: Some(BrokerSpec {
+                groups,
+                replicas_per_group: replicas,
+                mode: mode as i32,
+                config: config
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            }),
+            allow_restart: true,
+            placement: Some(Placement {
+                spread: Spread::Preferred as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Pids of processes whose working directory is inside `dir`.
+pub fn processes_under(dir: &Path) -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+        })
+        .collect()
+}
+
+/// Whether a process with this pid is alive (and not a zombie).
+pub fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for a in self.agents.values_mut() {
+            if let Some(mut p) = a.proc.take() {
+                p.kill();
+            }
+        }
+        if let Some(mut p) = self.cp.take() {
+            p.kill();
+        }
+        for pid in processes_under(self.dir.path()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! End-to-end tests of `flotilla-agent` under a real `flotilla-cp`: clusters applied through
+//! the API run as real nameserver and broker processes that the real RocketMQ client uses;
+//! killed brokers are restarted; brokers outlive agents and the control plane; nameserver-list
+//! changes are applied online; commands are applied once and fenced by epoch.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use flotilla_proto::agent::v1::agent_service_server::{AgentService, AgentServiceServer};
+use flotilla_proto::agent::v1::{
+    AgentMessage, Command as AgentCommand, ControlMessage, DesiredState, Instance, Ports,
+    RestartPolicy, agent_message, command, control_message,
+};
+use flotilla_proto::v1::{BrokerMode, Cluster, InstanceKind, Topic};
+use flotilla_remoting::protocol::{ClusterInfo, TopicConfigSerializeWrapper, decode_body};
+use flotilla_remoting::{RemotingClient, RemotingCommand, request_code};
+use flotilla_tests::fleet::{self, Fleet, alive, brokers, namesrv_addr, pids};
+use flotilla_tests::rmq::{self, Client};
+use flotilla_tests::{Proc, bin_path, free_port, temp_dir, wait_until};
+use tokio::sync::{Mutex, mpsc};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn reported_since(c: &Cluster, t: SystemTime) -> bool {
+    let since = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    fleet::members(c).iter().all(|m| {
+        m.last_report_time
+            .as_ref()
+            .is_some_and(|ts| ts.seconds > since)
+    })
+}
+
+async fn broker_registered_at(ns: &str, broker_addr: &str) -> bool {
+    let client = RemotingClient::default();
+    let Ok(resp) = client
+        .invoke(
+            ns,
+            RemotingCommand::request(request_code::GET_BROKER_CLUSTER_INFO),
+            Duration::from_secs(3),
+        )
+        .await
+    else {
+        return false;
+    };
+    let Ok(info) = decode_body::<ClusterInfo>(&resp.body) else {
+        return false;
+    };
+    info.broker_addr_table
+        .values()
+        .any(|b| b.broker_addrs.values().any(|a| a == broker_addr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_runs_an_applied_cluster_and_restarts_a_killed_broker() {
+    let fleet = Fleet::start(2).await;
+    fleet
+        .create_cluster(fleet::cluster(
+            "orders",
+            1,
+            1,
+            1,
+            BrokerMode::MasterSlave,
+            &[("flushDiskType", "SYNC_FLUSH"), ("autoCreateTopicEnable", "true")],
+        ))
+        .await;
+    let c = fleet.wait_running("orders").await;
+    let ns = namesrv_addr(&c);
+    assert!(!ns.is_empty(), "status names the nameserver list: {c:#?}");
+    let broker = brokers(&c).pop().expect("one broker member");
+    assert!(alive(broker.pid), "the reported broker pid is a live process");
+
+    let client = Client::new("agent-e2e-a");
+    let producer = client.producer(&ns, "pg-orders").await;
+    let first = rmq::send_all(&producer, "Orders", (0..30).map(|i| format!("m-{i}")), 20).await;
+    assert_eq!(first.len(), 30, "every send is acknowledged");
+    rmq::consume_all(&client, &ns, "cg-orders-1", "Orders", &first, WAIT).await;
+
+    // SIGKILL the broker: the agent restarts it and it rejoins; nothing acknowledged is lost.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(broker.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the broker");
+    let c = fleet
+        .wait_cluster("orders", "broker restarted by the agent", |c| {
+            brokers(c)
+                .iter()
+                .any(|m| m.pid > 0 && m.pid != broker.pid && m.ready && m.restarts >= 1)
+        })
+        .await;
+    let restarted = brokers(&c).pop().expect("broker member");
+    assert!(alive(restarted.pid));
+    assert!(!alive(broker.pid), "the killed process is gone");
+    let c2 = c.clone();
+    wait_until("restarted broker registered", WAIT, || {
+        let (ns, addr) = (namesrv_addr(&c2), restarted.address.clone());
+        async move { broker_registered_at(&ns, &addr).await.then_some(()) }
+    })
+    .await
+    .expect("the restarted broker registers with the nameserver");
+
+    let second = rmq::send_all(&producer, "Orders", (30..60).map(|i| format!("m-{i}")), 50).await;
+    assert_eq!(second.len(), 30, "sends succeed after the restart");
+    let all: BTreeSet<String> = first.union(&second).cloned().collect();
+    rmq::consume_all(&client, &ns, "cg-orders-2", "Orders", &all, WAIT).await;
+    let mut producer = producer;
+    producer.shutdown().await;
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_outlive_agents_and_the_control_plane_and_are_readopted() {
+    let mut fleet = Fleet::start(2).await;
+    fleet
+        .create_cluster(fleet::cluster(
+            "outlive",
+            1,
+            1,
+            1,
+            BrokerMode::MasterSlave,
+            &[("autoCreateTopicEnable", "true")],
+        ))
+        .await;
+    let c = fleet.wait_running("outlive").await;
+    let before = pids(&c);
+    let ns = namesrv_addr(&c);
+    let client = Client::new("agent-e2e-b");
+    let producer = client.producer(&ns, "pg-outlive").await;
+
+    // SIGKILL every agent: the brokers keep serving.
+    let nodes: Vec<String> = fleet.agents.keys().cloned().collect();
+    for n in &nodes {
+        fleet.kill_agent(n);
+    }
+    let sent = rmq::send_all(&producer, "Outlive", (0..10).map(|i| format!("a-{i}")), 20).await;
+    assert_eq!(sent.len(), 10, "brokers serve while their agents are down");
+    assert!(before.values().all(|p| alive(*p)));
+
+    // Restarted agents re-adopt the running processes: same pids, nothing restarted.
+    let t = SystemTime::now();
+    for n in &nodes {
+        fleet.start_agent(n);
+    }
+    let c = fleet
+        .wait_cluster("outlive", "fresh reports from re-adopting agents", |c| {
+            fleet::is_running(c) && reported_since(c, t)
+        })
+        .await;
+    assert_eq!(pids(&c), before, "re-adopted, not restarted");
+
+    // Stop the control plane: the data plane keeps serving. Restart it: nothing restarts.
+    fleet.stop_cp();
+    let sent2 = rmq::send_all(&producer, "Outlive", (0..10).map(|i| format!("b-{i}")), 20).await;
+    assert_eq!(sent2.len(), 10, "brokers serve while the control plane is down");
+    let t = SystemTime::now();
+    fleet.start_cp().await;
+    let c = fleet
+        .wait_cluster("outlive", "reports after the control plane restart", |c| {
+            fleet::is_running(c) && reported_since(c, t)
+        })
+        .await;
+    assert_eq!(pids(&c), before, "a control-plane restart restarts no process");
+    assert!(before.values().all(|p| alive(*p)));
+
+    let all: BTreeSet<String> = sent.union(&sent2).cloned().collect();
+    rmq::consume_all(&client, &ns, "cg-outlive", "Outlive", &all, WAIT).await;
+    let mut producer = producer;
+    producer.shutdown().await;
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nameserver_list_change_reaches_brokers_without_a_restart() {
+    let fleet = Fleet::start(2).await;
+    fleet
+        .create_cluster(fleet::cluster(
+            "nslist",
+            1,
+            1,
+            1,
+            BrokerMode::MasterSlave,
+            &[],
+        ))
+        .await;
+    let c = fleet.wait_running("nslist").await;
+    let broker = brokers(&c).pop().expect("broker member");
+    let before = pids(&c);
+
+    fleet
+        .update_cluster("nslist", |s| {
+            if let Some(ns) = s.nameserver.as_mut() {
+                ns.replicas = 2;
+            }
+        })
+        .await;
+    let c = fleet
+        .wait_cluster("nslist", "two nameservers running", |c| {
+            fleet::is_running(c) && namesrv_addr(c).split(';').count() == 2
+        })
+        .await;
+    let list = namesrv_addr(&c);
+    for ns in list.split(';') {
+        let (ns, addr) = (ns.to_string(), broker.address.clone());
+        wait_until("broker registered with every nameserver", WAIT, || {
+            let (ns, addr) = (ns.clone(), addr.clone());
+            async move { broker_registered_at(&ns, &addr).await.then_some(()) }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {ns}\n{}", fleet.logs()));
+    }
+    let after = pids(&c);
+    assert_eq!(
+        after.get(&broker.name),
+        before.get(&broker.name),
+        "the broker was not restarted"
+    );
+    assert!(alive(broker.pid));
+}
+
+// ------------------------------------------------------------------------------------------
+// Commands: a minimal control-plane side of the agent protocol, driven by the test, so the
+// test chooses epochs and command ids.
+
+struct Driver {
+    inbound: mpsc::Sender<AgentMessage>,
+    outbound: Arc<Mutex<Option<mpsc::Receiver<Result<ControlMessage, Status>>>>>,
+}
+
+#[tonic::async_trait]
+impl AgentService for Driver {
+    type ConnectStream = ReceiverStream<Result<ControlMessage, Status>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let rx = self
+            .outbound
+            .lock()
+            .await
+            .take()
+            .ok_or_else(|| Status::resource_exhausted("one agent session per test"))?;
+        let mut stream = request.into_inner();
+        let inbound = self.inbound.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(m)) = stream.message().await {
+                if inbound.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+async fn next_result(rx: &mut mpsc::Receiver<AgentMessage>, id: &str) -> flotilla_proto::agent::v1::CommandResult {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let m = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no result for command {id}"))
+            .expect("agent stream open");
+        if let Some(agent_message::Message::CommandResult(r)) = m.message
+            && r.command_id == id
+        {
+            return r;
+        }
+    }
+}
+
+async fn topic_exists(broker: &str, topic: &str) -> bool {
+    let client = RemotingClient::default();
+    let Ok(resp) = client
+        .invoke(
+            broker,
+            RemotingCommand::request(request_code::GET_ALL_TOPIC_CONFIG),
+            Duration::from_secs(3),
+        )
+        .await
+    else {
+        return false;
+    };
+    decode_body::<TopicConfigSerializeWrapper>(&resp.body)
+        .is_ok_and(|w| w.topic_config_table.contains_key(topic))
+}
+
+fn create_topic(id: &str, epoch: i64, topic: &str) -> ControlMessage {
+    ControlMessage {
+        message: Some(control_message::Message::Command(AgentCommand {
+            command_id: id.to_string(),
+            epoch,
+            expected_generation: 0,
+            instance: "cmd-broker-0".to_string(),
+            action: Some(command::Action::CreateTopic(Topic {
+                name: topic.to_string(),
+                read_queue_nums: 4,
+                write_queue_nums: 4,
+                perm: 6,
+                ..Default::default()
+            })),
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_applied_once_and_stale_epochs_are_refused() {
+    let dir = temp_dir("flotilla-agent-cmd-");
+    let (in_tx, mut in_rx) = mpsc::channel(256);
+    let (out_tx, out_rx) = mpsc::channel(16);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind driver");
+    let driver_addr = listener.local_addr().expect("addr");
+    let svc = AgentServiceServer::new(Driver {
+        inbound: in_tx,
+        outbound: Arc::new(Mutex::new(Some(out_rx))),
+    });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+
+    let mut cmd = Command::new(bin_path("flotilla-agent"));
+    cmd.args([
+        "--control-plane",
+        &driver_addr.to_string(),
+        "--node-id",
+        "cmd-node",
+        "--data-dir",
+        &dir.path().join("agent").display().to_string(),
+        "--advertise-address",
+        "127.0.0.1",
+        "--report-interval-secs",
+        "1",
+    ]);
+    let _agent = Proc::spawn("agent", &mut cmd, Some(&dir.path().join("agent.log")));
+    let hello = tokio::time::timeout(WAIT, in_rx.recv())
+        .await
+        .expect("hello in time")
+        .expect("agent connected");
+    assert!(matches!(hello.message, Some(agent_message::Message::Hello(_))));
+
+    let port = flotilla_tests::free_broker_port();
+    let broker_addr = format!("127.0.0.1:{port}");
+    let broker = Instance {
+        name: "cmd-broker-0".into(),
+        kind: InstanceKind::Broker as i32,
+        cluster: "cmd".into(),
+        group: "cmd-0".into(),
+        config: [
+            ("brokerClusterName", "cmd"),
+            ("brokerName", "cmd-0"),
+            ("brokerId", "0"),
+            ("brokerIP1", "127.0.0.1"),
+            ("namesrvAddr", &format!("127.0.0.1:{}", free_port())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        ports: Some(Ports {
+            listen: u32::from(port),
+            ha: u32::from(port) + 1,
+            dledger: 0,
+        }),
+        restart_policy: RestartPolicy::Always as i32,
+        may_restart: true,
+        ..Default::default()
+    };
+    out_tx
+        .send(Ok(ControlMessage {
+            message: Some(control_message::Message::DesiredState(DesiredState {
+                epoch: 7,
+                generation: 1,
+                instances: vec![broker],
+            })),
+        }))
+        .await
+        .expect("send desired state");
+    let b = broker_addr.clone();
+    wait_until("broker answers", WAIT, || {
+        let b = b.clone();
+        async move {
+            RemotingClient::default()
+                .invoke(
+                    &b,
+                    RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO),
+                    Duration::from_secs(2),
+                )
+                .await
+                .ok()
+                .filter(|r| r.code == 0)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}",
+            std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()
+        )
+    });
+
+    // First delivery applies the command.
+    out_tx.send(Ok(create_topic("c-1", 7, "CmdTopic"))).await.expect("send");
+    let r = next_result(&mut in_rx, "c-1").await;
+    assert!(r.success && !r.duplicate, "{r:?}");
+    assert!(topic_exists(&broker_addr, "CmdTopic").await);
+
+    // Remove the topic behind the agent's back; a repeat of c-1 must not re-apply it.
+    let del = RemotingClient::default()
+        .invoke(
+            &broker_addr,
+            RemotingCommand::request(request_code::DELETE_TOPIC_IN_BROKER).with_ext("topic", "CmdTopic"),
+            Duration::from_secs(3),
+        )
+        .await
+        .expect("delete topic");
+    assert_eq!(del.code, 0, "{:?}", del.remark);
+    out_tx.send(Ok(create_topic("c-1", 7, "CmdTopic"))).await.expect("send");
+    let r = next_result(&mut in_rx, "c-1").await;
+    assert!(r.success && r.duplicate, "the repeat returns the recorded result: {r:?}");
+    assert!(!topic_exists(&broker_addr, "CmdTopic").await, "applied once only");
+
+    // A lower epoch than the highest seen is refused and changes nothing.
+    out_tx.send(Ok(create_topic("c-2", 6, "Stale"))).await.expect("send");
+    let r = next_result(&mut in_rx, "c-2").await;
+    assert!(!r.success, "{r:?}");
+    assert_eq!(r.error.as_ref().map(|e| e.reason.as_str()), Some("STALE_EPOCH"), "{r:?}");
+    assert!(!topic_exists(&broker_addr, "Stale").await);
+
+    // The current epoch still works.
+    out_tx.send(Ok(create_topic("c-3", 7, "Fresh"))).await.expect("send");
+    let r = next_result(&mut in_rx, "c-3").await;
+    assert!(r.success && !r.duplicate, "{r:?}");
+    assert!(topic_exists(&broker_addr, "Fresh").await);
+
+    // Leave nothing running: the broker is detached from the agent.
+    for pid in fleet::processes_under(dir.path()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
