@@ -142,8 +142,9 @@ impl State {
                 keys::NodeKey::Node(n) => {
                     upsert(&mut self.nodes, n, value, rev).then(|| Change::Node(n.to_string()))
                 }
-                keys::NodeKey::Desired(n) => upsert(&mut self.desired, n, value, rev)
-                    .then(|| Change::Desired(n.to_string())),
+                keys::NodeKey::Desired(n) => {
+                    upsert(&mut self.desired, n, value, rev).then(|| Change::Desired(n.to_string()))
+                }
             };
         }
         if let Some(name) = keys::name_under(keys::OBSERVED, key) {
@@ -300,7 +301,10 @@ mod tests {
         let mut st = State::default();
         let c = Cluster::default().encode_to_vec();
         let key = "/flotilla/v1/clusters/a";
-        assert_eq!(st.apply(key, Some(&c), 5), Some(Change::Cluster("a".into())));
+        assert_eq!(
+            st.apply(key, Some(&c), 5),
+            Some(Change::Cluster("a".into()))
+        );
         assert_eq!(st.apply(key, Some(&c), 4), None);
         assert_eq!(st.apply(key, None, 6), Some(Change::Cluster("a".into())));
         assert_eq!(st.apply(key, Some(&c), 5), None);

@@ -87,7 +87,9 @@ pub enum ApiError {
         why: String,
     },
     /// A watch asked for a revision older than the store's compaction point.
-    #[error("revision {revision} has been compacted (compaction point {compact_revision}); re-list")]
+    #[error(
+        "revision {revision} has been compacted (compaction point {compact_revision}); re-list"
+    )]
     WatchRevisionCompacted {
         /// The revision asked for.
         revision: i64,
@@ -132,6 +134,18 @@ impl ApiError {
             reason: "INVALID_REQUEST",
             violations: vec![Violation::new(field, description)],
         }
+    }
+
+    /// Whether this is a lost race with another writer of the same object (what a
+    /// concurrent repeat of the same request sees).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            ApiError::ClusterAlreadyExists(_)
+                | ApiError::EtagMismatch { .. }
+                | ApiError::ConcurrentModification(_)
+                | ApiError::OperationNotCancellable { .. }
+        )
     }
 
     /// Stable, machine-readable code (`ErrorInfo.reason`).
@@ -249,7 +263,10 @@ mod tests {
     fn invalid_argument_carries_field_violations() {
         let s: tonic::Status = ApiError::InvalidArgument {
             reason: "INVALID_SPEC",
-            violations: vec![Violation::new("cluster.spec.broker.groups", "must be 1..=64")],
+            violations: vec![Violation::new(
+                "cluster.spec.broker.groups",
+                "must be 1..=64",
+            )],
         }
         .into();
         assert_eq!(s.code(), Code::InvalidArgument);

@@ -72,9 +72,7 @@ impl Writer {
             return Err(WriteError::NotLeader);
         };
         let caller_failure_ops = txn.failure.len();
-        let txn = txn
-            .fenced_by(&key)
-            .or_else([Op::get(key.key.clone())]);
+        let txn = txn.fenced_by(&key).or_else([Op::get(key.key.clone())]);
         let resp = self.store.txn(txn).await?;
         if resp.succeeded {
             return Ok(resp);
@@ -84,7 +82,8 @@ impl Writer {
             Some(OpResponse::Get(Some(kv))) if kv.create_revision == key.revision
         );
         if !fence_holds {
-            self.leader.step_down("fenced write found the leader key gone");
+            self.leader
+                .step_down("fenced write found the leader key gone");
             return Err(WriteError::NotLeader);
         }
         let mut responses = resp.responses;

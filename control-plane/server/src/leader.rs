@@ -201,9 +201,10 @@ async fn term(
     .await;
     keeper.abort();
     if let Err(e) = store.lease_revoke(lease.id).await
-        && !matches!(e, StoreError::LeaseNotFound(_)) {
-            warn!(error = %e, "lease revoke failed");
-        }
+        && !matches!(e, StoreError::LeaseNotFound(_))
+    {
+        warn!(error = %e, "lease revoke failed");
+    }
     result
 }
 

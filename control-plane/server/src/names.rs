@@ -25,11 +25,7 @@ pub fn dledger_self_id(m: u32) -> String {
 
 /// The index of a group name of `cluster` (`<cluster>-<i>` → `i`).
 pub fn group_index(cluster: &str, group: &str) -> Option<u32> {
-    group
-        .strip_prefix(cluster)?
-        .strip_prefix('-')?
-        .parse()
-        .ok()
+    group.strip_prefix(cluster)?.strip_prefix('-')?.parse().ok()
 }
 
 /// Whether `s` is a DNS-1123 label: 1-63 of `[a-z0-9-]`, starting with a letter, ending with a

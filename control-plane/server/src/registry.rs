@@ -158,10 +158,11 @@ pub async fn set_phase(
         let st = n.status.get_or_insert_with(Default::default);
         let mut changed = false;
         if let Some(lm) = limits_mechanism
-            && st.limits_mechanism != lm {
-                st.limits_mechanism = lm.to_string();
-                changed = true;
-            }
+            && st.limits_mechanism != lm
+        {
+            st.limits_mechanism = lm.to_string();
+            changed = true;
+        }
         if st.phase != phase as i32 {
             st.phase = phase as i32;
             st.last_heartbeat = Some(now);

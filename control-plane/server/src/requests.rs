@@ -3,6 +3,10 @@
 //! either both happen or neither. A repeat within 24 hours returns the stored result without
 //! acting again. The record's `mod_revision` equals the mutation's revision, which is the
 //! returned resource's etag, so the replayed response is byte-for-byte the first one.
+//!
+//! A repeat that arrives while the first call is still in flight passes the replay check and
+//! then loses the race on the store (the cluster exists, the etag moved, the operation is
+//! already cancelled); [`or_replay`] turns that conflict into the first call's result.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,7 +49,8 @@ pub async fn replay<T: prost::Message + Default>(
     if request_id.is_empty() {
         return Ok(None);
     }
-    let key = keys::request(request_id).map_err(|e| ApiError::bad_request("request_id", e.to_string()))?;
+    let key = keys::request(request_id)
+        .map_err(|e| ApiError::bad_request("request_id", e.to_string()))?;
     let Some(kv) = ctx.store.get(&key).await? else {
         return Ok(None);
     };
@@ -73,7 +78,8 @@ pub fn record<T: prost::Message>(
     if request_id.is_empty() {
         return Ok(None);
     }
-    let key = keys::request(request_id).map_err(|e| ApiError::bad_request("request_id", e.to_string()))?;
+    let key = keys::request(request_id)
+        .map_err(|e| ApiError::bad_request("request_id", e.to_string()))?;
     let rec = RequestRecord {
         method: method.to_string(),
         response: response.encode_to_vec(),
@@ -82,3 +88,26 @@ pub fn record<T: prost::Message>(
     Ok(Some((key, prost::Message::encode_to_vec(&rec))))
 }
 
+/// When a mutation with `request_id` failed with a conflict that a concurrent call with the
+/// same id would cause, and that call has committed, returns its result instead (its etag
+/// fixed up by `set_etag`). Any other outcome is returned unchanged.
+pub async fn or_replay<T: prost::Message + Default>(
+    ctx: &Ctx,
+    method: &str,
+    request_id: &str,
+    result: Result<T, ApiError>,
+    set_etag: impl FnOnce(&mut T, i64),
+) -> Result<T, ApiError> {
+    match result {
+        Err(e) if !request_id.is_empty() && e.is_conflict() => {
+            match replay::<T>(ctx, method, request_id).await {
+                Ok(Some((mut prev, rev))) => {
+                    set_etag(&mut prev, rev);
+                    Ok(prev)
+                }
+                _ => Err(e),
+            }
+        }
+        other => other,
+    }
+}

@@ -158,7 +158,9 @@ impl Sessions {
         timeout: Duration,
     ) -> Result<CommandResult, CommandError> {
         if cmd.command_id.is_empty() {
-            return Err(CommandError::InvalidCommand("command_id is required".into()));
+            return Err(CommandError::InvalidCommand(
+                "command_id is required".into(),
+            ));
         }
         let epoch = ctx.leader.epoch().ok_or(CommandError::NotLeader)?;
         cmd.epoch = epoch;
@@ -296,7 +298,10 @@ pub fn spawn_background(ctx: &Arc<Ctx>) {
                         st.nodes
                             .iter()
                             .filter(|(_, n)| {
-                                n.value.status.as_ref().is_some_and(|s| s.phase == NodePhase::Ready as i32)
+                                n.value
+                                    .status
+                                    .as_ref()
+                                    .is_some_and(|s| s.phase == NodePhase::Ready as i32)
                             })
                             .map(|(k, _)| k.clone())
                             .collect()
@@ -439,14 +444,16 @@ impl AgentApi {
             }
         }
         if (changed || force_write)
-            && let Err(e) = write_observed(ctx, node, &report, lease).await {
-                warn!(node, error = %e, code = e.code(), "writing observed state failed");
-                if let Some(s) = ctx.sessions.inner.lock().get_mut(node) {
-                    s.observed_fingerprint.clear();
-                }
+            && let Err(e) = write_observed(ctx, node, &report, lease).await
+        {
+            warn!(node, error = %e, code = e.code(), "writing observed state failed");
+            if let Some(s) = ctx.sessions.inner.lock().get_mut(node) {
+                s.observed_fingerprint.clear();
             }
+        }
         if was_not_ready || lm_changed {
-            let lm = (!report.limits_mechanism.is_empty()).then_some(report.limits_mechanism.as_str());
+            let lm =
+                (!report.limits_mechanism.is_empty()).then_some(report.limits_mechanism.as_str());
             if let Err(e) =
                 registry::set_phase(ctx, node, NodePhase::Ready, "HeartbeatResumed", lm).await
             {
@@ -576,9 +583,9 @@ impl AgentService for AgentApi {
                 };
                 if let Some(s) = removed {
                     let leader_name = api.ctx.leader.leader_name().await;
-                    let _ = s
-                        .tx
-                        .try_send(Err(status(ApiError::NotLeader { leader: leader_name })));
+                    let _ = s.tx.try_send(Err(status(ApiError::NotLeader {
+                        leader: leader_name,
+                    })));
                     if api.ctx.leader.epoch() == Some(epoch) {
                         info!("agent disconnected; node NotReady");
                         let _ = registry::set_phase(

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use flotilla_proto::agent::v1::{
-    AgentMessage, Command, CommandResult, ControlMessage, DesiredState, Hello,
-    InstanceObservation, InstanceState, Report, agent_message,
-    agent_service_client::AgentServiceClient, control_message,
+    AgentMessage, Command, CommandResult, ControlMessage, DesiredState, Hello, InstanceObservation,
+    InstanceState, Report, agent_message, agent_service_client::AgentServiceClient,
+    control_message,
 };
 use flotilla_proto::v1::{Capacity, InstanceKind, MemberRole};
 use parking_lot::Mutex;
@@ -87,7 +87,11 @@ fn role_of(i: &flotilla_proto::agent::v1::Instance) -> (i32, i64) {
             (MemberRole::Follower as i32, 1)
         };
     }
-    let id: i64 = i.config.get("brokerId").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let id: i64 = i
+        .config
+        .get("brokerId")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     if id == 0 {
         (MemberRole::Master as i32, 0)
     } else {

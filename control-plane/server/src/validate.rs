@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use flotilla_proto::v1::{
-    BrokerMode, BrokerSpec, ClusterSpec, MasterRole, NameServerSpec, Placement, Resources,
-    Storage, placement::Spread, storage::Mode,
+    BrokerMode, BrokerSpec, ClusterSpec, MasterRole, NameServerSpec, Placement, Resources, Storage,
+    placement::Spread, storage::Mode,
 };
 
 use crate::errors::{ApiError, Violation};
@@ -84,7 +84,10 @@ pub fn labels(v: &mut Violations, field: &str, labels: &HashMap<String, String>)
             None => (None, k.as_str()),
         };
         if prefix.is_some_and(|p| !names::is_dns_subdomain(p)) {
-            v.add(format!("{field}.{k}"), "label key prefix must be a DNS-1123 subdomain");
+            v.add(
+                format!("{field}.{k}"),
+                "label key prefix must be a DNS-1123 subdomain",
+            );
         } else if nm.is_empty() || nm.len() > 63 || !label_chars(nm) {
             v.add(
                 format!("{field}.{k}"),
@@ -104,7 +107,10 @@ pub fn labels(v: &mut Violations, field: &str, labels: &HashMap<String, String>)
 /// An optional request id: 1-128 of `[A-Za-z0-9._-]`.
 pub fn request_id(v: &mut Violations, field: &str, id: &str) {
     if !id.is_empty() && (id.len() > 128 || !label_chars(id)) {
-        v.add(field, "request_id must be 1-128 characters of [A-Za-z0-9._-]");
+        v.add(
+            field,
+            "request_id must be 1-128 characters of [A-Za-z0-9._-]",
+        );
     }
 }
 
@@ -116,7 +122,10 @@ pub fn etag(v: &mut Violations, field: &str, etag: &str) -> Option<i64> {
     match etag.parse::<i64>() {
         Ok(r) if r > 0 => Some(r),
         _ => {
-            v.add(field, "etag must be a revision as returned in metadata.etag");
+            v.add(
+                field,
+                "etag must be a revision as returned in metadata.etag",
+            );
             None
         }
     }
@@ -156,12 +165,15 @@ pub fn matches_selector(labels: &HashMap<String, String>, sel: &[(String, String
 
 fn resources(v: &mut Violations, field: &str, r: Option<&Resources>, broker: bool) {
     if let Some(r) = r
-        && broker && r.memory_mib != 0 && r.memory_mib < 256 {
-            v.add(
-                format!("{field}.memory_mib"),
-                "broker memory limit must be 0 (none) or >= 256 MiB",
-            );
-        }
+        && broker
+        && r.memory_mib != 0
+        && r.memory_mib < 256
+    {
+        v.add(
+            format!("{field}.memory_mib"),
+            "broker memory limit must be 0 (none) or >= 256 MiB",
+        );
+    }
 }
 
 fn storage(v: &mut Violations, field: &str, s: Option<&Storage>) {
@@ -169,7 +181,10 @@ fn storage(v: &mut Violations, field: &str, s: Option<&Storage>) {
     match Mode::try_from(s.mode) {
         Ok(Mode::HostPath) => {
             if s.host_path.is_empty() {
-                v.add(format!("{field}.host_path"), "required when mode is HOST_PATH");
+                v.add(
+                    format!("{field}.host_path"),
+                    "required when mode is HOST_PATH",
+                );
             } else if !s.host_path.starts_with('/') {
                 v.add(format!("{field}.host_path"), "must be an absolute path");
             }
@@ -220,7 +235,9 @@ pub fn broker_config_entry(key: &str, value: &str) -> Option<String> {
         return Some("config keys are RocketMQ property names ([A-Za-z][A-Za-z0-9._]*)".into());
     }
     if OWNED_BROKER_KEYS.contains(&key) {
-        return Some(format!("{key} is set by the control plane and may not be given"));
+        return Some(format!(
+            "{key} is set by the control plane and may not be given"
+        ));
     }
     if value.contains(['\n', '\r', '\0']) {
         return Some("values must be one line".into());
@@ -257,9 +274,9 @@ pub fn broker_config_entry(key: &str, value: &str) -> Option<String> {
             Some("must be ASYNC_FLUSH or SYNC_FLUSH".into())
         }
         "deleteWhen"
-            if !value.split(';').all(|h| {
-                h.len() == 2 && is_uint(h) && h.parse::<u32>().is_ok_and(|h| h < 24)
-            }) =>
+            if !value
+                .split(';')
+                .all(|h| h.len() == 2 && is_uint(h) && h.parse::<u32>().is_ok_and(|h| h < 24)) =>
         {
             Some("must be hours 00..23 separated by ';' (e.g. \"04\" or \"04;16\")".into())
         }
@@ -279,7 +296,12 @@ fn nameserver(v: &mut Violations, field: &str, ns: Option<&NameServerSpec>) {
         v.add(format!("{field}.replicas"), "must be 1..=9");
     }
     port(v, &format!("{field}.port"), ns.port, 1, 65535);
-    resources(v, &format!("{field}.resources"), ns.resources.as_ref(), false);
+    resources(
+        v,
+        &format!("{field}.resources"),
+        ns.resources.as_ref(),
+        false,
+    );
 }
 
 fn broker(v: &mut Violations, field: &str, b: Option<&BrokerSpec>) {
@@ -358,16 +380,17 @@ pub fn cluster_spec(v: &mut Violations, field: &str, cluster: &str, spec: Option
     nameserver(v, &format!("{field}.nameserver"), spec.nameserver.as_ref());
     broker(v, &format!("{field}.broker"), spec.broker.as_ref());
     if let Some(src) = &spec.scale_source
-        && !src.group.is_empty() {
-            let groups = spec.broker.as_ref().map_or(0, |b| b.groups);
-            match names::group_index(cluster, &src.group) {
-                Some(i) if i < groups => {}
-                _ => v.add(
-                    format!("{field}.scale_source.group"),
-                    format!("must name a group of this cluster ({cluster}-<index>)"),
-                ),
-            }
+        && !src.group.is_empty()
+    {
+        let groups = spec.broker.as_ref().map_or(0, |b| b.groups);
+        match names::group_index(cluster, &src.group) {
+            Some(i) if i < groups => {}
+            _ => v.add(
+                format!("{field}.scale_source.group"),
+                format!("must name a group of this cluster ({cluster}-<index>)"),
+            ),
         }
+    }
     if !spec.version.is_empty() && !spec.version.starts_with('/') && !is_semver(&spec.version) {
         v.add(
             format!("{field}.version"),

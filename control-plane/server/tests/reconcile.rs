@@ -69,7 +69,11 @@ async fn places_spread_renders_pushes_and_folds_status() {
         let ds = ag.desired().unwrap();
         let mut seen = HashSet::new();
         for (name, group) in groups_of(&ds) {
-            let g = if group.is_empty() { "namesrv".to_string() } else { group };
+            let g = if group.is_empty() {
+                "namesrv".to_string()
+            } else {
+                group
+            };
             assert!(seen.insert(g.clone()), "{name}: two of {g} on {}", ag.node);
         }
         // Every desired state carries the leader's epoch.
@@ -106,10 +110,17 @@ async fn places_spread_renders_pushes_and_folds_status() {
     assert_eq!(st.members.len(), 9);
     assert!(st.members.iter().all(|m| m.ready && m.pid > 0));
     assert_eq!(st.namesrv_addr, *ns_addr);
-    assert_eq!(cl.metadata.unwrap().generation, 1, "status writes keep the generation");
+    assert_eq!(
+        cl.metadata.unwrap().generation,
+        1,
+        "status writes keep the generation"
+    );
 
     // Idempotence: another reconcile writes nothing; generations stay.
-    let gens: Vec<i64> = agents.iter().map(|a| a.desired().unwrap().generation).collect();
+    let gens: Vec<i64> = agents
+        .iter()
+        .map(|a| a.desired().unwrap().generation)
+        .collect();
     let epoch = h.epoch().unwrap();
     let span = tracing::info_span!("test");
     let _e = span.enter();
@@ -232,7 +243,9 @@ async fn lost_nodes_instances_are_replaced() {
     let d = h.agent("node-d").await;
     let victim_agent = agents.iter().find(|a| a.node == victim).unwrap();
     victim_agent.pause_reports(true);
-    flotilla_cp::registry::delete(&h.cp.ctx, &victim).await.unwrap();
+    flotilla_cp::registry::delete(&h.cp.ctx, &victim)
+        .await
+        .unwrap();
     let all = [&a, &b, &c, &d];
     wait_until("member re-placed", || async {
         let m: BTreeMap<_, _> = all
@@ -331,7 +344,9 @@ async fn deleting_a_cluster_stops_its_instances_then_removes_it() {
     })
     .await;
     assert!(a.desired().unwrap().instances.is_empty());
-    let _ = client.get_cluster(GetClusterRequest { name: "x".into() }).await;
+    let _ = client
+        .get_cluster(GetClusterRequest { name: "x".into() })
+        .await;
 }
 
 #[tokio::test]
@@ -343,29 +358,87 @@ async fn commands_reach_the_agent_and_results_come_back() {
         instance: "x".into(),
         ..Default::default()
     };
-    let r = h
-        .cp
-        .ctx
-        .sessions
-        .send_command(&h.cp.ctx, "node-a", cmd, std::time::Duration::from_secs(10))
-        .await
-        .unwrap();
+    let r =
+        h.cp.ctx
+            .sessions
+            .send_command(&h.cp.ctx, "node-a", cmd, std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
     assert!(r.success);
     assert_eq!(a.commands()[0].epoch, h.epoch().unwrap());
-    let err = h
-        .cp
-        .ctx
-        .sessions
-        .send_command(
-            &h.cp.ctx,
-            "node-zz",
-            flotilla_proto::agent::v1::Command {
-                command_id: "c2".into(),
-                ..Default::default()
-            },
-            std::time::Duration::from_secs(1),
-        )
-        .await
-        .unwrap_err();
+    let err =
+        h.cp.ctx
+            .sessions
+            .send_command(
+                &h.cp.ctx,
+                "node-zz",
+                flotilla_proto::agent::v1::Command {
+                    command_id: "c2".into(),
+                    ..Default::default()
+                },
+                std::time::Duration::from_secs(1),
+            )
+            .await
+            .unwrap_err();
     assert_eq!(err.code(), "NODE_NOT_CONNECTED");
+}
+
+#[tokio::test]
+async fn a_second_reconcile_with_no_change_writes_and_pushes_nothing() {
+    use flotilla_cp::context::Stats;
+    let h = start_embedded().await;
+    let a = h.agent("node-a").await;
+    let b = h.agent("node-b").await;
+    let c = h.agent("node-c").await;
+    create(&h, cluster("orders", 2, 2, 2, BrokerMode::MasterSlave)).await;
+    create(&h, cluster("pay", 1, 1, 3, BrokerMode::Dledger)).await;
+    h.wait_cluster("orders", "orders Running", running).await;
+    h.wait_cluster("pay", "pay Running", running).await;
+    settle(&h).await;
+    let agents = [&a, &b, &c];
+    // Every agent holds what the store says it should.
+    wait_until("agents hold their desired state", || async {
+        let held = h.cp.ctx.cache.read(|st| {
+            agents.iter().all(|ag| {
+                ag.desired().map(|d| d.generation)
+                    == st.desired.get(&ag.node).map(|d| d.value.generation)
+            })
+        });
+        held.then_some(())
+    })
+    .await;
+
+    let stats = &h.cp.ctx.stats;
+    let revision = store_revision(&h.cp.ctx.store).await;
+    let pushes = Stats::get(&stats.desired_pushes);
+    let writes = Stats::get(&stats.reconcile_writes);
+    let received: Vec<u64> = agents.iter().map(|a| a.desired_count()).collect();
+    let reconciles = Stats::get(&stats.reconciles);
+
+    // Directly, and through the queue (what a resync does) for every cluster.
+    let epoch = h.epoch().unwrap();
+    for name in ["orders", "pay"] {
+        let wrote = flotilla_cp::reconcile::reconcile_one(&h.cp.ctx, name, epoch)
+            .await
+            .unwrap();
+        assert!(!wrote, "{name}: a reconcile with no change wrote");
+        h.cp.queue.add(name);
+    }
+    wait_until("queued reconciles ran", || async {
+        (Stats::get(&stats.reconciles) >= reconciles + 4 && h.cp.queue.is_idle()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        store_revision(&h.cp.ctx.store).await,
+        revision,
+        "the store changed"
+    );
+    assert_eq!(Stats::get(&stats.reconcile_writes), writes);
+    assert_eq!(
+        Stats::get(&stats.desired_pushes),
+        pushes,
+        "desired states re-pushed"
+    );
+    let received2: Vec<u64> = agents.iter().map(|a| a.desired_count()).collect();
+    assert_eq!(received2, received);
 }

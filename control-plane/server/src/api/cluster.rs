@@ -50,6 +50,15 @@ fn set_etag(c: &mut Cluster, rev: i64) {
     }
 }
 
+fn set_response_etag(r: &mut UpdateClusterResponse, rev: i64) {
+    if let Some(c) = r.cluster.as_mut() {
+        set_etag(c, rev);
+    }
+    if let Some(m) = r.operation.as_mut().and_then(|o| o.metadata.as_mut()) {
+        m.etag = rev.to_string();
+    }
+}
+
 fn clear_etag(c: &mut Cluster) {
     if let Some(m) = c.metadata.as_mut() {
         m.etag.clear();
@@ -104,15 +113,16 @@ impl ClusterApi {
             return Ok(cluster);
         }
         ctx.writer.require_leader().await?;
-        if let Some((mut prev, rev)) = requests::replay::<Cluster>(ctx, CREATE, &r.request_id).await? {
+        if let Some((mut prev, rev)) =
+            requests::replay::<Cluster>(ctx, CREATE, &r.request_id).await?
+        {
             set_etag(&mut prev, rev);
             return Ok(prev);
         }
         let key = keys::cluster(&meta.name)?;
         let mut writes = vec![(key.clone(), Some(cluster.encode_to_vec()))];
-        writes.extend(
-            requests::record(CREATE, &r.request_id, &cluster)?.map(|(k, v)| (k, Some(v))),
-        );
+        writes
+            .extend(requests::record(CREATE, &r.request_id, &cluster)?.map(|(k, v)| (k, Some(v))));
         match ctx.commit(vec![Compare::Absent(key)], writes, vec![]).await {
             Ok(resp) => {
                 set_etag(&mut cluster, resp.revision);
@@ -136,7 +146,8 @@ impl ClusterApi {
         let sel = validate::label_selector(&mut v, "label_selector", &r.label_selector);
         let start = super::decode_page_token(&mut v, &r.page_token, keys::CLUSTERS);
         v.into_result("INVALID_REQUEST")?;
-        let (kvs, next, revision) = super::list_page(&self.ctx, keys::CLUSTERS, size, start).await?;
+        let (kvs, next, revision) =
+            super::list_page(&self.ctx, keys::CLUSTERS, size, start).await?;
         let mut clusters = Vec::new();
         for kv in kvs {
             if keys::name_under(keys::CLUSTERS, &kv.key).is_none() {
@@ -144,7 +155,11 @@ impl ClusterApi {
             }
             let mut c: Cluster = decode(&kv.key, &kv.value)?;
             set_etag(&mut c, kv.mod_revision);
-            let labels = c.metadata.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
+            let labels = c
+                .metadata
+                .as_ref()
+                .map(|m| m.labels.clone())
+                .unwrap_or_default();
             if validate::matches_selector(&labels, &sel) {
                 clusters.push(c);
             }
@@ -172,12 +187,7 @@ impl ClusterApi {
             if let Some((mut prev, rev)) =
                 requests::replay::<UpdateClusterResponse>(ctx, UPDATE, &r.request_id).await?
             {
-                if let Some(c) = prev.cluster.as_mut() {
-                    set_etag(c, rev);
-                }
-                if let Some(m) = prev.operation.as_mut().and_then(|o| o.metadata.as_mut()) {
-                    m.etag = rev.to_string();
-                }
+                set_response_etag(&mut prev, rev);
                 return Ok(prev);
             }
         }
@@ -187,13 +197,14 @@ impl ClusterApi {
             return Err(ApiError::ClusterDeleting(meta.name));
         }
         if let Some(e) = etag
-            && e != rev {
-                return Err(ApiError::EtagMismatch {
-                    name: meta.name,
-                    given: e.to_string(),
-                    current: rev.to_string(),
-                });
-            }
+            && e != rev
+        {
+            return Err(ApiError::EtagMismatch {
+                name: meta.name,
+                given: e.to_string(),
+                current: rev.to_string(),
+            });
+        }
         let old_spec = existing.spec.clone().unwrap_or_default();
         let new_spec = c.spec.clone().unwrap_or_default();
         let mut v = Violations::default();
@@ -247,12 +258,15 @@ impl ClusterApi {
         let key = keys::cluster(&meta.name)?;
         let mut writes = vec![(key.clone(), Some(next.encode_to_vec()))];
         if let Some(op) = &operation {
-            let name = op.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+            let name = op
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
             writes.push((keys::operation(&name)?, Some(op.encode_to_vec())));
         }
-        writes.extend(
-            requests::record(UPDATE, &r.request_id, &response)?.map(|(k, v)| (k, Some(v))),
-        );
+        writes
+            .extend(requests::record(UPDATE, &r.request_id, &response)?.map(|(k, v)| (k, Some(v))));
         match ctx
             .commit(vec![Compare::ModRevision(key, rev)], writes, vec![])
             .await
@@ -261,7 +275,11 @@ impl ClusterApi {
                 if let Some(c) = response.cluster.as_mut() {
                     set_etag(c, resp.revision);
                 }
-                if let Some(m) = response.operation.as_mut().and_then(|o| o.metadata.as_mut()) {
+                if let Some(m) = response
+                    .operation
+                    .as_mut()
+                    .and_then(|o| o.metadata.as_mut())
+                {
                     m.etag = resp.revision.to_string();
                 }
                 Ok(response)
@@ -283,20 +301,27 @@ impl ClusterApi {
         let etag = validate::etag(&mut v, "etag", &r.etag);
         v.into_result("INVALID_REQUEST")?;
         ctx.writer.require_leader().await?;
-        if let Some((mut prev, rev)) = requests::replay::<Cluster>(ctx, DELETE, &r.request_id).await? {
+        if let Some((mut prev, rev)) =
+            requests::replay::<Cluster>(ctx, DELETE, &r.request_id).await?
+        {
             set_etag(&mut prev, rev);
             return Ok(prev);
         }
         let (existing, rev) = load(ctx, &r.name).await?;
         if let Some(e) = etag
-            && e != rev {
-                return Err(ApiError::EtagMismatch {
-                    name: r.name,
-                    given: e.to_string(),
-                    current: rev.to_string(),
-                });
-            }
-        if existing.metadata.as_ref().is_some_and(|m| m.delete_time.is_some()) {
+            && e != rev
+        {
+            return Err(ApiError::EtagMismatch {
+                name: r.name,
+                given: e.to_string(),
+                current: rev.to_string(),
+            });
+        }
+        if existing
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.delete_time.is_some())
+        {
             return Ok(existing);
         }
         let mut next = existing;
@@ -343,7 +368,10 @@ impl ClusterService for ClusterApi {
             .map(|m| m.name.clone())
             .unwrap_or_default();
         let span = info_span!("CreateCluster", cluster = %name, request_id = %r.request_id);
-        Ok(Response::new(self.create(r).instrument(span).await?))
+        let id = r.request_id.clone();
+        let result = self.create(r).instrument(span).await;
+        let c = requests::or_replay(&self.ctx, CREATE, &id, result, set_etag).await?;
+        Ok(Response::new(c))
     }
 
     async fn get_cluster(
@@ -376,7 +404,17 @@ impl ClusterService for ClusterApi {
             .map(|m| m.name.clone())
             .unwrap_or_default();
         let span = info_span!("UpdateCluster", cluster = %name, request_id = %r.request_id);
-        Ok(Response::new(self.update(r).instrument(span).await?))
+        let id = r.request_id.clone();
+        let validate_only = r.validate_only;
+        let result = super::retry_conflicts(|| self.update(r.clone()))
+            .instrument(span)
+            .await;
+        let resp = if validate_only {
+            result?
+        } else {
+            requests::or_replay(&self.ctx, UPDATE, &id, result, set_response_etag).await?
+        };
+        Ok(Response::new(resp))
     }
 
     async fn delete_cluster(
@@ -385,7 +423,12 @@ impl ClusterService for ClusterApi {
     ) -> Result<Response<Cluster>, Status> {
         let r = request.into_inner();
         let span = info_span!("DeleteCluster", cluster = %r.name, request_id = %r.request_id);
-        Ok(Response::new(self.delete(r).instrument(span).await?))
+        let id = r.request_id.clone();
+        let result = super::retry_conflicts(|| self.delete(r.clone()))
+            .instrument(span)
+            .await;
+        let c = requests::or_replay(&self.ctx, DELETE, &id, result, set_etag).await?;
+        Ok(Response::new(c))
     }
 
     type WatchClustersStream = WatchStream;
@@ -404,8 +447,8 @@ impl ClusterService for ClusterApi {
             validate::name(&mut v, "name", &r.name);
         }
         v.into_result("INVALID_REQUEST")?;
-        let make: super::MakeEvent<WatchClustersResponse> =
-            std::sync::Arc::new(|t: WatchEventType, name: &str, bytes: Option<&[u8]>, rev: i64| {
+        let make: super::MakeEvent<WatchClustersResponse> = std::sync::Arc::new(
+            |t: WatchEventType, name: &str, bytes: Option<&[u8]>, rev: i64| {
                 let mut c = bytes
                     .and_then(|b| Cluster::decode(b).ok())
                     .unwrap_or_else(|| Cluster {
@@ -421,7 +464,8 @@ impl ClusterService for ClusterApi {
                     cluster: Some(c),
                     revision: rev,
                 })
-            });
+            },
+        );
         let bookmark = std::sync::Arc::new(|rev: i64| WatchClustersResponse {
             r#type: WatchEventType::Bookmark as i32,
             cluster: None,

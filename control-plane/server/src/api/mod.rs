@@ -27,6 +27,31 @@ use crate::validate::Violations;
 /// How often an idle watch sends a bookmark.
 pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How often a mutation without an etag is retried when a background writer (the
+/// reconciler's status write, the heartbeat sweeper) moved the object's revision between its
+/// read and its write.
+pub const CONFLICT_RETRIES: usize = 8;
+
+/// Runs `f` again while it fails with CONCURRENT_MODIFICATION. Only mutations the caller made
+/// unconditional (no etag) fail that way — with an etag a lost race is ETAG_MISMATCH — so
+/// re-reading and re-applying them is what the caller asked for.
+pub async fn retry_conflicts<T, F, Fut>(mut f: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Err(ApiError::ConcurrentModification(what)) if attempt < CONFLICT_RETRIES => {
+                tracing::debug!(object = %what, attempt, "concurrent write; retrying");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Encodes a page token (the next key, hex).
 pub fn encode_page_token(key: &str) -> String {
     hex::encode(key.as_bytes())
@@ -110,9 +135,10 @@ pub fn watch_stream<R: Send + 'static>(
                     if let Some(n) = wanted(&kv.key)
                         && let Some(ev) =
                             make(WatchEventType::Put, &n, Some(&kv.value), kv.mod_revision)
-                            && tx.send(Ok(ev)).await.is_err() {
-                                return;
-                            }
+                        && tx.send(Ok(ev)).await.is_err()
+                    {
+                        return;
+                    }
                 }
                 match resp.next_page(&req) {
                     Some(n) => req = n,

@@ -12,8 +12,8 @@ use std::time::SystemTime;
 use flotilla_intent_store::{Compare, keys};
 use flotilla_proto::v1::{
     CordonNodeRequest, DrainNodeRequest, DrainNodeSpec, GetNodeRequest, ListNodesRequest,
-    ListNodesResponse, Node, ObjectMeta, Operation, OperationPhase, OperationSpec,
-    OperationStatus, UncordonNodeRequest, node_service_server::NodeService, operation_spec,
+    ListNodesResponse, Node, ObjectMeta, Operation, OperationPhase, OperationSpec, OperationStatus,
+    UncordonNodeRequest, node_service_server::NodeService, operation_spec,
 };
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -44,7 +44,11 @@ impl NodeApi {
 
 /// Adds the live parts (instances, last heartbeat) to a stored node.
 pub fn overlay(ctx: &Ctx, mut n: Node) -> Node {
-    let name = n.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+    let name = n
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
     let instances: Vec<String> = ctx.cache.read(|st| {
         st.desired
             .get(&name)
@@ -88,7 +92,11 @@ impl NodeApi {
             if let Some(m) = n.metadata.as_mut() {
                 m.etag = kv.mod_revision.to_string();
             }
-            let labels = n.metadata.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
+            let labels = n
+                .metadata
+                .as_ref()
+                .map(|m| m.labels.clone())
+                .unwrap_or_default();
             if validate::matches_selector(&labels, &sel) {
                 nodes.push(overlay(&self.ctx, n));
             }
@@ -125,9 +133,10 @@ impl NodeApi {
         .await?;
         let node = overlay(ctx, node);
         if let Some((k, val)) = requests::record(method, request_id, &node)?
-            && let Err(e) = ctx.commit(vec![], vec![(k, Some(val))], vec![]).await {
-                return Err(ctx.writer.api_error(e, name).await);
-            }
+            && let Err(e) = ctx.commit(vec![], vec![(k, Some(val))], vec![]).await
+        {
+            return Err(ctx.writer.api_error(e, name).await);
+        }
         Ok(node)
     }
 
@@ -211,9 +220,9 @@ impl NodeApi {
                 }
                 Ok(op)
             }
-            Err(e @ (WriteError::NotLeader | WriteError::Store(_) | WriteError::Conflict { .. })) => {
-                Err(ctx.writer.api_error(e, &id).await)
-            }
+            Err(
+                e @ (WriteError::NotLeader | WriteError::Store(_) | WriteError::Conflict { .. }),
+            ) => Err(ctx.writer.api_error(e, &id).await),
         }
     }
 }

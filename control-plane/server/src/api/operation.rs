@@ -93,8 +93,8 @@ impl OperationApi {
             if let Some(m) = op.metadata.as_mut() {
                 m.etag = kv.mod_revision.to_string();
             }
-            let cluster_ok = r.cluster.is_empty()
-                || op.spec.as_ref().is_some_and(|s| s.cluster == r.cluster);
+            let cluster_ok =
+                r.cluster.is_empty() || op.spec.as_ref().is_some_and(|s| s.cluster == r.cluster);
             let done = op.status.as_ref().is_some_and(|s| s.done);
             if cluster_ok && (r.include_done || !done) {
                 operations.push(op);
@@ -176,9 +176,9 @@ impl OperationApi {
                 }
                 Ok(op)
             }
-            Err(e @ (WriteError::NotLeader | WriteError::Store(_) | WriteError::Conflict { .. })) => {
-                Err(ctx.writer.api_error(e, &r.name).await)
-            }
+            Err(
+                e @ (WriteError::NotLeader | WriteError::Store(_) | WriteError::Conflict { .. }),
+            ) => Err(ctx.writer.api_error(e, &r.name).await),
         }
     }
 
@@ -212,12 +212,13 @@ impl OperationApi {
             match ev {
                 Some(Ok(ev)) if ev.kv.key == key => {
                     if let Ok(mut op) = Operation::decode(ev.kv.value.as_slice())
-                        && op.status.as_ref().is_some_and(|s| s.done) {
-                            if let Some(m) = op.metadata.as_mut() {
-                                m.etag = ev.kv.mod_revision.to_string();
-                            }
-                            return Ok(op);
+                        && op.status.as_ref().is_some_and(|s| s.done)
+                    {
+                        if let Some(m) = op.metadata.as_mut() {
+                            m.etag = ev.kv.mod_revision.to_string();
                         }
+                        return Ok(op);
+                    }
                 }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => break,
@@ -256,7 +257,17 @@ impl OperationService for OperationApi {
     ) -> Result<Response<Operation>, Status> {
         let r = request.into_inner();
         let span = info_span!("CancelOperation", operation = %r.name, request_id = %r.request_id);
-        Ok(Response::new(self.cancel(r).instrument(span).await?))
+        let id = r.request_id.clone();
+        let result = super::retry_conflicts(|| self.cancel(r.clone()))
+            .instrument(span)
+            .await;
+        let op = requests::or_replay(&self.ctx, CANCEL, &id, result, |op: &mut Operation, rev| {
+            if let Some(m) = op.metadata.as_mut() {
+                m.etag = rev.to_string();
+            }
+        })
+        .await?;
+        Ok(Response::new(op))
     }
 
     async fn wait_operation(
@@ -285,8 +296,8 @@ impl OperationService for OperationApi {
             op_name(&mut v, "name", &r.name);
         }
         v.into_result("INVALID_REQUEST")?;
-        let make: super::MakeEvent<WatchOperationsResponse> =
-            Arc::new(|t: WatchEventType, name: &str, bytes: Option<&[u8]>, rev: i64| {
+        let make: super::MakeEvent<WatchOperationsResponse> = Arc::new(
+            |t: WatchEventType, name: &str, bytes: Option<&[u8]>, rev: i64| {
                 let mut op = bytes
                     .and_then(|b| Operation::decode(b).ok())
                     .unwrap_or_else(|| Operation {
@@ -304,7 +315,8 @@ impl OperationService for OperationApi {
                     operation: Some(op),
                     revision: rev,
                 })
-            });
+            },
+        );
         let bookmark = Arc::new(|rev: i64| WatchOperationsResponse {
             r#type: WatchEventType::Bookmark as i32,
             operation: None,

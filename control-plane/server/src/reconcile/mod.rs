@@ -145,8 +145,10 @@ fn desired_writes(
             generation: old.map_or(0, |o| o.value.generation) + 1,
             instances: next,
         };
-        plan.compares
-            .push(Compare::ModRevision(key.clone(), old.map_or(0, |o| o.mod_revision)));
+        plan.compares.push(Compare::ModRevision(
+            key.clone(),
+            old.map_or(0, |o| o.mod_revision),
+        ));
         plan.writes.push((key, Some(ds.encode_to_vec())));
         plan.desired_writes += 1;
     }
@@ -172,7 +174,14 @@ pub fn plan(
     let existing_nodes: BTreeSet<String> = existing.values().map(|(n, _)| n.clone()).collect();
     let Some(cv) = st.clusters.get(name) else {
         // The cluster is gone: remove whatever is left of it.
-        desired_writes(st, name, &BTreeMap::new(), &existing_nodes, epoch, &mut plan)?;
+        desired_writes(
+            st,
+            name,
+            &BTreeMap::new(),
+            &existing_nodes,
+            epoch,
+            &mut plan,
+        )?;
         return Ok(plan);
     };
     let cluster: &Cluster = &cv.value;
@@ -197,11 +206,19 @@ pub fn plan(
         let nst = node.status.clone().unwrap_or_default();
         let ready = nst.phase == NodePhase::Ready as i32;
         let load = st.desired.get(n).map_or(0, |d| {
-            d.value.instances.iter().filter(|i| i.cluster != name).count()
+            d.value
+                .instances
+                .iter()
+                .filter(|i| i.cluster != name)
+                .count()
         });
         infos.push(NodeInfo {
             name: n.clone(),
-            labels: node.metadata.as_ref().map(|m| m.labels.clone()).unwrap_or_default(),
+            labels: node
+                .metadata
+                .as_ref()
+                .map(|m| m.labels.clone())
+                .unwrap_or_default(),
             cordoned: nspec.cordoned,
             draining: nspec.draining,
             ready,
@@ -240,9 +257,10 @@ pub fn plan(
             if let Some(operation_spec::Kind::ScaleIn(si)) = &spec_op.kind {
                 for g in &si.groups {
                     if let Some(i) = names::group_index(name, g)
-                        && existing.keys().any(|k| k.starts_with(&format!("{g}-"))) {
-                            group_ids.insert(i);
-                        }
+                        && existing.keys().any(|k| k.starts_with(&format!("{g}-")))
+                    {
+                        group_ids.insert(i);
+                    }
                 }
             }
         }
@@ -308,13 +326,17 @@ pub fn plan(
             continue;
         };
         if let Some((old_node, old)) = existing.get(&slot.name)
-            && old_node == node {
-                let ports = old.ports.unwrap_or_default();
-                used.entry(node.clone())
-                    .or_default()
-                    .extend(placement::occupied(&ports, matches!(kind, SlotKind::Broker { .. })));
-                placed.insert(slot.name.clone(), mk(&slot.name, node, ports));
-            }
+            && old_node == node
+        {
+            let ports = old.ports.unwrap_or_default();
+            used.entry(node.clone())
+                .or_default()
+                .extend(placement::occupied(
+                    &ports,
+                    matches!(kind, SlotKind::Broker { .. }),
+                ));
+            placed.insert(slot.name.clone(), mk(&slot.name, node, ports));
+        }
     }
     for (slot, kind) in &slots {
         let Some(Some(node)) = assignment.get(&slot.name) else {
@@ -325,17 +347,20 @@ pub fn plan(
         }
         let u = used.entry(node.clone()).or_default();
         let ports = match kind {
-            SlotKind::Namesrv => placement::namesrv_port(u, ns.port).map(|p| {
-                flotilla_proto::agent::v1::Ports {
+            SlotKind::Namesrv => {
+                placement::namesrv_port(u, ns.port).map(|p| flotilla_proto::agent::v1::Ports {
                     listen: p,
                     ha: 0,
                     dledger: 0,
-                }
-            }),
+                })
+            }
             SlotKind::Broker { .. } => placement::broker_ports(u, b.port, dledger),
         };
         if let Some(ports) = ports {
-            u.extend(placement::occupied(&ports, matches!(kind, SlotKind::Broker { .. })));
+            u.extend(placement::occupied(
+                &ports,
+                matches!(kind, SlotKind::Broker { .. }),
+            ));
             placed.insert(slot.name.clone(), mk(&slot.name, node, ports));
         }
     }
@@ -382,7 +407,10 @@ pub fn plan(
     let mut restart_blocked = false;
     let mut by_group: BTreeMap<&str, Vec<(&Slot, &SlotKind)>> = BTreeMap::new();
     for (slot, kind) in &slots {
-        by_group.entry(slot.spread_group.as_str()).or_default().push((slot, kind));
+        by_group
+            .entry(slot.spread_group.as_str())
+            .or_default()
+            .push((slot, kind));
     }
     for members in by_group.values() {
         let obs_of = |s: &Slot| {
@@ -397,7 +425,8 @@ pub fn plan(
             o.pid != 0
                 && !o.config_hash.is_empty()
                 && o.config_hash != inst.config_hash
-                && ctx.restart_hash_of(&o.config_hash).as_deref() != Some(inst.restart_hash.as_str())
+                && ctx.restart_hash_of(&o.config_hash).as_deref()
+                    != Some(inst.restart_hash.as_str())
         };
         let needing: Vec<&(&Slot, &SlotKind)> = members.iter().filter(|(s, _)| needs(s)).collect();
         if needing.is_empty() {
@@ -407,11 +436,9 @@ pub fn plan(
             restart_blocked = true;
             continue;
         }
-        let holder = needing.iter().find(|(s, _)| {
-            existing
-                .get(&s.name)
-                .is_some_and(|(_, i)| i.may_restart)
-        });
+        let holder = needing
+            .iter()
+            .find(|(s, _)| existing.get(&s.name).is_some_and(|(_, i)| i.may_restart));
         let chosen = holder.map(|(s, _)| s.name.clone()).or_else(|| {
             let mut cands: Vec<&&(&Slot, &SlotKind)> = needing.iter().collect();
             cands.sort_by_key(|(s, k)| (is_master(obs_of(s), k), s.name.clone()));
@@ -426,9 +453,10 @@ pub fn plan(
                 .map(|(s, _)| s.name.clone())
         });
         if let Some(c) = chosen
-            && let Some(inst) = rendered.get_mut(&c) {
-                inst.may_restart = true;
-            }
+            && let Some(inst) = rendered.get_mut(&c)
+        {
+            inst.may_restart = true;
+        }
     }
 
     // Desired states.
@@ -449,7 +477,8 @@ pub fn plan(
             .values()
             .any(|o| o.value.instances.iter().any(|i| i.cluster == name));
         if existing.is_empty() && !still_running {
-            plan.compares.push(Compare::ModRevision(key.clone(), cv.mod_revision));
+            plan.compares
+                .push(Compare::ModRevision(key.clone(), cv.mod_revision));
             plan.writes.push((key, None));
             return Ok(plan);
         }
@@ -499,9 +528,10 @@ pub fn plan(
     let mut observed: HashMap<String, InstanceObservation> = HashMap::new();
     for m in &member_plans {
         if let Some(n) = &m.node
-            && let Some(o) = observation(st, n, &m.name) {
-                observed.insert(m.name.clone(), o.clone());
-            }
+            && let Some(o) = observation(st, n, &m.name)
+        {
+            observed.insert(m.name.clone(), o.clone());
+        }
     }
     let active_operations: Vec<String> = st
         .operations
@@ -531,7 +561,8 @@ pub fn plan(
         if let Some(m) = next.metadata.as_mut() {
             m.etag.clear();
         }
-        plan.compares.push(Compare::ModRevision(key.clone(), cv.mod_revision));
+        plan.compares
+            .push(Compare::ModRevision(key.clone(), cv.mod_revision));
         plan.writes.push((key, Some(next.encode_to_vec())));
         plan.status_write = true;
     }
@@ -554,7 +585,11 @@ pub async fn reconcile_one(ctx: &Ctx, name: &str, epoch: i64) -> Result<bool, Re
     if plan.status_write {
         Stats::add(&ctx.stats.status_writes, 1);
     }
-    debug!(desired_writes = plan.desired_writes, status = plan.status_write, "reconciled");
+    debug!(
+        desired_writes = plan.desired_writes,
+        status = plan.status_write,
+        "reconciled"
+    );
     Ok(true)
 }
 
@@ -595,7 +630,9 @@ async fn complete_drains(ctx: &Ctx) {
             .collect()
     });
     for (id, rev, mut op) in done {
-        let Ok(key) = keys::operation(&id) else { continue };
+        let Ok(key) = keys::operation(&id) else {
+            continue;
+        };
         let st = op.status.get_or_insert_with(Default::default);
         st.phase = OperationPhase::Succeeded as i32;
         st.done = true;
@@ -648,10 +685,21 @@ pub fn spawn(ctx: &Arc<Ctx>) -> Arc<Queue> {
                         let mut v: BTreeSet<String> = st
                             .desired
                             .get(n)
-                            .map(|d| d.value.instances.iter().map(|i| i.cluster.clone()).collect())
+                            .map(|d| {
+                                d.value
+                                    .instances
+                                    .iter()
+                                    .map(|i| i.cluster.clone())
+                                    .collect()
+                            })
                             .unwrap_or_default();
                         for (c, cv) in &st.clusters {
-                            if cv.value.metadata.as_ref().is_some_and(|m| m.delete_time.is_some()) {
+                            if cv
+                                .value
+                                .metadata
+                                .as_ref()
+                                .is_some_and(|m| m.delete_time.is_some())
+                            {
                                 v.insert(c.clone());
                             }
                         }
@@ -670,7 +718,9 @@ pub fn spawn(ctx: &Arc<Ctx>) -> Arc<Queue> {
                 for n in names {
                     queue.add(&n);
                 }
-                if matches!(change, Change::Desired(_) | Change::All) && ctx.leader.epoch().is_some() {
+                if matches!(change, Change::Desired(_) | Change::All)
+                    && ctx.leader.epoch().is_some()
+                {
                     complete_drains(&ctx).await;
                 }
             }
@@ -692,7 +742,8 @@ pub fn spawn(ctx: &Arc<Ctx>) -> Arc<Queue> {
                     queue.done(&name, true, Duration::ZERO, Duration::ZERO);
                     continue;
                 };
-                let span = info_span!("reconcile", cluster = %name, generation = field::Empty, epoch);
+                let span =
+                    info_span!("reconcile", cluster = %name, generation = field::Empty, epoch);
                 let result = reconcile_one(&ctx, &name, epoch).instrument(span).await;
                 if let Err(e) = &result {
                     warn!(cluster = %name, error = %e, code = e.code(), "reconcile failed; requeued");

@@ -205,7 +205,13 @@ mod tests {
     #[test]
     fn spreads_a_group_over_distinct_nodes() {
         let nodes = vec![node("a"), node("b"), node("c")];
-        let out = place(&slots("g", 3), &nodes, &BTreeMap::new(), &HashMap::new(), true);
+        let out = place(
+            &slots("g", 3),
+            &nodes,
+            &BTreeMap::new(),
+            &HashMap::new(),
+            true,
+        );
         let placed: BTreeSet<_> = out.values().flatten().collect();
         assert_eq!(placed.len(), 3);
     }
@@ -213,9 +219,21 @@ mod tests {
     #[test]
     fn required_spread_leaves_extra_members_pending() {
         let nodes = vec![node("a"), node("b")];
-        let out = place(&slots("g", 3), &nodes, &BTreeMap::new(), &HashMap::new(), true);
+        let out = place(
+            &slots("g", 3),
+            &nodes,
+            &BTreeMap::new(),
+            &HashMap::new(),
+            true,
+        );
         assert_eq!(out.values().filter(|n| n.is_none()).count(), 1);
-        let out = place(&slots("g", 3), &nodes, &BTreeMap::new(), &HashMap::new(), false);
+        let out = place(
+            &slots("g", 3),
+            &nodes,
+            &BTreeMap::new(),
+            &HashMap::new(),
+            false,
+        );
         assert_eq!(out.values().filter(|n| n.is_none()).count(), 0);
     }
 
@@ -254,7 +272,13 @@ mod tests {
     fn least_loaded_first() {
         let mut nodes = vec![node("a"), node("b")];
         nodes[0].load = 5;
-        let out = place(&slots("g", 1), &nodes, &BTreeMap::new(), &HashMap::new(), true);
+        let out = place(
+            &slots("g", 1),
+            &nodes,
+            &BTreeMap::new(),
+            &HashMap::new(),
+            true,
+        );
         assert_eq!(out["g-0"].as_deref(), Some("b"));
     }
 

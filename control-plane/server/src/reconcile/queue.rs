@@ -115,10 +115,25 @@ mod tests {
         assert_eq!(q.next().await, "a");
         q.add("a"); // while running: dirty
         assert_eq!(q.next().await, "b");
-        q.done("a", true, Duration::from_millis(1), Duration::from_millis(2));
+        q.done(
+            "a",
+            true,
+            Duration::from_millis(1),
+            Duration::from_millis(2),
+        );
         assert_eq!(q.next().await, "a");
-        q.done("a", true, Duration::from_millis(1), Duration::from_millis(2));
-        q.done("b", true, Duration::from_millis(1), Duration::from_millis(2));
+        q.done(
+            "a",
+            true,
+            Duration::from_millis(1),
+            Duration::from_millis(2),
+        );
+        q.done(
+            "b",
+            true,
+            Duration::from_millis(1),
+            Duration::from_millis(2),
+        );
         assert!(q.is_idle());
     }
 }

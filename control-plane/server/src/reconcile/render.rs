@@ -336,7 +336,10 @@ mod tests {
         let c = broker("c", &s2, &g, 0, p, "h0:9876");
         assert_ne!(a.restart_hash, c.restart_hash);
         // Deterministic regardless of map order.
-        assert_eq!(a.config_hash, broker("c", &s, &g, 0, p, "h0:9876").config_hash);
+        assert_eq!(
+            a.config_hash,
+            broker("c", &s, &g, 0, p, "h0:9876").config_hash
+        );
     }
 
     #[test]

@@ -173,7 +173,12 @@ pub fn fold(input: &FoldInput<'_>) -> ClusterStatus {
         .count();
     let failing: Vec<&Member> = members
         .iter()
-        .filter(|m| matches!(m.state.as_str(), "CrashLoop" | "Failed" | "Orphaned" | "Unknown"))
+        .filter(|m| {
+            matches!(
+                m.state.as_str(),
+                "CrashLoop" | "Failed" | "Orphaned" | "Unknown"
+            )
+        })
         .collect();
     let all_good = total > 0 && ready == total && stale == 0;
 
@@ -193,7 +198,11 @@ pub fn fold(input: &FoldInput<'_>) -> ClusterStatus {
     let now = input.now;
     let prev = input.previous;
     let (ready_status, ready_reason, ready_msg) = if all_good {
-        (ConditionStatus::True, "AllMembersReady", format!("{ready}/{total} members ready"))
+        (
+            ConditionStatus::True,
+            "AllMembersReady",
+            format!("{ready}/{total} members ready"),
+        )
     } else if unplaced > 0 {
         (
             ConditionStatus::False,
@@ -208,9 +217,17 @@ pub fn fold(input: &FoldInput<'_>) -> ClusterStatus {
         )
     };
     let (prog_status, prog_reason, prog_msg) = if input.deleting {
-        (ConditionStatus::True, "Deleting", "stopping instances".to_string())
+        (
+            ConditionStatus::True,
+            "Deleting",
+            "stopping instances".to_string(),
+        )
     } else if input.paused {
-        (ConditionStatus::False, "Paused", "reconciliation is paused".to_string())
+        (
+            ConditionStatus::False,
+            "Paused",
+            "reconciliation is paused".to_string(),
+        )
     } else if input.restart_blocked {
         (
             ConditionStatus::False,
@@ -218,7 +235,11 @@ pub fn fold(input: &FoldInput<'_>) -> ClusterStatus {
             "a change needs a restart; set spec.allow_restart".to_string(),
         )
     } else if all_good {
-        (ConditionStatus::False, "Reconciled", "desired state reached".to_string())
+        (
+            ConditionStatus::False,
+            "Reconciled",
+            "desired state reached".to_string(),
+        )
     } else if unplaced > 0 {
         (
             ConditionStatus::False,
@@ -253,7 +274,15 @@ pub fn fold(input: &FoldInput<'_>) -> ClusterStatus {
     };
     let conditions = vec![
         condition(prev, "Ready", ready_status, ready_reason, ready_msg, g, now),
-        condition(prev, "Progressing", prog_status, prog_reason, prog_msg, g, now),
+        condition(
+            prev,
+            "Progressing",
+            prog_status,
+            prog_reason,
+            prog_msg,
+            g,
+            now,
+        ),
         condition(prev, "Degraded", deg_status, deg_reason, deg_msg, g, now),
     ];
     ClusterStatus {

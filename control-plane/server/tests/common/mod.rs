@@ -94,7 +94,12 @@ impl Harness {
     }
 
     /// Waits until the cluster satisfies `f`.
-    pub async fn wait_cluster(&self, name: &str, what: &str, f: impl Fn(&Cluster) -> bool) -> Cluster {
+    pub async fn wait_cluster(
+        &self,
+        name: &str,
+        what: &str,
+        f: impl Fn(&Cluster) -> bool,
+    ) -> Cluster {
         let mut client = self.clusters();
         wait_until(what, || {
             let mut client = client.clone();
@@ -168,7 +173,13 @@ pub async fn start_embedded() -> Harness {
 }
 
 /// A master/slave (or DLedger) cluster spec.
-pub fn cluster(name: &str, namesrvs: u32, groups: u32, per_group: u32, mode: BrokerMode) -> Cluster {
+pub fn cluster(
+    name: &str,
+    namesrvs: u32,
+    groups: u32,
+    per_group: u32,
+    mode: BrokerMode,
+) -> Cluster {
     Cluster {
         metadata: Some(ObjectMeta {
             name: name.to_string(),
@@ -228,8 +239,18 @@ impl Etcd {
         let child = Command::new(ETCD_BIN)
             .args(["--name", "cp-test", "--data-dir"])
             .arg(&data)
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
             .args(["--initial-cluster", &format!("cp-test={peer}")])
             .args(["--initial-cluster-state", "new"])
             .args(["--heartbeat-interval", "10", "--election-timeout", "100"])
@@ -248,10 +269,10 @@ impl Etcd {
             if let Ok(Some(status)) = etcd.child.try_wait() {
                 panic!("etcd exited early ({status})");
             }
-            if let Ok(store) = EtcdStore::connect(std::slice::from_ref(&ep)).await {
-                if store.get("/probe").await.is_ok() {
-                    return etcd;
-                }
+            if let Ok(store) = EtcdStore::connect(std::slice::from_ref(&ep)).await
+                && store.get("/probe").await.is_ok()
+            {
+                return etcd;
             }
             assert!(tokio::time::Instant::now() < deadline, "etcd did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -272,4 +293,75 @@ impl Drop for Etcd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+// ===== assertions on errors and the store =====
+
+/// Checks `status` has `code` and an ErrorInfo with `reason` in the `flotilla.io` domain;
+/// returns the ErrorInfo metadata.
+pub fn assert_error(
+    status: &tonic::Status,
+    code: tonic::Code,
+    reason: &str,
+) -> std::collections::HashMap<String, String> {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), code, "unexpected status {status:?}");
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, reason, "unexpected reason in {status:?}");
+    assert_eq!(info.domain, "flotilla.io");
+    info.metadata
+}
+
+/// The fields named by the BadRequest detail of `status`.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+/// The store's current revision.
+pub async fn store_revision(store: &Arc<dyn IntentStore>) -> i64 {
+    store
+        .range(
+            flotilla_intent_store::RangeRequest::prefix(flotilla_intent_store::keys::ROOT)
+                .with_limit(1),
+        )
+        .await
+        .expect("range")
+        .revision
+}
+
+/// Waits until every cluster's status is folded for its generation and the reconcile queue
+/// is idle (nothing queued or running).
+pub async fn settle(h: &Harness) {
+    wait_until("reconciler settled", || async {
+        let folded = h.cp.ctx.cache.read(|st| {
+            st.clusters.values().all(|c| {
+                let g = c.value.metadata.as_ref().map_or(0, |m| m.generation);
+                c.value
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.observed_generation == g && !s.conditions.is_empty())
+            })
+        });
+        (folded && h.cp.queue.is_idle()).then_some(())
+    })
+    .await;
+}
+
+/// Creates `c`, returning the stored cluster.
+pub async fn create_cluster(h: &Harness, c: Cluster) -> Cluster {
+    h.clusters()
+        .create_cluster(flotilla_proto::v1::CreateClusterRequest {
+            cluster: Some(c),
+            request_id: String::new(),
+            validate_only: false,
+        })
+        .await
+        .expect("create cluster")
+        .into_inner()
 }
