@@ -274,7 +274,10 @@ pub async fn apply(server: &str, cluster: Cluster) -> Result<(Applied, Cluster),
         .as_ref()
         .map(|m| m.name.clone())
         .unwrap_or_default();
-    match client.get_cluster(GetClusterRequest { name: name.clone() }).await {
+    match client
+        .get_cluster(GetClusterRequest { name: name.clone() })
+        .await
+    {
         Ok(existing) => {
             let existing = existing.into_inner();
             let mut c = cluster;

@@ -16,7 +16,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "flotilla", version, about = "Run fleets of RocketMQ-compatible brokers")]
+#[command(
+    name = "flotilla",
+    version,
+    about = "Run fleets of RocketMQ-compatible brokers"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -82,6 +86,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The stable code of the first Flotilla error in the chain, for scripts that match on it.
+fn error_code(e: &anyhow::Error) -> Option<&'static str> {
+    e.chain().find_map(|cause| {
+        if let Some(x) = cause.downcast_ref::<up::UpError>() {
+            Some(x.code())
+        } else if let Some(x) = cause.downcast_ref::<apply::ApplyError>() {
+            Some(x.code())
+        } else if let Some(x) = cause.downcast_ref::<client::ClientError>() {
+            Some(x.code())
+        } else {
+            cause
+                .downcast_ref::<get::GetError>()
+                .map(get::GetError::code)
+        }
+    })
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -94,7 +115,10 @@ async fn main() -> ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("flotilla: {e:#}");
+            match error_code(&e) {
+                Some(code) => eprintln!("flotilla: {e:#} [{code}]"),
+                None => eprintln!("flotilla: {e:#}"),
+            }
             ExitCode::from(1)
         }
     }

@@ -15,8 +15,8 @@
 //! which then shuts them down in order.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -450,7 +450,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .map(Path::to_path_buf)
             .unwrap_or_default(),
     };
-    for b in ["flotilla-cp", "flotilla-agent", "flotilla-broker", "flotilla-namesrv"] {
+    for b in [
+        "flotilla-cp",
+        "flotilla-agent",
+        "flotilla-broker",
+        "flotilla-namesrv",
+    ] {
         let p = bin_dir.join(b);
         if !p.exists() {
             anyhow::bail!(UpError::MissingBinary(p));
@@ -518,7 +523,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio::pin!(signal);
     let setup = async {
         if !wait_for_port(&st.cp_listen, Duration::from_secs(30)).await {
-            anyhow::bail!(UpError::ChildExited("flotilla-cp".into(), logs.join("cp.log")));
+            anyhow::bail!(UpError::ChildExited(
+                "flotilla-cp".into(),
+                logs.join("cp.log")
+            ));
         }
         ensure_cluster(&st.cp_listen, &st).await?;
         println!("Waiting for the cluster to become ready…");

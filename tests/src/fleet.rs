@@ -13,9 +13,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
+use flotilla_proto::v1::node_service_client::NodeServiceClient;
+use flotilla_proto::v1::{GetNodeRequest, NodePhase};
 use flotilla_proto::v1::{
     BrokerMode, BrokerSpec, Cluster, ClusterPhase, ClusterSpec, GetClusterRequest, InstanceKind,
     Member, NameServerSpec, ObjectMeta, Placement, UpdateClusterRequest, placement::Spread,
@@ -260,6 +262,43 @@ impl Fleet {
         }
     }
 
+    /// Waits until every agent of the fleet is connected (node Ready) and has heartbeated
+    /// after `t`: proof that agents started after `t` have said Hello and reported.
+    pub async fn wait_nodes_ready_since(&self, t: SystemTime) {
+        let since = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let nodes: Vec<String> = self.agents.keys().cloned().collect();
+        let nodes = &nodes;
+        let r = wait_until("nodes ready with fresh heartbeats", FLEET_WAIT, || async move {
+            let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.cp_addr))
+                .ok()?
+                .connect()
+                .await
+                .ok()?;
+            let mut client = NodeServiceClient::new(ch);
+            for n in nodes {
+                let node = client
+                    .get_node(GetNodeRequest { name: n.clone() })
+                    .await
+                    .ok()?
+                    .into_inner();
+                let st = node.status?;
+                let hb = st.last_heartbeat?;
+                let hb = hb.seconds as f64 + f64::from(hb.nanos) / 1e9;
+                if st.phase != NodePhase::Ready as i32 || hb <= since {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
+        if let Err(e) = r {
+            panic!("{e}\n{}", self.logs());
+        }
+    }
+
     /// Waits until the cluster is Running with every member ready.
     pub async fn wait_running(&self, name: &str) -> Cluster {
         self.wait_cluster(name, "cluster running", is_running).await
@@ -366,6 +405,21 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+fn copy_logs(from: &Path, to: &Path) -> std::io::Result<()> {
+    for f in walk(from) {
+        if f.extension().is_some_and(|e| e == "log")
+            && let Ok(rel) = f.strip_prefix(from)
+        {
+            let dest = to.join(rel);
+            if let Some(d) = dest.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            std::fs::copy(&f, &dest)?;
+        }
+    }
+    Ok(())
+}
+
 /// Pids of processes whose working directory is inside `dir`.
 pub fn processes_under(dir: &Path) -> Vec<i32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
@@ -381,12 +435,19 @@ pub fn processes_under(dir: &Path) -> Vec<i32> {
 
 /// Whether a process with this pid is alive (and not a zombie).
 pub fn alive(pid: i64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 impl Drop for Fleet {
     fn drop(&mut self) {
+        if std::env::var_os("FLOTILLA_KEEP_TEST_DIRS").is_some() {
+            let kept = self.dir.path().with_extension("kept");
+            let _ = std::fs::remove_dir_all(&kept);
+            let _ = copy_logs(self.dir.path(), &kept);
+        }
         for a in self.agents.values_mut() {
             if let Some(mut p) = a.proc.take() {
                 p.kill();

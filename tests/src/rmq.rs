@@ -106,11 +106,30 @@ pub async fn send_all(
                     acked.insert(body.clone());
                     break;
                 }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                other => {
+                    let why = match &other {
+                        Err(e) => error_chain(e),
+                        Ok(r) => format!("{r:?}"),
+                    };
+                    eprintln!("send of {body} to {topic} not acknowledged: {why}");
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
             }
         }
     }
     acked
+}
+
+/// An error and its sources, one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }
 
 /// Records the bodies a push consumer delivered.
@@ -122,7 +141,12 @@ pub struct Collector {
 impl Collector {
     /// Distinct bodies delivered so far.
     pub fn distinct(&self) -> BTreeSet<String> {
-        self.seen.lock().expect("collector lock").iter().cloned().collect()
+        self.seen
+            .lock()
+            .expect("collector lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Waits until every body in `want` has been delivered.
@@ -138,7 +162,11 @@ impl Collector {
             let seen = self.distinct();
             let missing: Vec<_> = want.difference(&seen).collect();
             let some: Vec<_> = missing.iter().take(10).collect();
-            panic!("{e}: {} of {} missing, e.g. {some:?}", missing.len(), want.len());
+            panic!(
+                "{e}: {} of {} missing, e.g. {some:?}",
+                missing.len(),
+                want.len()
+            );
         }
     }
 }

@@ -3,7 +3,7 @@
 //! killed brokers are restarted; brokers outlive agents and the control plane; nameserver-list
 //! changes are applied online; commands are applied once and fenced by epoch.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -25,16 +25,26 @@ use tonic::{Request, Response, Status, Streaming};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn reported_since(c: &Cluster, t: SystemTime) -> bool {
-    let since = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    fleet::members(c).iter().all(|m| {
-        m.last_report_time
-            .as_ref()
-            .is_some_and(|ts| ts.seconds > since)
-    })
+/// Instance processes running in the fleet's directory (agents run in the test's cwd).
+fn instance_pids(fleet: &Fleet) -> BTreeSet<i64> {
+    fleet::processes_under(fleet.dir())
+        .into_iter()
+        .map(i64::from)
+        .collect()
+}
+
+/// Nothing was restarted: same pids in status, all alive, no other instance process, and
+/// no member counts a restart.
+fn assert_untouched(c: &Cluster, before: &BTreeMap<String, i64>, fleet: &Fleet, what: &str) {
+    assert_eq!(&pids(c), before, "{what}: same processes in status");
+    assert!(before.values().all(|p| alive(*p)), "{what}: every process alive");
+    let expected: BTreeSet<i64> = before.values().copied().collect();
+    assert_eq!(instance_pids(fleet), expected, "{what}: no other instance process started");
+    assert!(
+        fleet::members(c).iter().all(|m| m.restarts == 0),
+        "{what}: no restart counted: {:?}",
+        fleet::members(c)
+    );
 }
 
 async fn broker_registered_at(ns: &str, broker_addr: &str) -> bool {
@@ -67,14 +77,20 @@ async fn agent_runs_an_applied_cluster_and_restarts_a_killed_broker() {
             1,
             1,
             BrokerMode::MasterSlave,
-            &[("flushDiskType", "SYNC_FLUSH"), ("autoCreateTopicEnable", "true")],
+            &[
+                ("flushDiskType", "SYNC_FLUSH"),
+                ("autoCreateTopicEnable", "true"),
+            ],
         ))
         .await;
     let c = fleet.wait_running("orders").await;
     let ns = namesrv_addr(&c);
     assert!(!ns.is_empty(), "status names the nameserver list: {c:#?}");
     let broker = brokers(&c).pop().expect("one broker member");
-    assert!(alive(broker.pid), "the reported broker pid is a live process");
+    assert!(
+        alive(broker.pid),
+        "the reported broker pid is a live process"
+    );
 
     let client = Client::new("agent-e2e-a");
     let producer = client.producer(&ns, "pg-orders").await;
@@ -139,35 +155,40 @@ async fn brokers_outlive_agents_and_the_control_plane_and_are_readopted() {
     for n in &nodes {
         fleet.kill_agent(n);
     }
+    assert!(
+        before.values().all(|p| alive(*p)),
+        "instances outlive their agents"
+    );
     let sent = rmq::send_all(&producer, "Outlive", (0..10).map(|i| format!("a-{i}")), 20).await;
-    assert_eq!(sent.len(), 10, "brokers serve while their agents are down");
-    assert!(before.values().all(|p| alive(*p)));
+    assert_eq!(
+        sent.len(),
+        10,
+        "brokers serve while their agents are down\n{}",
+        fleet.logs()
+    );
 
     // Restarted agents re-adopt the running processes: same pids, nothing restarted.
     let t = SystemTime::now();
     for n in &nodes {
         fleet.start_agent(n);
     }
-    let c = fleet
-        .wait_cluster("outlive", "fresh reports from re-adopting agents", |c| {
-            fleet::is_running(c) && reported_since(c, t)
-        })
-        .await;
-    assert_eq!(pids(&c), before, "re-adopted, not restarted");
+    fleet.wait_nodes_ready_since(t).await;
+    let c = fleet.wait_running("outlive").await;
+    assert_untouched(&c, &before, &fleet, "after the agents restarted");
 
     // Stop the control plane: the data plane keeps serving. Restart it: nothing restarts.
     fleet.stop_cp();
     let sent2 = rmq::send_all(&producer, "Outlive", (0..10).map(|i| format!("b-{i}")), 20).await;
-    assert_eq!(sent2.len(), 10, "brokers serve while the control plane is down");
+    assert_eq!(
+        sent2.len(),
+        10,
+        "brokers serve while the control plane is down"
+    );
     let t = SystemTime::now();
     fleet.start_cp().await;
-    let c = fleet
-        .wait_cluster("outlive", "reports after the control plane restart", |c| {
-            fleet::is_running(c) && reported_since(c, t)
-        })
-        .await;
-    assert_eq!(pids(&c), before, "a control-plane restart restarts no process");
-    assert!(before.values().all(|p| alive(*p)));
+    fleet.wait_nodes_ready_since(t).await;
+    let c = fleet.wait_running("outlive").await;
+    assert_untouched(&c, &before, &fleet, "after the control plane restarted");
 
     let all: BTreeSet<String> = sent.union(&sent2).cloned().collect();
     rmq::consume_all(&client, &ns, "cg-outlive", "Outlive", &all, WAIT).await;
@@ -260,7 +281,10 @@ impl AgentService for Driver {
     }
 }
 
-async fn next_result(rx: &mut mpsc::Receiver<AgentMessage>, id: &str) -> flotilla_proto::agent::v1::CommandResult {
+async fn next_result(
+    rx: &mut mpsc::Receiver<AgentMessage>,
+    id: &str,
+) -> flotilla_proto::agent::v1::CommandResult {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let m = tokio::time::timeout_at(deadline, rx.recv())
@@ -346,7 +370,10 @@ async fn commands_are_applied_once_and_stale_epochs_are_refused() {
         .await
         .expect("hello in time")
         .expect("agent connected");
-    assert!(matches!(hello.message, Some(agent_message::Message::Hello(_))));
+    assert!(matches!(
+        hello.message,
+        Some(agent_message::Message::Hello(_))
+    ));
 
     let port = flotilla_tests::free_broker_port();
     let broker_addr = format!("127.0.0.1:{port}");
@@ -408,7 +435,10 @@ async fn commands_are_applied_once_and_stale_epochs_are_refused() {
     });
 
     // First delivery applies the command.
-    out_tx.send(Ok(create_topic("c-1", 7, "CmdTopic"))).await.expect("send");
+    out_tx
+        .send(Ok(create_topic("c-1", 7, "CmdTopic")))
+        .await
+        .expect("send");
     let r = next_result(&mut in_rx, "c-1").await;
     assert!(r.success && !r.duplicate, "{r:?}");
     assert!(topic_exists(&broker_addr, "CmdTopic").await);
@@ -417,26 +447,46 @@ async fn commands_are_applied_once_and_stale_epochs_are_refused() {
     let del = RemotingClient::default()
         .invoke(
             &broker_addr,
-            RemotingCommand::request(request_code::DELETE_TOPIC_IN_BROKER).with_ext("topic", "CmdTopic"),
+            RemotingCommand::request(request_code::DELETE_TOPIC_IN_BROKER)
+                .with_ext("topic", "CmdTopic"),
             Duration::from_secs(3),
         )
         .await
         .expect("delete topic");
     assert_eq!(del.code, 0, "{:?}", del.remark);
-    out_tx.send(Ok(create_topic("c-1", 7, "CmdTopic"))).await.expect("send");
+    out_tx
+        .send(Ok(create_topic("c-1", 7, "CmdTopic")))
+        .await
+        .expect("send");
     let r = next_result(&mut in_rx, "c-1").await;
-    assert!(r.success && r.duplicate, "the repeat returns the recorded result: {r:?}");
-    assert!(!topic_exists(&broker_addr, "CmdTopic").await, "applied once only");
+    assert!(
+        r.success && r.duplicate,
+        "the repeat returns the recorded result: {r:?}"
+    );
+    assert!(
+        !topic_exists(&broker_addr, "CmdTopic").await,
+        "applied once only"
+    );
 
     // A lower epoch than the highest seen is refused and changes nothing.
-    out_tx.send(Ok(create_topic("c-2", 6, "Stale"))).await.expect("send");
+    out_tx
+        .send(Ok(create_topic("c-2", 6, "Stale")))
+        .await
+        .expect("send");
     let r = next_result(&mut in_rx, "c-2").await;
     assert!(!r.success, "{r:?}");
-    assert_eq!(r.error.as_ref().map(|e| e.reason.as_str()), Some("STALE_EPOCH"), "{r:?}");
+    assert_eq!(
+        r.error.as_ref().map(|e| e.reason.as_str()),
+        Some("STALE_EPOCH"),
+        "{r:?}"
+    );
     assert!(!topic_exists(&broker_addr, "Stale").await);
 
     // The current epoch still works.
-    out_tx.send(Ok(create_topic("c-3", 7, "Fresh"))).await.expect("send");
+    out_tx
+        .send(Ok(create_topic("c-3", 7, "Fresh")))
+        .await
+        .expect("send");
     let r = next_result(&mut in_rx, "c-3").await;
     assert!(r.success && !r.duplicate, "{r:?}");
     assert!(topic_exists(&broker_addr, "Fresh").await);

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use flotilla_remoting::protocol::{ClusterInfo, KVTable, TopicRouteData, decode_body};
 use flotilla_remoting::{RemotingClient, RemotingCommand, request_code};
-use flotilla_tests::{Proc, bin_path, free_broker_port, free_port, temp_dir, wait_for_port, wait_until};
+use flotilla_tests::{
+    Proc, bin_path, free_broker_port, free_port, temp_dir, wait_for_port, wait_until,
+};
 use std::sync::Mutex as StdMutex;
 
 /// `std::sync::Mutex` with a panicking `lock` (a poisoned lock is a failed test anyway).
@@ -29,9 +31,9 @@ impl<T> Mutex<T> {
 }
 use rocketmq_client_rust::{
     ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
-    ConsumeConcurrentlyStatus, ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultLitePullConsumer,
-    DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
-    MessageListenerOrderly, SendStatus, TelemetryHandle,
+    ConsumeConcurrentlyStatus, ConsumeOrderlyContext, ConsumeOrderlyStatus,
+    DefaultLitePullConsumer, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
+    MessageListenerConcurrently, MessageListenerOrderly, SendStatus, TelemetryHandle,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -53,7 +55,8 @@ fn start_namesrv(dir: &Path, name: &str) -> Namesrv {
     let addr = format!("127.0.0.1:{port}");
     let mut cmd = Command::new(bin_path("flotilla-namesrv"));
     cmd.arg("--listen").arg(&addr);
-    cmd.arg("--kv-config-path").arg(dir.join(format!("{name}-kv.json")));
+    cmd.arg("--kv-config-path")
+        .arg(dir.join(format!("{name}-kv.json")));
     let log = dir.join(format!("{name}.log"));
     Namesrv {
         _proc: Proc::spawn(name, &mut cmd, Some(&log)),
@@ -149,7 +152,9 @@ impl Cluster {
         self.broker.proc.kill();
         self.broker = spawn_broker(self.dir.path(), &conf, self.port);
         let ns = self.ns.addr.clone();
-        wait_for_port(&self.broker.addr, WAIT).await.expect("broker back");
+        wait_for_port(&self.broker.addr, WAIT)
+            .await
+            .expect("broker back");
         self.wait_broker_registered(&ns).await;
     }
 
@@ -202,7 +207,9 @@ impl Cluster {
 
     async fn runtime_info(&self) -> BTreeMap<String, String> {
         let r = self
-            .admin(RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO))
+            .admin(RemotingCommand::request(
+                request_code::GET_BROKER_RUNTIME_INFO,
+            ))
             .await;
         assert_eq!(r.code, 0);
         decode_body::<KVTable>(&r.body).expect("kv table").table
@@ -280,7 +287,11 @@ impl Client {
         p
     }
 
-    fn push_consumer(&self, ns: &str, group: &str) -> rocketmq_client_rust::DefaultMQPushConsumerBuilder {
+    fn push_consumer(
+        &self,
+        ns: &str,
+        group: &str,
+    ) -> rocketmq_client_rust::DefaultMQPushConsumerBuilder {
         DefaultMQPushConsumer::builder(self.rt.clone())
             .consumer_group(group.to_string())
             .name_server_addr(ns.to_string())
@@ -402,7 +413,9 @@ async fn broker_sends_of_every_kind_reach_a_push_consumer() {
         expected.insert(format!("oneway-{i}"));
     }
     // batch
-    let batch: Vec<Message> = (0..32).map(|i| msg(topic, "a", format!("batch-{i}"))).collect();
+    let batch: Vec<Message> = (0..32)
+        .map(|i| msg(topic, "a", format!("batch-{i}")))
+        .collect();
     let r = producer.send_batch(batch).await.expect("batch send");
     assert_eq!(r.send_status, SendStatus::SendOk);
     assert_eq!(
@@ -459,7 +472,10 @@ async fn broker_tag_filtering_query_and_pull_consumer() {
     // Push consumer with a tag expression: only A and C arrive.
     let collector = Collector::default();
     let mut consumer = client.push_consumer(&cluster.ns.addr, "cg-tags").build();
-    consumer.subscribe(topic, "TagA || TagC").await.expect("subscribe");
+    consumer
+        .subscribe(topic, "TagA || TagC")
+        .await
+        .expect("subscribe");
     consumer.register_message_listener_concurrently(collector.clone());
     consumer.start().await.expect("start");
     wait_count("tagged messages", &collector, 20).await;
@@ -472,7 +488,9 @@ async fn broker_tag_filtering_query_and_pull_consumer() {
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
         .build()
         .expect("lite pull consumer");
-    pull.subscribe_with_expression(topic, "TagB").await.expect("subscribe");
+    pull.subscribe_with_expression(topic, "TagB")
+        .await
+        .expect("subscribe");
     pull.start().await.expect("start pull");
     let mut got = BTreeSet::new();
     for _ in 0..100 {
@@ -497,10 +515,16 @@ async fn broker_tag_filtering_query_and_pull_consumer() {
     assert_eq!(body_of(&q.message_list()[0]), "TagB-7");
     let (uniq, offset_id) = ids[4].clone();
     let offset_id = offset_id.expect("offset msg id");
-    let viewed = producer.view_message(topic, &offset_id).await.expect("view by offset id");
+    let viewed = producer
+        .view_message(topic, &offset_id)
+        .await
+        .expect("view by offset id");
     assert_eq!(body_of(&viewed), "TagB-4");
     let uniq = uniq.expect("uniq id").to_string();
-    let viewed = producer.view_message(topic, &uniq).await.expect("view by unique id");
+    let viewed = producer
+        .view_message(topic, &uniq)
+        .await
+        .expect("view by unique id");
     assert_eq!(body_of(&viewed), "TagB-4");
 
     consumer.shutdown().await;
@@ -598,7 +622,11 @@ async fn broker_offsets_survive_consumer_and_broker_restart() {
         let p = &producer;
         async move {
             for i in range {
-                let r = p.send(msg(topic, "d", format!("m-{i}"))).await.expect("send").expect("result");
+                let r = p
+                    .send(msg(topic, "d", format!("m-{i}")))
+                    .await
+                    .expect("send")
+                    .expect("result");
                 assert_eq!(r.send_status, SendStatus::SendOk);
             }
         }
@@ -622,7 +650,10 @@ async fn broker_offsets_survive_consumer_and_broker_restart() {
                         .with_ext("queueId", q),
                 )
                 .await;
-            sum += r.ext("offset").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+            sum += r
+                .ext("offset")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0);
         }
         sum
     };
@@ -634,7 +665,12 @@ async fn broker_offsets_survive_consumer_and_broker_restart() {
     wait_until("offsets persisted", WAIT, || {
         let store = store.clone();
         let _ = &c2;
-        async move { std::fs::read_to_string(&store).ok().filter(|t| t.contains("Durable@cg-durable")).map(|_| ()) }
+        async move {
+            std::fs::read_to_string(&store)
+                .ok()
+                .filter(|t| t.contains("Durable@cg-durable"))
+                .map(|_| ())
+        }
     })
     .await
     .expect("consumerOffset.json written");
@@ -649,8 +685,15 @@ async fn broker_offsets_survive_consumer_and_broker_restart() {
     wait_count("the 20 new messages", &second, 20).await;
     let got = second.distinct();
     let expected: BTreeSet<String> = (40..60).map(|i| format!("m-{i}")).collect();
-    assert!(expected.is_subset(&got), "missing {:?}", expected.difference(&got).collect::<Vec<_>>());
-    assert!(got.iter().all(|b| expected.contains(b)), "re-delivered old messages: {got:?}");
+    assert!(
+        expected.is_subset(&got),
+        "missing {:?}",
+        expected.difference(&got).collect::<Vec<_>>()
+    );
+    assert!(
+        got.iter().all(|b| expected.contains(b)),
+        "re-delivered old messages: {got:?}"
+    );
     consumer.shutdown().await;
     producer.shutdown().await;
     client.shutdown().await;
@@ -742,14 +785,20 @@ async fn broker_read_only_topic_refuses_sends() {
     let client = Client::new("readonly");
     let mut producer = client.producer(&cluster.ns.addr, "pg-ro").await;
     let res = producer.send(msg(topic, "x", "nope".into())).await;
-    assert!(res.is_err(), "the real client cannot send to a read-only topic: {res:?}");
+    assert!(
+        res.is_err(),
+        "the real client cannot send to a read-only topic: {res:?}"
+    );
     producer.shutdown().await;
     client.shutdown().await;
 
     // Broker-wide write-disable through UPDATE_BROKER_CONFIG.
     cluster.create_topic("Other", 2, 6).await;
     let r = cluster
-        .admin(RemotingCommand::request(request_code::UPDATE_BROKER_CONFIG).with_body("brokerPermission=4\n"))
+        .admin(
+            RemotingCommand::request(request_code::UPDATE_BROKER_CONFIG)
+                .with_body("brokerPermission=4\n"),
+        )
         .await;
     assert_eq!(r.code, 0, "{:?}", r.remark);
     let mut s = send(&cluster);
@@ -768,7 +817,10 @@ async fn broker_read_only_topic_refuses_sends() {
     })
     .await
     .expect("reduced perm registered");
-    assert_eq!(cluster.runtime_info().await["flotillaBrokerPermission"], "4");
+    assert_eq!(
+        cluster.runtime_info().await["flotillaBrokerPermission"],
+        "4"
+    );
     let conf = std::fs::read_to_string(&cluster.broker.conf).expect("conf");
     assert!(conf.contains("brokerPermission=4"), "persisted: {conf}");
     assert!(conf.starts_with("# written by the test"), "comments kept");
@@ -788,7 +840,11 @@ async fn broker_switches_nameservers_without_restart() {
         .await;
     assert_eq!(r.code, 0, "{:?}", r.remark);
     cluster.wait_broker_registered(&ns2.addr).await;
-    let (admin, ns1, addr) = (cluster.admin.clone(), cluster.ns.addr.clone(), cluster.broker.addr.clone());
+    let (admin, ns1, addr) = (
+        cluster.admin.clone(),
+        cluster.ns.addr.clone(),
+        cluster.broker.addr.clone(),
+    );
     wait_until("unregistered from the old nameserver", WAIT, || {
         let (admin, ns1, addr) = (admin.clone(), ns1.clone(), addr.clone());
         async move { (!registered_at(&admin, &ns1, &addr).await).then_some(()) }
@@ -801,12 +857,17 @@ async fn broker_switches_nameservers_without_restart() {
     assert!(conf.contains(&format!("namesrvAddr={}", ns2.addr)));
     // Invalid values are refused with a clear remark and change nothing.
     let r = cluster
-        .admin(RemotingCommand::request(request_code::UPDATE_BROKER_CONFIG).with_body("brokerPermission=abc\n"))
+        .admin(
+            RemotingCommand::request(request_code::UPDATE_BROKER_CONFIG)
+                .with_body("brokerPermission=abc\n"),
+        )
         .await;
     assert_eq!(r.code, 29);
     assert!(r.remark.unwrap_or_default().contains("brokerPermission"));
     // GET_BROKER_CONFIG reports every key, unknown ones included.
-    let r = cluster.admin(RemotingCommand::request(request_code::GET_BROKER_CONFIG)).await;
+    let r = cluster
+        .admin(RemotingCommand::request(request_code::GET_BROKER_CONFIG))
+        .await;
     let text = String::from_utf8_lossy(&r.body).into_owned();
     assert!(text.contains(&format!("namesrvAddr={}", ns2.addr)));
     assert!(text.contains("flushConsumerOffsetInterval=500"));
@@ -815,7 +876,12 @@ async fn broker_switches_nameservers_without_restart() {
 #[test]
 fn broker_invalid_config_is_a_clear_startup_error() {
     let dir = temp_dir("broker-badconf");
-    let conf = write_conf(dir.path(), free_broker_port(), "127.0.0.1:1", &[("brokerRole", "BOSS")]);
+    let conf = write_conf(
+        dir.path(),
+        free_broker_port(),
+        "127.0.0.1:1",
+        &[("brokerRole", "BOSS")],
+    );
     let out = Command::new(bin_path("flotilla-broker"))
         .arg("-c")
         .arg(&conf)

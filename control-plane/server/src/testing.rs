@@ -128,6 +128,17 @@ pub fn echo_report(ds: &DesiredState, seq: u64, highest_epoch: i64) -> Report {
                 config_hash: i.config_hash.clone(),
                 ready: true,
                 listen_address: listen,
+                // A real broker registers with every nameserver of its config.
+                registered_nameservers: i
+                    .config
+                    .get("namesrvAddr")
+                    .map(|l| {
+                        l.split(';')
+                            .filter(|a| !a.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 ..Default::default()
             }
         })

@@ -79,7 +79,18 @@ pub fn state_name(s: i32) -> &'static str {
     }
 }
 
-fn member(plan: &MemberPlan, obs: Option<&InstanceObservation>, node_ready: bool) -> Member {
+/// Whether a broker has registered with every nameserver of the cluster: until it has,
+/// clients cannot find it, so it does not count as ready.
+fn registered_everywhere(registered: &[String], nameservers: &[String]) -> bool {
+    nameservers.iter().all(|ns| registered.iter().any(|r| r == ns))
+}
+
+fn member(
+    plan: &MemberPlan,
+    obs: Option<&InstanceObservation>,
+    node_ready: bool,
+    nameservers: &[String],
+) -> Member {
     let mut m = Member {
         name: plan.name.clone(),
         kind: plan.kind as i32,
@@ -108,7 +119,10 @@ fn member(plan: &MemberPlan, obs: Option<&InstanceObservation>, node_ready: bool
                 m.broker_id = o.broker_id;
             }
             m.pid = o.pid;
-            m.ready = o.ready && node_ready;
+            m.ready = o.ready
+                && node_ready
+                && (plan.kind != InstanceKind::Broker
+                    || registered_everywhere(&o.registered_nameservers, nameservers));
             m.commit_log = o.commit_log;
             m.registered_nameservers = o.registered_nameservers.clone();
             m.restarts = o.restarts;
@@ -159,7 +173,12 @@ pub fn fold(input: &FoldInput<'_>) -> ClusterStatus {
                 .and_then(|n| input.node_ready.get(n))
                 .copied()
                 .unwrap_or(false);
-            member(p, input.observed.get(&p.name), ready)
+            member(
+                p,
+                input.observed.get(&p.name),
+                ready,
+                &input.nameserver_addresses,
+            )
         })
         .collect();
     let total = members.len();
@@ -320,8 +339,26 @@ mod tests {
             pid: 42,
             config_hash: hash.into(),
             role: MemberRole::Master as i32,
+            registered_nameservers: vec!["h:9876".into()],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_broker_not_registered_with_every_nameserver_is_not_ready() {
+        let members = vec![plan("c-0-0", Some("n1"))];
+        let mut o = obs("c-0-0", true, "h1");
+        o.registered_nameservers.clear();
+        let observed: HashMap<_, _> = [("c-0-0".to_string(), o)].into();
+        let nodes: HashMap<_, _> = [("n1".to_string(), true)].into();
+        let s = fold(&input(&members, &observed, &nodes, None, 1));
+        assert!(!s.members[0].ready, "answers, but clients cannot find it yet");
+        assert_ne!(s.phase, ClusterPhase::Running as i32);
+        let mut o = obs("c-0-0", true, "h1");
+        o.registered_nameservers = vec!["h:9876".into(), "old:9876".into()];
+        let observed: HashMap<_, _> = [("c-0-0".to_string(), o)].into();
+        let s = fold(&input(&members, &observed, &nodes, None, 1));
+        assert!(s.members[0].ready, "extra registrations do not matter");
     }
 
     fn input<'a>(
