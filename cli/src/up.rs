@@ -322,22 +322,21 @@ async fn wait_ready(
                 ));
             }
         }
-        if let Ok(mut client) = crate::client::clusters(server).await {
-            if let Ok(resp) = client
+        if let Ok(mut client) = crate::client::clusters(server).await
+            && let Ok(resp) = client
                 .get_cluster(GetClusterRequest {
                     name: name.to_string(),
                 })
                 .await
-            {
-                let c = resp.into_inner();
-                let line = crate::get::cluster_line(&c);
-                if line != last {
-                    println!("  {line}");
-                    last = line;
-                }
-                if cluster_ready(&c) {
-                    return Ok(c);
-                }
+        {
+            let c = resp.into_inner();
+            let line = crate::get::cluster_line(&c);
+            if line != last {
+                println!("  {line}");
+                last = line;
+            }
+            if cluster_ready(&c) {
+                return Ok(c);
             }
         }
         if Instant::now() >= deadline {

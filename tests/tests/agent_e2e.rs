@@ -37,9 +37,16 @@ fn instance_pids(fleet: &Fleet) -> BTreeSet<i64> {
 /// no member counts a restart.
 fn assert_untouched(c: &Cluster, before: &BTreeMap<String, i64>, fleet: &Fleet, what: &str) {
     assert_eq!(&pids(c), before, "{what}: same processes in status");
-    assert!(before.values().all(|p| alive(*p)), "{what}: every process alive");
+    assert!(
+        before.values().all(|p| alive(*p)),
+        "{what}: every process alive"
+    );
     let expected: BTreeSet<i64> = before.values().copied().collect();
-    assert_eq!(instance_pids(fleet), expected, "{what}: no other instance process started");
+    assert_eq!(
+        instance_pids(fleet),
+        expected,
+        "{what}: no other instance process started"
+    );
     assert!(
         fleet::members(c).iter().all(|m| m.restarts == 0),
         "{what}: no restart counted: {:?}",
@@ -249,9 +256,12 @@ async fn a_nameserver_list_change_reaches_brokers_without_a_restart() {
 // Commands: a minimal control-plane side of the agent protocol, driven by the test, so the
 // test chooses epochs and command ids.
 
+/// What the test sends to the agent over its stream.
+type Outbound = mpsc::Receiver<Result<ControlMessage, Status>>;
+
 struct Driver {
     inbound: mpsc::Sender<AgentMessage>,
-    outbound: Arc<Mutex<Option<mpsc::Receiver<Result<ControlMessage, Status>>>>>,
+    outbound: Arc<Mutex<Option<Outbound>>>,
 }
 
 #[tonic::async_trait]
@@ -498,4 +508,103 @@ async fn commands_are_applied_once_and_stale_epochs_are_refused() {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_needs_a_restart_rolls_through_the_group_slave_first() {
+    let fleet = Fleet::start(2).await;
+    fleet
+        .create_cluster(fleet::cluster(
+            "rolling",
+            1,
+            1,
+            2,
+            BrokerMode::MasterSlave,
+            &[("autoCreateTopicEnable", "true")],
+        ))
+        .await;
+    let c = fleet.wait_running("rolling").await;
+    let before = pids(&c);
+    let bs = brokers(&c);
+    let master = bs
+        .iter()
+        .find(|m| m.broker_id == 0)
+        .expect("a master")
+        .clone();
+    let slave = bs
+        .iter()
+        .find(|m| m.broker_id > 0)
+        .expect("a slave")
+        .clone();
+
+    // maxMessageSize cannot change at runtime: every broker must restart, one at a time.
+    let updated = fleet
+        .update_cluster("rolling", |s| {
+            if let Some(b) = s.broker.as_mut() {
+                b.config.insert("maxMessageSize".into(), "2097152".into());
+            }
+        })
+        .await;
+    let generation = updated.metadata.as_ref().map(|m| m.generation).unwrap_or(0);
+
+    // Sample the processes while the change rolls: when did each broker's pid change, and
+    // were both ever down at once?
+    let mut slave_changed_at = None;
+    let mut master_changed_at = None;
+    let mut both_down = false;
+    let start = tokio::time::Instant::now();
+    for i in 0..3000u32 {
+        let (m_alive, s_alive) = (alive(master.pid), alive(slave.pid));
+        if !m_alive && master_changed_at.is_none() {
+            master_changed_at = Some(i);
+        }
+        if !s_alive && slave_changed_at.is_none() {
+            slave_changed_at = Some(i);
+        }
+        if let Some(c) = fleet.get_cluster("rolling").await {
+            let live = brokers(&c)
+                .iter()
+                .filter(|m| m.pid > 0 && alive(m.pid))
+                .count();
+            if live == 0 {
+                both_down = true;
+            }
+            let done = fleet::is_running(&c)
+                && c.metadata.as_ref().map(|m| m.generation) == Some(generation)
+                && master_changed_at.is_some()
+                && slave_changed_at.is_some();
+            if done {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < fleet::FLEET_WAIT,
+            "the change did not roll through in time\n{}",
+            fleet.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (Some(s_at), Some(m_at)) = (slave_changed_at, master_changed_at) else {
+        panic!("both brokers restart\n{}", fleet.logs());
+    };
+    assert!(
+        s_at < m_at,
+        "the slave restarts before the master ({s_at} vs {m_at})"
+    );
+    assert!(!both_down, "never both brokers down at once");
+    let c = fleet.wait_running("rolling").await;
+    let after = pids(&c);
+    assert_ne!(after.get(&master.name), before.get(&master.name));
+    assert_ne!(after.get(&slave.name), before.get(&slave.name));
+    assert_eq!(
+        after
+            .iter()
+            .find(|(n, _)| n.contains("namesrv"))
+            .map(|(_, p)| *p),
+        before
+            .iter()
+            .find(|(n, _)| n.contains("namesrv"))
+            .map(|(_, p)| *p),
+        "the nameserver is untouched"
+    );
 }
