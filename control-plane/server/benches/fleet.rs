@@ -19,11 +19,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use flotilla_cp::testing::{FakeAgent, FakeAgentOptions, channel};
+use flotilla_cp::testing::{FakeAgent, FakeAgentOptions, channel, cluster};
 use flotilla_proto::v1::{
-    BrokerMode, BrokerSpec, Cluster, ClusterPhase, ClusterSpec, CordonNodeRequest,
-    CreateClusterRequest, GetClusterRequest, ListClustersRequest, NameServerSpec, ObjectMeta,
-    UpdateClusterRequest, cluster_service_client::ClusterServiceClient,
+    BrokerMode, ClusterPhase, CordonNodeRequest, CreateClusterRequest, GetClusterRequest,
+    ListClustersRequest, UpdateClusterRequest, cluster_service_client::ClusterServiceClient,
     node_service_client::NodeServiceClient,
 };
 use futures::{StreamExt, TryStreamExt};
@@ -142,30 +141,6 @@ async fn connect_agents(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<FakeAg
     Ok(agents)
 }
 
-fn cluster_spec(name: &str) -> Cluster {
-    Cluster {
-        metadata: Some(ObjectMeta {
-            name: name.to_string(),
-            ..Default::default()
-        }),
-        spec: Some(ClusterSpec {
-            nameserver: Some(NameServerSpec {
-                replicas: NAMESRVS,
-                port: 0,
-                resources: None,
-            }),
-            broker: Some(BrokerSpec {
-                groups: GROUPS,
-                replicas_per_group: PER_GROUP,
-                mode: BrokerMode::MasterSlave as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        status: None,
-    }
-}
-
 fn held_instances(agents: &[FakeAgent]) -> usize {
     agents
         .iter()
@@ -254,7 +229,13 @@ async fn run() -> anyhow::Result<()> {
             let mut c = clusters.clone();
             async move {
                 c.create_cluster(CreateClusterRequest {
-                    cluster: Some(cluster_spec(&name)),
+                    cluster: Some(cluster(
+                        &name,
+                        NAMESRVS,
+                        GROUPS,
+                        PER_GROUP,
+                        BrokerMode::MasterSlave,
+                    )),
                     request_id: format!("create-{name}"),
                     validate_only: false,
                 })

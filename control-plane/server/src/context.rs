@@ -15,6 +15,9 @@ use crate::fenced::{WriteError, Writer};
 use crate::leader::LeaderHandle;
 use crate::sessions::Sessions;
 
+/// One write of [`Ctx::commit`]: key → value, `None` = delete.
+pub type Write = (String, Option<Vec<u8>>);
+
 /// Tunables of one control-plane process.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -104,7 +107,7 @@ impl Ctx {
     pub async fn commit(
         &self,
         compares: Vec<Compare>,
-        writes: Vec<(String, Option<Vec<u8>>)>,
+        writes: Vec<Write>,
         failure: Vec<Op>,
     ) -> Result<TxnResponse, WriteError> {
         let ops = writes.iter().map(|(k, v)| match v {

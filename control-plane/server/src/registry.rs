@@ -17,8 +17,9 @@ use flotilla_proto::v1::{
 use prost::Message;
 use prost_types::Timestamp;
 
+use crate::api::{clear_etag, decode_stored, set_etag};
 use crate::context::Ctx;
-use crate::errors::{ApiError, decode};
+use crate::errors::ApiError;
 use crate::fenced::WriteError;
 
 /// Reads a node record and its revision.
@@ -26,13 +27,7 @@ pub async fn get(ctx: &Ctx, name: &str) -> Result<Option<(Node, i64)>, ApiError>
     let key = keys::node(name).map_err(|e| ApiError::bad_request("name", e.to_string()))?;
     match ctx.store.get(&key).await? {
         None => Ok(None),
-        Some(kv) => {
-            let mut n: Node = decode(&key, &kv.value)?;
-            if let Some(m) = n.metadata.as_mut() {
-                m.etag = kv.mod_revision.to_string();
-            }
-            Ok(Some((n, kv.mod_revision)))
-        }
+        Some(kv) => Ok(Some((decode_stored(&kv)?, kv.mod_revision))),
     }
 }
 
@@ -66,14 +61,10 @@ pub async fn update(
         let Some(mut next) = f(before.clone()) else {
             return Ok(before);
         };
-        if let Some(m) = next.metadata.as_mut() {
-            m.etag.clear();
-        }
+        clear_etag(&mut next);
         let unchanged = before.as_ref().is_some_and(|b| {
             let mut b = b.clone();
-            if let Some(m) = b.metadata.as_mut() {
-                m.etag.clear();
-            }
+            clear_etag(&mut b);
             b == next
         });
         if unchanged {
@@ -89,9 +80,7 @@ pub async fn update(
             .await
         {
             Ok(resp) => {
-                if let Some(m) = next.metadata.as_mut() {
-                    m.etag = resp.revision.to_string();
-                }
+                set_etag(&mut next, resp.revision);
                 return Ok(Some(next));
             }
             Err(WriteError::Conflict { .. }) => continue,

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flotilla_intent_store::keys;
 
-use crate::context::Ctx;
+use crate::context::{Ctx, Write};
 use crate::errors::{ApiError, decode};
 
 /// How long a request id is remembered.
@@ -69,12 +69,13 @@ pub async fn replay<T: prost::Message + Default>(
     Ok(Some((resp, kv.mod_revision)))
 }
 
-/// The op that records `response` for `request_id` (empty id: none).
+/// The write (key, value to put) that records `response` for `request_id` (empty id: none),
+/// ready for [`Ctx::commit`].
 pub fn record<T: prost::Message>(
     method: &str,
     request_id: &str,
     response: &T,
-) -> Result<Option<(String, Vec<u8>)>, ApiError> {
+) -> Result<Option<Write>, ApiError> {
     if request_id.is_empty() {
         return Ok(None);
     }
@@ -85,7 +86,22 @@ pub fn record<T: prost::Message>(
         response: response.encode_to_vec(),
         unix_ms: now_ms(),
     };
-    Ok(Some((key, prost::Message::encode_to_vec(&rec))))
+    Ok(Some((key, Some(prost::Message::encode_to_vec(&rec)))))
+}
+
+/// [`replay`] with the replayed response's etag fixed up by `set_etag`.
+pub async fn replayed<T: prost::Message + Default>(
+    ctx: &Ctx,
+    method: &str,
+    request_id: &str,
+    set_etag: impl FnOnce(&mut T, i64),
+) -> Result<Option<T>, ApiError> {
+    Ok(replay::<T>(ctx, method, request_id)
+        .await?
+        .map(|(mut prev, rev)| {
+            set_etag(&mut prev, rev);
+            prev
+        }))
 }
 
 /// When a mutation with `request_id` failed with a conflict that a concurrent call with the
@@ -100,11 +116,8 @@ pub async fn or_replay<T: prost::Message + Default>(
 ) -> Result<T, ApiError> {
     match result {
         Err(e) if !request_id.is_empty() && e.is_conflict() => {
-            match replay::<T>(ctx, method, request_id).await {
-                Ok(Some((mut prev, rev))) => {
-                    set_etag(&mut prev, rev);
-                    Ok(prev)
-                }
+            match replayed(ctx, method, request_id, set_etag).await {
+                Ok(Some(prev)) => Ok(prev),
                 _ => Err(e),
             }
         }

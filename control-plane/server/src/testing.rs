@@ -5,7 +5,8 @@
 //! instances as running and ready, with the desired config hash (what a healthy agent
 //! converges to), sends periodic reports as heartbeats, and answers every `Command` with a
 //! successful `CommandResult`. Tests can pause its reports (missed heartbeats), close it
-//! (disconnect), and wait for desired states.
+//! (disconnect), and wait for desired states. [`cluster`] builds the cluster specs they
+//! create.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +18,10 @@ use flotilla_proto::agent::v1::{
     InstanceState, Report, agent_message, agent_service_client::AgentServiceClient,
     control_message,
 };
-use flotilla_proto::v1::{Capacity, InstanceKind, MemberRole};
+use flotilla_proto::v1::{
+    BrokerMode, BrokerSpec, Capacity, Cluster, ClusterSpec, InstanceKind, MemberRole,
+    NameServerSpec, ObjectMeta,
+};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -339,4 +343,36 @@ pub fn channel(addr: std::net::SocketAddr) -> Channel {
 fn unreachable_channel() -> Channel {
     // `http://<SocketAddr>` always parses; this is only for the type checker.
     Channel::from_static("http://127.0.0.1:1").connect_lazy()
+}
+
+/// A cluster to create in tests and the benchmark: `namesrvs` nameservers and `groups` broker
+/// groups of `per_group` replicas in `mode`, every other field at its default.
+pub fn cluster(
+    name: &str,
+    namesrvs: u32,
+    groups: u32,
+    per_group: u32,
+    mode: BrokerMode,
+) -> Cluster {
+    Cluster {
+        metadata: Some(ObjectMeta {
+            name: name.to_string(),
+            ..Default::default()
+        }),
+        spec: Some(ClusterSpec {
+            nameserver: Some(NameServerSpec {
+                replicas: namesrvs,
+                port: 0,
+                resources: None,
+            }),
+            broker: Some(BrokerSpec {
+                groups,
+                replicas_per_group: per_group,
+                mode: mode as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
 }

@@ -6,34 +6,79 @@
 
 mod common;
 
+use std::fmt::Debug;
+use std::future::Future;
+
 use common::*;
 use flotilla_proto::v1::{
     BrokerMode, CancelOperationRequest, Cluster, CordonNodeRequest, CreateClusterRequest,
     DeleteClusterRequest, DrainNodeRequest, GetClusterRequest, GetNodeRequest, GetOperationRequest,
-    ListClustersRequest, ListNodesRequest, MasterRole, Placement, Resources, ScaleSource, Storage,
-    UpdateClusterRequest, WaitOperationRequest, WatchClustersRequest, storage::Mode,
+    ListClustersRequest, ListNodesRequest, MasterRole, Operation, Placement, Resources,
+    ScaleSource, Storage, UpdateClusterRequest, UpdateClusterResponse, WaitOperationRequest,
+    WatchClustersRequest, storage::Mode,
 };
-use tonic::Code;
-
-fn create_req(c: Cluster, request_id: &str) -> CreateClusterRequest {
-    CreateClusterRequest {
-        cluster: Some(c),
-        request_id: request_id.into(),
-        validate_only: false,
-    }
-}
+use tonic::{Code, Response, Status};
 
 fn good(name: &str) -> Cluster {
     cluster(name, 1, 2, 2, BrokerMode::MasterSlave)
+}
+
+/// Sends `req` twice through `call`, the second after the first has finished: both must
+/// succeed with the same answer, which is returned.
+async fn twice<Req, T, Fut>(req: Req, call: impl Fn(Req) -> Fut) -> T
+where
+    Req: Clone,
+    T: PartialEq + Debug,
+    Fut: Future<Output = Result<Response<T>, Status>>,
+{
+    let first = call(req.clone()).await.expect("first call").into_inner();
+    let again = call(req).await.expect("a repeat succeeds").into_inner();
+    assert_eq!(again, first, "a repeat got another answer");
+    first
+}
+
+/// Sends `copies` of `req` through `call` at once (a client retrying while its first call is
+/// in flight): every copy must succeed with the same answer, which is returned.
+async fn at_once<Req, T, Fut>(copies: usize, req: Req, call: impl Fn(Req) -> Fut) -> T
+where
+    Req: Clone,
+    T: PartialEq + Debug,
+    Fut: Future<Output = Result<Response<T>, Status>>,
+{
+    let results = futures::future::join_all((0..copies).map(|_| call(req.clone()))).await;
+    let mut answers = results
+        .into_iter()
+        .map(|r| r.expect("every repeat succeeds").into_inner());
+    let first = answers.next().expect("at least one call");
+    for a in answers {
+        assert_eq!(a, first, "a concurrent repeat got another answer");
+    }
+    first
+}
+
+async fn create(h: &Harness, r: CreateClusterRequest) -> Result<Response<Cluster>, Status> {
+    h.clusters().create_cluster(r).await
+}
+
+async fn update(
+    h: &Harness,
+    r: UpdateClusterRequest,
+) -> Result<Response<UpdateClusterResponse>, Status> {
+    h.clusters().update_cluster(r).await
+}
+
+async fn delete(h: &Harness, r: DeleteClusterRequest) -> Result<Response<Cluster>, Status> {
+    h.clusters().delete_cluster(r).await
+}
+
+async fn cancel(h: &Harness, r: CancelOperationRequest) -> Result<Response<Operation>, Status> {
+    h.operations().cancel_operation(r).await
 }
 
 type Mutate = Box<dyn Fn(&mut Cluster)>;
 
 /// One bad field per case, and the field path the error must name.
 fn invalid_cases() -> Vec<(Mutate, &'static str)> {
-    fn broker(c: &mut Cluster) -> &mut flotilla_proto::v1::BrokerSpec {
-        c.spec.as_mut().unwrap().broker.as_mut().unwrap()
-    }
     vec![
         (
             Box::new(|c| c.metadata.as_mut().unwrap().name = "Bad_Name".into()),
@@ -79,33 +124,36 @@ fn invalid_cases() -> Vec<(Mutate, &'static str)> {
             "cluster.spec.broker",
         ),
         (
-            Box::new(|c| broker(c).groups = 65),
+            Box::new(|c| broker_mut(c).groups = 65),
             "cluster.spec.broker.groups",
         ),
         (
-            Box::new(|c| broker(c).replicas_per_group = 0),
+            Box::new(|c| broker_mut(c).replicas_per_group = 0),
             "cluster.spec.broker.replicas_per_group",
         ),
-        (Box::new(|c| broker(c).mode = 0), "cluster.spec.broker.mode"),
         (
-            Box::new(|c| broker(c).mode = 42),
+            Box::new(|c| broker_mut(c).mode = 0),
+            "cluster.spec.broker.mode",
+        ),
+        (
+            Box::new(|c| broker_mut(c).mode = 42),
             "cluster.spec.broker.mode",
         ),
         (
             Box::new(|c| {
-                let b = broker(c);
+                let b = broker_mut(c);
                 b.mode = BrokerMode::Dledger as i32;
                 b.replicas_per_group = 4;
             }),
             "cluster.spec.broker.replicas_per_group",
         ),
         (
-            Box::new(|c| broker(c).master_role = 9),
+            Box::new(|c| broker_mut(c).master_role = 9),
             "cluster.spec.broker.master_role",
         ),
         (
             Box::new(|c| {
-                let b = broker(c);
+                let b = broker_mut(c);
                 b.master_role = MasterRole::SyncMaster as i32;
                 b.in_sync_replicas = 3;
             }),
@@ -113,19 +161,23 @@ fn invalid_cases() -> Vec<(Mutate, &'static str)> {
         ),
         (
             Box::new(|c| {
-                broker(c).config.insert("namesrvAddr".into(), "x:1".into());
+                broker_mut(c)
+                    .config
+                    .insert("namesrvAddr".into(), "x:1".into());
             }),
             "cluster.spec.broker.config.namesrvAddr",
         ),
         (
             Box::new(|c| {
-                broker(c).config.insert("deleteWhen".into(), "25".into());
+                broker_mut(c)
+                    .config
+                    .insert("deleteWhen".into(), "25".into());
             }),
             "cluster.spec.broker.config.deleteWhen",
         ),
         (
             Box::new(|c| {
-                broker(c).resources = Some(Resources {
+                broker_mut(c).resources = Some(Resources {
                     memory_mib: 64,
                     cpu_millis: 0,
                 });
@@ -134,7 +186,7 @@ fn invalid_cases() -> Vec<(Mutate, &'static str)> {
         ),
         (
             Box::new(|c| {
-                broker(c).storage = Some(Storage {
+                broker_mut(c).storage = Some(Storage {
                     mode: Mode::HostPath as i32,
                     host_path: String::new(),
                 });
@@ -143,14 +195,17 @@ fn invalid_cases() -> Vec<(Mutate, &'static str)> {
         ),
         (
             Box::new(|c| {
-                broker(c).storage = Some(Storage {
+                broker_mut(c).storage = Some(Storage {
                     mode: 17,
                     host_path: String::new(),
                 });
             }),
             "cluster.spec.broker.storage.mode",
         ),
-        (Box::new(|c| broker(c).port = 2), "cluster.spec.broker.port"),
+        (
+            Box::new(|c| broker_mut(c).port = 2),
+            "cluster.spec.broker.port",
+        ),
         (
             Box::new(|c| c.spec.as_mut().unwrap().version = "latest".into()),
             "cluster.spec.version",
@@ -197,7 +252,7 @@ async fn each_invalid_field_is_named_in_bad_request() {
     }
     // Several bad fields: every one is reported at once.
     let mut c = good("orders");
-    c.spec.as_mut().unwrap().broker.as_mut().unwrap().groups = 0;
+    broker_mut(&mut c).groups = 0;
     c.spec.as_mut().unwrap().version = "x".into();
     let err = client
         .create_cluster(create_req(c, "has space"))
@@ -233,14 +288,7 @@ async fn each_invalid_field_is_named_in_bad_request() {
     {
         let mut c = created.clone();
         mutate(&mut c);
-        let err = client
-            .update_cluster(UpdateClusterRequest {
-                cluster: Some(c),
-                request_id: String::new(),
-                validate_only: false,
-            })
-            .await
-            .unwrap_err();
+        let err = client.update_cluster(update_req(c, "")).await.unwrap_err();
         assert_error(&err, Code::InvalidArgument, "INVALID_SPEC");
         assert_eq!(
             violated_fields(&err),
@@ -250,95 +298,91 @@ async fn each_invalid_field_is_named_in_bad_request() {
     }
     let mut c = created.clone();
     c.metadata.as_mut().unwrap().etag = "not-a-revision".into();
-    let err = client
-        .update_cluster(UpdateClusterRequest {
-            cluster: Some(c),
-            request_id: String::new(),
-            validate_only: false,
-        })
-        .await
-        .unwrap_err();
+    let err = client.update_cluster(update_req(c, "")).await.unwrap_err();
     assert_eq!(violated_fields(&err), ["cluster.metadata.etag"]);
     let mut c = created.clone();
     c.metadata.as_mut().unwrap().etag.clear();
-    c.spec.as_mut().unwrap().broker.as_mut().unwrap().mode = BrokerMode::Dledger as i32;
-    c.spec
-        .as_mut()
-        .unwrap()
-        .broker
-        .as_mut()
-        .unwrap()
-        .replicas_per_group = 3;
-    let err = client
-        .update_cluster(UpdateClusterRequest {
-            cluster: Some(c),
-            request_id: String::new(),
-            validate_only: false,
-        })
-        .await
-        .unwrap_err();
+    broker_mut(&mut c).mode = BrokerMode::Dledger as i32;
+    broker_mut(&mut c).replicas_per_group = 3;
+    let err = client.update_cluster(update_req(c, "")).await.unwrap_err();
     assert_error(&err, Code::InvalidArgument, "INVALID_SPEC");
     assert_eq!(violated_fields(&err), ["cluster.spec.broker.mode"]);
 
-    // Request fields of the other RPCs.
-    let err = client
-        .get_cluster(GetClusterRequest {
-            name: "UPPER".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_REQUEST");
-    assert_eq!(violated_fields(&err), ["name"]);
-    let err = client
-        .list_clusters(ListClustersRequest {
-            page_size: 5000,
-            page_token: "zz".into(),
-            label_selector: "novalue".into(),
-        })
-        .await
-        .unwrap_err();
-    let mut fields = violated_fields(&err);
-    fields.sort();
-    assert_eq!(fields, ["label_selector", "page_size", "page_token"]);
-    let err = client
-        .delete_cluster(DeleteClusterRequest {
-            name: "orders".into(),
-            etag: "-3".into(),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(violated_fields(&err), ["etag"]);
-    let err = client
-        .watch_clusters(WatchClustersRequest {
-            revision: -1,
-            name: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_REQUEST");
-    assert_eq!(violated_fields(&err), ["revision"]);
-    let err = h
-        .nodes()
-        .list_nodes(ListNodesRequest {
-            page_size: -1,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(violated_fields(&err), ["page_size"]);
-    let err = h
-        .operations()
-        .wait_operation(WaitOperationRequest {
-            name: "op-1".into(),
-            timeout: Some(prost_types::Duration {
-                seconds: 3600,
-                nanos: 0,
-            }),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(violated_fields(&err), ["timeout"]);
+    // Request fields of the other RPCs: INVALID_REQUEST naming each bad field.
+    let cases: Vec<(&str, Status, &[&str])> = vec![
+        (
+            "GetCluster",
+            client
+                .get_cluster(GetClusterRequest {
+                    name: "UPPER".into(),
+                })
+                .await
+                .unwrap_err(),
+            &["name"],
+        ),
+        (
+            "ListClusters",
+            client
+                .list_clusters(ListClustersRequest {
+                    page_size: 5000,
+                    page_token: "zz".into(),
+                    label_selector: "novalue".into(),
+                })
+                .await
+                .unwrap_err(),
+            &["label_selector", "page_size", "page_token"],
+        ),
+        (
+            "DeleteCluster",
+            client
+                .delete_cluster(delete_req("orders", "-3", ""))
+                .await
+                .unwrap_err(),
+            &["etag"],
+        ),
+        (
+            "WatchClusters",
+            client
+                .watch_clusters(WatchClustersRequest {
+                    revision: -1,
+                    name: String::new(),
+                })
+                .await
+                .unwrap_err(),
+            &["revision"],
+        ),
+        (
+            "ListNodes",
+            h.nodes()
+                .list_nodes(ListNodesRequest {
+                    page_size: -1,
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+            &["page_size"],
+        ),
+        (
+            "WaitOperation",
+            h.operations()
+                .wait_operation(WaitOperationRequest {
+                    name: "op-1".into(),
+                    timeout: Some(prost_types::Duration {
+                        seconds: 3600,
+                        nanos: 0,
+                    }),
+                })
+                .await
+                .unwrap_err(),
+            &["timeout"],
+        ),
+    ];
+    for (rpc, err, want) in cases {
+        assert_error(&err, Code::InvalidArgument, "INVALID_REQUEST");
+        let mut fields = violated_fields(&err);
+        fields.sort();
+        assert_eq!(fields, want, "{rpc}");
+    }
 }
 
 #[tokio::test]
@@ -350,31 +394,16 @@ async fn stale_etags_are_aborted() {
         .await
         .unwrap();
     settle(&h).await;
-    let current = client
-        .get_cluster(GetClusterRequest {
-            name: "orders".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let current = h.get_cluster("orders").await;
     let etag = current.metadata.as_ref().unwrap().etag.clone();
 
     // An update with the current etag succeeds and moves the etag.
     let mut c = current.clone();
-    c.spec
-        .as_mut()
-        .unwrap()
-        .broker
-        .as_mut()
-        .unwrap()
+    broker_mut(&mut c)
         .config
         .insert("fileReservedTime".into(), "48".into());
     let updated = client
-        .update_cluster(UpdateClusterRequest {
-            cluster: Some(c.clone()),
-            request_id: String::new(),
-            validate_only: false,
-        })
+        .update_cluster(update_req(c.clone(), ""))
         .await
         .unwrap()
         .into_inner()
@@ -385,44 +414,22 @@ async fn stale_etags_are_aborted() {
     assert_eq!(updated.metadata.as_ref().unwrap().generation, 2);
 
     // The old etag is stale now: update and delete are ABORTED and change nothing.
-    let err = client
-        .update_cluster(UpdateClusterRequest {
-            cluster: Some(c),
-            request_id: String::new(),
-            validate_only: false,
-        })
-        .await
-        .unwrap_err();
+    let err = client.update_cluster(update_req(c, "")).await.unwrap_err();
     let md = assert_error(&err, Code::Aborted, "ETAG_MISMATCH");
     assert!(md.contains_key("current_etag"), "{md:?}");
     let err = client
-        .delete_cluster(DeleteClusterRequest {
-            name: "orders".into(),
-            etag: etag.clone(),
-            request_id: String::new(),
-        })
+        .delete_cluster(delete_req("orders", &etag, ""))
         .await
         .unwrap_err();
     assert_error(&err, Code::Aborted, "ETAG_MISMATCH");
     settle(&h).await;
-    let now = client
-        .get_cluster(GetClusterRequest {
-            name: "orders".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let m = now.metadata.unwrap();
+    let m = h.get_cluster("orders").await.metadata.unwrap();
     assert_eq!(m.generation, 2);
     assert!(m.delete_time.is_none());
 
     // Delete with the current etag works.
     let deleted = client
-        .delete_cluster(DeleteClusterRequest {
-            name: "orders".into(),
-            etag: m.etag,
-            request_id: String::new(),
-        })
+        .delete_cluster(delete_req("orders", &m.etag, ""))
         .await
         .unwrap()
         .into_inner();
@@ -433,17 +440,8 @@ async fn stale_etags_are_aborted() {
 async fn repeated_request_ids_return_the_first_result() {
     let h = start_embedded().await;
     let mut client = h.clusters();
-    let first = client
-        .create_cluster(create_req(good("orders"), "create-1"))
-        .await
-        .unwrap()
-        .into_inner();
-    let again = client
-        .create_cluster(create_req(good("orders"), "create-1"))
-        .await
-        .expect("a repeat is not ALREADY_EXISTS")
-        .into_inner();
-    assert_eq!(again, first);
+    // Create: the repeat is not ALREADY_EXISTS.
+    twice(create_req(good("orders"), "create-1"), |r| create(&h, r)).await;
     // Without the request id the same create is a conflict.
     let err = client
         .create_cluster(create_req(good("orders"), ""))
@@ -454,30 +452,9 @@ async fn repeated_request_ids_return_the_first_result() {
 
     // Update: the repeat returns the first response and bumps nothing.
     settle(&h).await;
-    let mut c = client
-        .get_cluster(GetClusterRequest {
-            name: "orders".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    c.spec.as_mut().unwrap().broker.as_mut().unwrap().groups = 3;
-    let req = UpdateClusterRequest {
-        cluster: Some(c),
-        request_id: "update-1".into(),
-        validate_only: false,
-    };
-    let u1 = client
-        .update_cluster(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    let u2 = client
-        .update_cluster(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(u1, u2);
+    let mut c = h.get_cluster("orders").await;
+    broker_mut(&mut c).groups = 3;
+    let u1 = twice(update_req(c, "update-1"), |r| update(&h, r)).await;
     assert_eq!(
         u1.cluster
             .as_ref()
@@ -489,13 +466,7 @@ async fn repeated_request_ids_return_the_first_result() {
         2
     );
     settle(&h).await;
-    let stored = client
-        .get_cluster(GetClusterRequest {
-            name: "orders".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stored = h.get_cluster("orders").await;
     assert_eq!(
         stored.metadata.as_ref().unwrap().generation,
         2,
@@ -504,66 +475,20 @@ async fn repeated_request_ids_return_the_first_result() {
 
     // Scale-in: the operation created by the first call is returned, not a second one.
     let mut c = stored.clone();
-    c.spec.as_mut().unwrap().broker.as_mut().unwrap().groups = 1;
-    let req = UpdateClusterRequest {
-        cluster: Some(c),
-        request_id: "scale-in-1".into(),
-        validate_only: false,
-    };
-    let s1 = client
-        .update_cluster(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    let s2 = client.update_cluster(req).await.unwrap().into_inner();
-    assert_eq!(s1, s2);
+    broker_mut(&mut c).groups = 1;
+    let s1 = twice(update_req(c, "scale-in-1"), |r| update(&h, r)).await;
     let op_name = s1.operation.unwrap().metadata.unwrap().name;
-    let ops = h
-        .operations()
-        .list_operations(flotilla_proto::v1::ListOperationsRequest {
-            include_done: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .operations;
+    let ops = h.all_operations().await;
     assert_eq!(ops.len(), 1);
     assert_eq!(ops[0].metadata.as_ref().unwrap().name, op_name);
 
-    // Cancel and delete, repeated.
-    let cancel = CancelOperationRequest {
+    // Cancel (a repeated cancel of a done operation is not refused) and delete, repeated.
+    let cancel_req = CancelOperationRequest {
         name: op_name.clone(),
         request_id: "cancel-1".into(),
     };
-    let c1 = h
-        .operations()
-        .cancel_operation(cancel.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    let c2 = h
-        .operations()
-        .cancel_operation(cancel)
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        c1, c2,
-        "a repeated cancel of a done operation is not refused"
-    );
-    let del = DeleteClusterRequest {
-        name: "orders".into(),
-        etag: String::new(),
-        request_id: "delete-1".into(),
-    };
-    let d1 = client
-        .delete_cluster(del.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    let d2 = client.delete_cluster(del).await.unwrap().into_inner();
-    assert_eq!(d1, d2);
+    twice(cancel_req, |r| cancel(&h, r)).await;
+    twice(delete_req("orders", "", "delete-1"), |r| delete(&h, r)).await;
 
     // A request id belongs to one method.
     let err = client
@@ -579,7 +504,7 @@ async fn unknown_resources_are_not_found() {
     let mut clusters = h.clusters();
     let mut nodes = h.nodes();
     let mut ops = h.operations();
-    let cases: Vec<(&str, tonic::Status, &str, &str)> = vec![
+    let cases: Vec<(&str, Status, &str, &str)> = vec![
         (
             "GetCluster",
             clusters
@@ -594,11 +519,7 @@ async fn unknown_resources_are_not_found() {
         (
             "UpdateCluster",
             clusters
-                .update_cluster(UpdateClusterRequest {
-                    cluster: Some(good("nope")),
-                    request_id: String::new(),
-                    validate_only: false,
-                })
+                .update_cluster(update_req(good("nope"), ""))
                 .await
                 .unwrap_err(),
             "CLUSTER_NOT_FOUND",
@@ -607,11 +528,7 @@ async fn unknown_resources_are_not_found() {
         (
             "DeleteCluster",
             clusters
-                .delete_cluster(DeleteClusterRequest {
-                    name: "nope".into(),
-                    etag: String::new(),
-                    request_id: String::new(),
-                })
+                .delete_cluster(delete_req("nope", "", ""))
                 .await
                 .unwrap_err(),
             "CLUSTER_NOT_FOUND",
@@ -706,45 +623,10 @@ async fn concurrent_repeats_of_one_request_id_all_get_the_first_result() {
     let h = start_embedded().await;
     // A client retrying while its first call is still in flight: every copy must get the
     // one result, none ALREADY_EXISTS / ABORTED.
-    let calls = (0..8).map(|_| {
-        let mut c = h.clusters();
-        async move {
-            c.create_cluster(create_req(good("orders"), "create-x"))
-                .await
-        }
-    });
-    let results = futures::future::join_all(calls).await;
-    let first = results[0].as_ref().expect("create").get_ref().clone();
-    for r in &results {
-        assert_eq!(r.as_ref().expect("every repeat succeeds").get_ref(), &first);
-    }
+    at_once(8, create_req(good("orders"), "create-x"), |r| create(&h, r)).await;
     settle(&h).await;
-    let mut c = h
-        .clusters()
-        .get_cluster(GetClusterRequest {
-            name: "orders".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    c.spec.as_mut().unwrap().broker.as_mut().unwrap().groups = 3;
-    let calls = (0..8).map(|_| {
-        let mut client = h.clusters();
-        let c = c.clone();
-        async move {
-            client
-                .update_cluster(UpdateClusterRequest {
-                    cluster: Some(c),
-                    request_id: "update-x".into(),
-                    validate_only: false,
-                })
-                .await
-        }
-    });
-    let results = futures::future::join_all(calls).await;
-    let first = results[0].as_ref().expect("update").get_ref().clone();
-    for r in &results {
-        assert_eq!(r.as_ref().expect("every repeat succeeds").get_ref(), &first);
-    }
+    let mut c = h.get_cluster("orders").await;
+    broker_mut(&mut c).groups = 3;
+    let first = at_once(8, update_req(c, "update-x"), |r| update(&h, r)).await;
     assert_eq!(first.cluster.unwrap().metadata.unwrap().generation, 2);
 }

@@ -15,20 +15,15 @@ use flotilla_cp::ControlPlane;
 use flotilla_cp::fenced::{WriteError, Writer};
 use flotilla_cp::leader::LeaderHandle;
 use flotilla_cp::testing::{FakeAgent, FakeAgentOptions};
+use flotilla_intent_store::testing::EtcdServer;
 use flotilla_intent_store::{Op, Txn, keys};
-use flotilla_proto::v1::{
-    BrokerMode, CordonNodeRequest, CreateClusterRequest, DeleteClusterRequest, GetClusterRequest,
-    UpdateClusterRequest,
-};
+use flotilla_proto::v1::{BrokerMode, CordonNodeRequest, CreateClusterRequest};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
-fn create_req(name: &str) -> CreateClusterRequest {
-    CreateClusterRequest {
-        cluster: Some(cluster(name, 1, 1, 1, BrokerMode::MasterSlave)),
-        request_id: String::new(),
-        validate_only: false,
-    }
+/// CreateCluster of a small cluster `name`.
+fn create_small(name: &str) -> CreateClusterRequest {
+    create_req(cluster(name, 1, 1, 1, BrokerMode::MasterSlave), "")
 }
 
 /// Checks `status` is UNAVAILABLE / NOT_LEADER naming `leader`.
@@ -43,7 +38,7 @@ fn assert_not_leader(status: &tonic::Status, leader: &str) {
 
 #[tokio::test]
 async fn etcd_one_leader_follower_refuses_writes_and_takes_over() {
-    let etcd = Etcd::start().await;
+    let etcd = EtcdServer::start().await;
     let a = start_on(etcd.store().await, test_config("cp-a"), false).await;
     let b = start_on(etcd.store().await, test_config("cp-b"), false).await;
     wait_until("one of two replicas leads", || async {
@@ -73,18 +68,11 @@ async fn etcd_one_leader_follower_refuses_writes_and_takes_over() {
     // Writes through the leader work; the follower serves reads.
     let created = leader
         .clusters()
-        .create_cluster(create_req("orders"))
+        .create_cluster(create_small("orders"))
         .await
         .unwrap()
         .into_inner();
-    let got = follower
-        .clusters()
-        .get_cluster(GetClusterRequest {
-            name: "orders".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = follower.get_cluster("orders").await;
     assert_eq!(
         got.metadata.unwrap().uid,
         created.metadata.clone().unwrap().uid
@@ -93,27 +81,19 @@ async fn etcd_one_leader_follower_refuses_writes_and_takes_over() {
     // Every write the follower is asked for: UNAVAILABLE naming the leader.
     let err = follower
         .clusters()
-        .create_cluster(create_req("other"))
+        .create_cluster(create_small("other"))
         .await
         .unwrap_err();
     assert_not_leader(&err, leader_name);
     let err = follower
         .clusters()
-        .update_cluster(UpdateClusterRequest {
-            cluster: Some(created.clone()),
-            request_id: String::new(),
-            validate_only: false,
-        })
+        .update_cluster(update_req(created.clone(), ""))
         .await
         .unwrap_err();
     assert_not_leader(&err, leader_name);
     let err = follower
         .clusters()
-        .delete_cluster(DeleteClusterRequest {
-            name: "orders".into(),
-            etag: String::new(),
-            request_id: String::new(),
-        })
+        .delete_cluster(delete_req("orders", "", ""))
         .await
         .unwrap_err();
     assert_not_leader(&err, leader_name);
@@ -151,7 +131,7 @@ async fn etcd_one_leader_follower_refuses_writes_and_takes_over() {
     // It now accepts writes, and the agent coming back gets the new epoch.
     follower
         .clusters()
-        .create_cluster(create_req("payments"))
+        .create_cluster(create_small("payments"))
         .await
         .expect("the new leader accepts writes");
     let agent = follower.agent("node-a").await;
@@ -164,7 +144,7 @@ async fn etcd_one_leader_follower_refuses_writes_and_takes_over() {
 
 #[tokio::test]
 async fn etcd_stale_leader_cannot_write() {
-    let etcd = Etcd::start().await;
+    let etcd = EtcdServer::start().await;
     let a = start_on(etcd.store().await, test_config("cp-a"), true).await;
     let old_key = a.cp.ctx.leader.current().expect("a leads");
     a.cp.shutdown().await;
@@ -173,7 +153,7 @@ async fn etcd_stale_leader_cannot_write() {
     let new_epoch = b.epoch().unwrap();
     assert!(new_epoch > old_key.epoch());
     b.clusters()
-        .create_cluster(create_req("orders"))
+        .create_cluster(create_small("orders"))
         .await
         .unwrap();
 
@@ -220,7 +200,7 @@ async fn etcd_stale_leader_cannot_write() {
     let mut old_clusters =
         flotilla_proto::v1::cluster_service_client::ClusterServiceClient::new(old_channel.clone());
     let err = old_clusters
-        .create_cluster(create_req("stale"))
+        .create_cluster(create_small("stale"))
         .await
         .unwrap_err();
     assert_not_leader(&err, "cp-b");
@@ -236,14 +216,7 @@ async fn etcd_stale_leader_cannot_write() {
     assert!(old.ctx.leader.current().is_none());
     // The real leader is unaffected.
     assert_eq!(b.epoch(), Some(new_epoch));
-    let orders = b
-        .clusters()
-        .get_cluster(GetClusterRequest {
-            name: "orders".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let orders = b.get_cluster("orders").await;
     assert_eq!(orders.metadata.unwrap().generation, 1);
     old.shutdown().await;
     b.cp.shutdown().await;

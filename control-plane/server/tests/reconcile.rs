@@ -9,9 +9,9 @@ use common::*;
 use flotilla_cp::testing::FakeAgentOptions;
 use flotilla_proto::agent::v1::DesiredState;
 use flotilla_proto::v1::{
-    BrokerMode, ClusterPhase, ConditionStatus, CordonNodeRequest, CreateClusterRequest,
-    DeleteClusterRequest, DrainNodeRequest, GetClusterRequest, GetNodeRequest, InstanceKind,
-    NodePhase, OperationPhase, WaitOperationRequest,
+    BrokerMode, ClusterPhase, ConditionStatus, CordonNodeRequest, DrainNodeRequest,
+    GetClusterRequest, GetNodeRequest, InstanceKind, NodePhase, OperationPhase,
+    WaitOperationRequest,
 };
 
 fn groups_of(ds: &DesiredState) -> Vec<(String, String)> {
@@ -21,17 +21,6 @@ fn groups_of(ds: &DesiredState) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn create(h: &Harness, c: flotilla_proto::v1::Cluster) {
-    h.clusters()
-        .create_cluster(CreateClusterRequest {
-            cluster: Some(c),
-            request_id: String::new(),
-            validate_only: false,
-        })
-        .await
-        .expect("create cluster");
-}
-
 fn running(c: &flotilla_proto::v1::Cluster) -> bool {
     c.status.as_ref().is_some_and(|s| {
         s.phase == ClusterPhase::Running as i32
@@ -39,6 +28,14 @@ fn running(c: &flotilla_proto::v1::Cluster) -> bool {
                 .iter()
                 .any(|c| c.r#type == "Ready" && c.status == ConditionStatus::True as i32)
     })
+}
+
+/// Waits until the agents hold `n` instances between them.
+async fn wait_placed(agents: &[&flotilla_cp::testing::FakeAgent], n: usize) {
+    wait_until(&format!("{n} instances placed"), || async {
+        (placement(agents).len() == n).then_some(())
+    })
+    .await;
 }
 
 /// instance name -> node, from what the agents hold.
@@ -58,12 +55,9 @@ async fn places_spread_renders_pushes_and_folds_status() {
     let a = h.agent("node-a").await;
     let b = h.agent("node-b").await;
     let c = h.agent("node-c").await;
-    create(&h, cluster("orders", 3, 2, 3, BrokerMode::MasterSlave)).await;
+    create_cluster(&h, cluster("orders", 3, 2, 3, BrokerMode::MasterSlave)).await;
     let agents = [&a, &b, &c];
-    wait_until("9 instances placed", || async {
-        (placement(&agents).len() == 9).then_some(())
-    })
-    .await;
+    wait_placed(&agents, 9).await;
     // No two members of one group (or two nameservers) on one node.
     for ag in agents {
         let ds = ag.desired().unwrap();
@@ -151,12 +145,9 @@ async fn cordoned_nodes_get_nothing_new_and_drain_moves_members_off() {
         })
         .await
         .unwrap();
-    create(&h, cluster("pay", 1, 1, 3, BrokerMode::Dledger)).await;
+    create_cluster(&h, cluster("pay", 1, 1, 3, BrokerMode::Dledger)).await;
     let agents = [&a, &b, &c, &d];
-    wait_until("4 instances placed", || async {
-        (placement(&agents).len() == 4).then_some(())
-    })
-    .await;
+    wait_placed(&agents, 4).await;
     assert!(
         d.desired().unwrap().instances.is_empty(),
         "cordoned node got an instance"
@@ -228,12 +219,9 @@ async fn lost_nodes_instances_are_replaced() {
     let a = h.agent("node-a").await;
     let b = h.agent("node-b").await;
     let c = h.agent("node-c").await;
-    create(&h, cluster("lost", 1, 1, 2, BrokerMode::MasterSlave)).await;
+    create_cluster(&h, cluster("lost", 1, 1, 2, BrokerMode::MasterSlave)).await;
     let agents = [&a, &b, &c];
-    wait_until("3 instances placed", || async {
-        (placement(&agents).len() == 3).then_some(())
-    })
-    .await;
+    wait_placed(&agents, 3).await;
     // A NotReady node keeps its instances; a deleted one loses them.
     let m = placement(&agents);
     let victim = m["lost-0-1"].clone();
@@ -319,15 +307,11 @@ async fn deleting_a_cluster_stops_its_instances_then_removes_it() {
         node_selector: Default::default(),
         spread: flotilla_proto::v1::placement::Spread::Preferred as i32,
     });
-    create(&h, c).await;
+    create_cluster(&h, c).await;
     h.wait_cluster("gone", "Running", running).await;
     assert_eq!(a.desired().unwrap().instances.len(), 2);
     h.clusters()
-        .delete_cluster(DeleteClusterRequest {
-            name: "gone".into(),
-            etag: String::new(),
-            request_id: String::new(),
-        })
+        .delete_cluster(delete_req("gone", "", ""))
         .await
         .unwrap();
     let mut client = h.clusters();
@@ -390,8 +374,8 @@ async fn a_second_reconcile_with_no_change_writes_and_pushes_nothing() {
     let a = h.agent("node-a").await;
     let b = h.agent("node-b").await;
     let c = h.agent("node-c").await;
-    create(&h, cluster("orders", 2, 2, 2, BrokerMode::MasterSlave)).await;
-    create(&h, cluster("pay", 1, 1, 3, BrokerMode::Dledger)).await;
+    create_cluster(&h, cluster("orders", 2, 2, 2, BrokerMode::MasterSlave)).await;
+    create_cluster(&h, cluster("pay", 1, 1, 3, BrokerMode::Dledger)).await;
     h.wait_cluster("orders", "orders Running", running).await;
     h.wait_cluster("pay", "pay Running", running).await;
     settle(&h).await;

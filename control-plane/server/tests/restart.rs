@@ -8,9 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use flotilla_proto::v1::{
-    BrokerMode, ListClustersRequest, ListNodesRequest, ListOperationsRequest, UpdateClusterRequest,
-};
+use flotilla_proto::v1::{BrokerMode, ListClustersRequest, ListNodesRequest};
 
 /// Everything the API lists, by name, with etag and generation (what must survive).
 async fn snapshot(h: &Harness) -> BTreeMap<String, (String, i64)> {
@@ -37,21 +35,21 @@ async fn snapshot(h: &Harness) -> BTreeMap<String, (String, i64)> {
         let m = n.metadata.unwrap();
         out.insert(format!("node/{}", m.name), (m.uid, m.generation));
     }
-    let ops = h
-        .operations()
-        .list_operations(ListOperationsRequest {
-            include_done: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .operations;
-    for o in ops {
+    for o in h.all_operations().await {
         let m = o.metadata.unwrap();
         out.insert(format!("operation/{}", m.name), (m.uid, m.generation));
     }
     out
+}
+
+/// What each node was last told: node → (generation, instance count).
+fn desired_summary(h: &Harness) -> BTreeMap<String, (i64, usize)> {
+    h.cp.ctx.cache.read(|st| {
+        st.desired
+            .iter()
+            .map(|(n, d)| (n.clone(), (d.value.generation, d.value.instances.len())))
+            .collect()
+    })
 }
 
 #[tokio::test]
@@ -68,31 +66,13 @@ async fn restart_on_embedded_store_keeps_intent_and_raises_epoch() {
     create_cluster(&h, cluster("billing", 1, 1, 1, BrokerMode::Dledger)).await;
     settle(&h).await;
     // Scale "orders" in: the update also stores a pending ScaleIn operation.
-    let mut orders = h
-        .clusters()
-        .get_cluster(flotilla_proto::v1::GetClusterRequest {
-            name: "orders".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    orders
-        .spec
-        .as_mut()
-        .unwrap()
-        .broker
-        .as_mut()
-        .unwrap()
-        .groups = 1;
+    let mut orders = h.get_cluster("orders").await;
+    broker_mut(&mut orders).groups = 1;
     // No etag: the reconciler keeps writing status while the agents report.
     orders.metadata.as_mut().unwrap().etag.clear();
     let up = h
         .clusters()
-        .update_cluster(UpdateClusterRequest {
-            cluster: Some(orders),
-            request_id: String::new(),
-            validate_only: false,
-        })
+        .update_cluster(update_req(orders, ""))
         .await
         .unwrap()
         .into_inner();
@@ -115,24 +95,13 @@ async fn restart_on_embedded_store_keeps_intent_and_raises_epoch() {
     drop((a, b));
     h.cp.shutdown().await;
     // What the nodes were last told (the cache holds this process's own writes).
-    let desired_before: BTreeMap<String, (i64, usize)> = h.cp.ctx.cache.read(|st| {
-        st.desired
-            .iter()
-            .map(|(n, d)| (n.clone(), (d.value.generation, d.value.instances.len())))
-            .collect()
-    });
+    let desired_before = desired_summary(&h);
     assert!(desired_before.values().any(|(_, n)| *n > 0));
     drop(h);
     let store = wait_until("store reopens after the first process let go", || async {
-        flotilla_intent_store::EmbeddedStore::open_with(
-            dir.path(),
-            flotilla_intent_store::EmbeddedOptions {
-                leases_on_reopen: flotilla_intent_store::LeasesOnReopen::Expire,
-                ..Default::default()
-            },
-        )
-        .await
-        .ok()
+        flotilla_intent_store::EmbeddedStore::open_with(dir.path(), embedded_options())
+            .await
+            .ok()
     })
     .await;
 
@@ -147,13 +116,7 @@ async fn restart_on_embedded_store_keeps_intent_and_raises_epoch() {
         before,
         "intent changed across the restart"
     );
-    let desired_after: BTreeMap<String, (i64, usize)> = h2.cp.ctx.cache.read(|st| {
-        st.desired
-            .iter()
-            .map(|(n, d)| (n.clone(), (d.value.generation, d.value.instances.len())))
-            .collect()
-    });
-    assert_eq!(desired_after, desired_before);
+    assert_eq!(desired_summary(&h2), desired_before);
 
     // The returning agents get their desired state again, stamped with the new epoch.
     let a2 = h2.agent("node-a").await;

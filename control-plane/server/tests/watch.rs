@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use flotilla_intent_store::testing::EtcdServer;
 use flotilla_proto::v1::{
     BrokerMode, ListClustersRequest, WatchClustersRequest, WatchClustersResponse, WatchEventType,
 };
@@ -29,6 +30,18 @@ async fn collect(
         }
     }
     out
+}
+
+/// Watches clusters (only `name` unless empty) from `revision`.
+async fn watch(h: &Harness, revision: i64, name: &str) -> tonic::Streaming<WatchClustersResponse> {
+    h.clusters()
+        .watch_clusters(WatchClustersRequest {
+            revision,
+            name: name.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 fn name(ev: &WatchClustersResponse) -> String {
@@ -55,23 +68,12 @@ async fn watch_resumes_and_reports_compaction(h: &Harness) {
         create_cluster(h, cluster(n, 1, 1, 1, BrokerMode::MasterSlave)).await;
     }
     h.clusters()
-        .delete_cluster(flotilla_proto::v1::DeleteClusterRequest {
-            name: "after-1".into(),
-            etag: String::new(),
-            request_id: String::new(),
-        })
+        .delete_cluster(delete_req("after-1", "", ""))
         .await
         .unwrap();
 
     // Resume from R: the three creates after R arrive in order, nothing from before R.
-    let mut stream = client
-        .watch_clusters(WatchClustersRequest {
-            revision: r,
-            name: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = watch(h, r, "").await;
     let events = collect(&mut stream, |evs| {
         // Every "after" cluster seen, and the delete request of after-1 seen.
         after.iter().all(|n| evs.iter().any(|e| name(e) == *n))
@@ -114,14 +116,7 @@ async fn watch_resumes_and_reports_compaction(h: &Harness) {
         assert_eq!(*etag, e.revision.to_string());
     }
     // A watch on one name only sees that name.
-    let mut one = client
-        .watch_clusters(WatchClustersRequest {
-            revision: r,
-            name: "after-2".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut one = watch(h, r, "after-2").await;
     let evs = collect(&mut one, |evs| !evs.is_empty()).await;
     assert_eq!(name(&evs[0]), "after-2");
     assert_eq!(evs[0].r#type, WatchEventType::Put as i32);
@@ -136,14 +131,7 @@ async fn watch_resumes_and_reports_compaction(h: &Harness) {
     settle(h).await;
     let now = store_revision(&h.cp.ctx.store).await;
     h.cp.ctx.store.compact(now).await.unwrap();
-    let mut stale = client
-        .watch_clusters(WatchClustersRequest {
-            revision: r,
-            name: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stale = watch(h, r, "").await;
     let err = tokio::time::timeout(PATIENCE, async {
         loop {
             match stale.message().await {
@@ -169,14 +157,7 @@ async fn watch_resumes_and_reports_compaction(h: &Harness) {
             .iter()
             .any(|c| c.metadata.as_ref().unwrap().name == "live-1")
     );
-    let mut resumed = client
-        .watch_clusters(WatchClustersRequest {
-            revision: listed.revision,
-            name: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut resumed = watch(h, listed.revision, "").await;
     create_cluster(
         h,
         cluster("after-compaction", 1, 1, 1, BrokerMode::MasterSlave),
@@ -188,11 +169,7 @@ async fn watch_resumes_and_reports_compaction(h: &Harness) {
     .await;
     assert!(evs.iter().all(|e| e.revision > listed.revision));
     // Revision 0 lists first: every current cluster arrives as a PUT.
-    let mut fresh = client
-        .watch_clusters(WatchClustersRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut fresh = watch(h, 0, "").await;
     let evs = collect(&mut fresh, |evs| {
         ["before-1", "before-2", "after-compaction"]
             .iter()
@@ -210,7 +187,7 @@ async fn watch_resumes_from_revision_and_compaction_is_out_of_range() {
 
 #[tokio::test]
 async fn watch_on_etcd_resumes_from_revision_and_compaction_is_out_of_range() {
-    let etcd = Etcd::start().await;
+    let etcd = EtcdServer::start().await;
     let h = start_on(etcd.store().await, test_config("cp-watch"), true).await;
     watch_resumes_and_reports_compaction(&h).await;
     h.cp.shutdown().await;

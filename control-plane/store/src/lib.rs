@@ -29,7 +29,9 @@
 //! ```
 //!
 //! The conformance suite (`tests/conformance.rs`) runs the same checks against both backends,
-//! the etcd one against a real `etcd` server started by the test.
+//! the etcd one against a real `etcd` server started by the test; [`testing`] (feature
+//! `testing`, for tests only) starts that server, for this crate's tests and the control
+//! plane's.
 
 pub mod election;
 pub mod embedded;
@@ -38,6 +40,8 @@ pub mod etcd;
 pub mod keys;
 pub mod spec;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod types;
 
 pub use election::{Leader, LeaderKey};

@@ -13,7 +13,7 @@ use flotilla_proto::v1::{
     Cluster, ClusterPhase, ClusterStatus, CreateClusterRequest, DeleteClusterRequest,
     GetClusterRequest, ListClustersRequest, ListClustersResponse, ObjectMeta, Operation,
     OperationPhase, OperationSpec, OperationStatus, ScaleInSpec, UpdateClusterRequest,
-    UpdateClusterResponse, WatchClustersRequest, WatchClustersResponse, WatchEventType,
+    UpdateClusterResponse, WatchClustersRequest, WatchClustersResponse,
     cluster_service_server::ClusterService, operation_spec,
 };
 use prost::Message;
@@ -21,9 +21,9 @@ use prost_types::Timestamp;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span};
 
+use super::{clear_etag, set_etag};
 use crate::context::Ctx;
-use crate::errors::{ApiError, decode};
-use crate::fenced::WriteError;
+use crate::errors::ApiError;
 use crate::names;
 use crate::requests;
 use crate::validate::{self, Violations};
@@ -44,38 +44,21 @@ impl ClusterApi {
     }
 }
 
-fn set_etag(c: &mut Cluster, rev: i64) {
-    if let Some(m) = c.metadata.as_mut() {
-        m.etag = rev.to_string();
-    }
-}
-
+/// The etag of an update's response: the cluster's and the operation's, both the commit's
+/// revision.
 fn set_response_etag(r: &mut UpdateClusterResponse, rev: i64) {
     if let Some(c) = r.cluster.as_mut() {
         set_etag(c, rev);
     }
-    if let Some(m) = r.operation.as_mut().and_then(|o| o.metadata.as_mut()) {
-        m.etag = rev.to_string();
-    }
-}
-
-fn clear_etag(c: &mut Cluster) {
-    if let Some(m) = c.metadata.as_mut() {
-        m.etag.clear();
+    if let Some(op) = r.operation.as_mut() {
+        set_etag(op, rev);
     }
 }
 
 /// Reads a cluster with its revision.
 pub async fn load(ctx: &Ctx, name: &str) -> Result<(Cluster, i64), ApiError> {
     let key = keys::cluster(name).map_err(|e| ApiError::bad_request("name", e.to_string()))?;
-    let kv = ctx
-        .store
-        .get(&key)
-        .await?
-        .ok_or_else(|| ApiError::ClusterNotFound(name.to_string()))?;
-    let mut c: Cluster = decode(&key, &kv.value)?;
-    set_etag(&mut c, kv.mod_revision);
-    Ok((c, kv.mod_revision))
+    super::load(ctx, &key, || ApiError::ClusterNotFound(name.to_string())).await
 }
 
 fn now() -> Timestamp {
@@ -93,7 +76,7 @@ impl ClusterApi {
         validate::cluster_spec(&mut v, "cluster.spec", &meta.name, c.spec.as_ref());
         validate::request_id(&mut v, "request_id", &r.request_id);
         v.into_result("INVALID_SPEC")?;
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             metadata: Some(ObjectMeta {
                 name: meta.name.clone(),
                 uid: uuid::Uuid::new_v4().to_string(),
@@ -113,24 +96,24 @@ impl ClusterApi {
             return Ok(cluster);
         }
         ctx.writer.require_leader().await?;
-        if let Some((mut prev, rev)) =
-            requests::replay::<Cluster>(ctx, CREATE, &r.request_id).await?
-        {
-            set_etag(&mut prev, rev);
+        if let Some(prev) = requests::replayed(ctx, CREATE, &r.request_id, set_etag).await? {
             return Ok(prev);
         }
         let key = keys::cluster(&meta.name)?;
         let mut writes = vec![(key.clone(), Some(cluster.encode_to_vec()))];
-        writes
-            .extend(requests::record(CREATE, &r.request_id, &cluster)?.map(|(k, v)| (k, Some(v))));
-        match ctx.commit(vec![Compare::Absent(key)], writes, vec![]).await {
-            Ok(resp) => {
-                set_etag(&mut cluster, resp.revision);
-                Ok(cluster)
-            }
-            Err(WriteError::Conflict { .. }) => Err(ApiError::ClusterAlreadyExists(meta.name)),
-            Err(e) => Err(ctx.writer.api_error(e, &meta.name).await),
-        }
+        writes.extend(requests::record(CREATE, &r.request_id, &cluster)?);
+        let exists = ApiError::ClusterAlreadyExists(meta.name.clone());
+        let compares = vec![Compare::Absent(key)];
+        super::commit_stamped(
+            ctx,
+            compares,
+            writes,
+            cluster,
+            set_etag,
+            &meta.name,
+            Some(exists),
+        )
+        .await
     }
 
     async fn get(&self, r: GetClusterRequest) -> Result<Cluster, ApiError> {
@@ -153,14 +136,8 @@ impl ClusterApi {
             if keys::name_under(keys::CLUSTERS, &kv.key).is_none() {
                 continue;
             }
-            let mut c: Cluster = decode(&kv.key, &kv.value)?;
-            set_etag(&mut c, kv.mod_revision);
-            let labels = c
-                .metadata
-                .as_ref()
-                .map(|m| m.labels.clone())
-                .unwrap_or_default();
-            if validate::matches_selector(&labels, &sel) {
+            let c: Cluster = super::decode_stored(&kv)?;
+            if super::selected(&c, &sel) {
                 clusters.push(c);
             }
         }
@@ -184,10 +161,9 @@ impl ClusterApi {
         v.into_result("INVALID_SPEC")?;
         if !r.validate_only {
             ctx.writer.require_leader().await?;
-            if let Some((mut prev, rev)) =
-                requests::replay::<UpdateClusterResponse>(ctx, UPDATE, &r.request_id).await?
+            if let Some(prev) =
+                requests::replayed(ctx, UPDATE, &r.request_id, set_response_etag).await?
             {
-                set_response_etag(&mut prev, rev);
                 return Ok(prev);
             }
         }
@@ -196,15 +172,7 @@ impl ClusterApi {
         if old_meta.delete_time.is_some() {
             return Err(ApiError::ClusterDeleting(meta.name));
         }
-        if let Some(e) = etag
-            && e != rev
-        {
-            return Err(ApiError::EtagMismatch {
-                name: meta.name,
-                given: e.to_string(),
-                current: rev.to_string(),
-            });
-        }
+        super::check_etag(&meta.name, etag, rev)?;
         let old_spec = existing.spec.clone().unwrap_or_default();
         let new_spec = c.spec.clone().unwrap_or_default();
         let mut v = Violations::default();
@@ -248,7 +216,7 @@ impl ClusterApi {
                 }),
             }
         });
-        let mut response = UpdateClusterResponse {
+        let response = UpdateClusterResponse {
             cluster: Some(next.clone()),
             operation: operation.clone(),
         };
@@ -258,39 +226,22 @@ impl ClusterApi {
         let key = keys::cluster(&meta.name)?;
         let mut writes = vec![(key.clone(), Some(next.encode_to_vec()))];
         if let Some(op) = &operation {
-            let name = op
-                .metadata
-                .as_ref()
-                .map(|m| m.name.clone())
-                .unwrap_or_default();
-            writes.push((keys::operation(&name)?, Some(op.encode_to_vec())));
+            let key = keys::operation(&super::name_of(op))?;
+            writes.push((key, Some(op.encode_to_vec())));
         }
-        writes
-            .extend(requests::record(UPDATE, &r.request_id, &response)?.map(|(k, v)| (k, Some(v))));
-        match ctx
-            .commit(vec![Compare::ModRevision(key, rev)], writes, vec![])
-            .await
-        {
-            Ok(resp) => {
-                if let Some(c) = response.cluster.as_mut() {
-                    set_etag(c, resp.revision);
-                }
-                if let Some(m) = response
-                    .operation
-                    .as_mut()
-                    .and_then(|o| o.metadata.as_mut())
-                {
-                    m.etag = resp.revision.to_string();
-                }
-                Ok(response)
-            }
-            Err(WriteError::Conflict { .. }) if etag.is_some() => Err(ApiError::EtagMismatch {
-                name: meta.name,
-                given: meta.etag,
-                current: "changed".into(),
-            }),
-            Err(e) => Err(ctx.writer.api_error(e, &meta.name).await),
-        }
+        writes.extend(requests::record(UPDATE, &r.request_id, &response)?);
+        let raced = super::etag_race(&meta.name, &meta.etag, etag);
+        let compares = vec![Compare::ModRevision(key, rev)];
+        super::commit_stamped(
+            ctx,
+            compares,
+            writes,
+            response,
+            set_response_etag,
+            &meta.name,
+            raced,
+        )
+        .await
     }
 
     async fn delete(&self, r: DeleteClusterRequest) -> Result<Cluster, ApiError> {
@@ -301,22 +252,11 @@ impl ClusterApi {
         let etag = validate::etag(&mut v, "etag", &r.etag);
         v.into_result("INVALID_REQUEST")?;
         ctx.writer.require_leader().await?;
-        if let Some((mut prev, rev)) =
-            requests::replay::<Cluster>(ctx, DELETE, &r.request_id).await?
-        {
-            set_etag(&mut prev, rev);
+        if let Some(prev) = requests::replayed(ctx, DELETE, &r.request_id, set_etag).await? {
             return Ok(prev);
         }
         let (existing, rev) = load(ctx, &r.name).await?;
-        if let Some(e) = etag
-            && e != rev
-        {
-            return Err(ApiError::EtagMismatch {
-                name: r.name,
-                given: e.to_string(),
-                current: rev.to_string(),
-            });
-        }
+        super::check_etag(&r.name, etag, rev)?;
         if existing
             .metadata
             .as_ref()
@@ -332,22 +272,10 @@ impl ClusterApi {
         next.status.get_or_insert_with(Default::default).phase = ClusterPhase::Deleting as i32;
         let key = keys::cluster(&r.name)?;
         let mut writes = vec![(key.clone(), Some(next.encode_to_vec()))];
-        writes.extend(requests::record(DELETE, &r.request_id, &next)?.map(|(k, v)| (k, Some(v))));
-        match ctx
-            .commit(vec![Compare::ModRevision(key, rev)], writes, vec![])
-            .await
-        {
-            Ok(resp) => {
-                set_etag(&mut next, resp.revision);
-                Ok(next)
-            }
-            Err(WriteError::Conflict { .. }) if etag.is_some() => Err(ApiError::EtagMismatch {
-                name: r.name,
-                given: r.etag,
-                current: "changed".into(),
-            }),
-            Err(e) => Err(ctx.writer.api_error(e, &r.name).await),
-        }
+        writes.extend(requests::record(DELETE, &r.request_id, &next)?);
+        let raced = super::etag_race(&r.name, &r.etag, etag);
+        let compares = vec![Compare::ModRevision(key, rev)];
+        super::commit_stamped(ctx, compares, writes, next, set_etag, &r.name, raced).await
     }
 }
 
@@ -361,17 +289,15 @@ impl ClusterService for ClusterApi {
         request: Request<CreateClusterRequest>,
     ) -> Result<Response<Cluster>, Status> {
         let r = request.into_inner();
-        let name = r
-            .cluster
-            .as_ref()
-            .and_then(|c| c.metadata.as_ref())
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
+        let name = r.cluster.as_ref().map(super::name_of).unwrap_or_default();
         let span = info_span!("CreateCluster", cluster = %name, request_id = %r.request_id);
         let id = r.request_id.clone();
-        let result = self.create(r).instrument(span).await;
-        let c = requests::or_replay(&self.ctx, CREATE, &id, result, set_etag).await?;
-        Ok(Response::new(c))
+        // CreateCluster never fails with CONCURRENT_MODIFICATION (a lost race is
+        // CLUSTER_ALREADY_EXISTS), so the retry in `idempotent` never runs it twice.
+        super::idempotent(&self.ctx, CREATE, &id, span, set_etag, || {
+            self.create(r.clone())
+        })
+        .await
     }
 
     async fn get_cluster(
@@ -397,24 +323,16 @@ impl ClusterService for ClusterApi {
         request: Request<UpdateClusterRequest>,
     ) -> Result<Response<UpdateClusterResponse>, Status> {
         let r = request.into_inner();
-        let name = r
-            .cluster
-            .as_ref()
-            .and_then(|c| c.metadata.as_ref())
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
+        let name = r.cluster.as_ref().map(super::name_of).unwrap_or_default();
         let span = info_span!("UpdateCluster", cluster = %name, request_id = %r.request_id);
-        let id = r.request_id.clone();
-        let validate_only = r.validate_only;
-        let result = super::retry_conflicts(|| self.update(r.clone()))
-            .instrument(span)
-            .await;
-        let resp = if validate_only {
-            result?
+        // A validate-only update writes nothing, so it has nothing to replay.
+        let id = if r.validate_only {
+            String::new()
         } else {
-            requests::or_replay(&self.ctx, UPDATE, &id, result, set_response_etag).await?
+            r.request_id.clone()
         };
-        Ok(Response::new(resp))
+        let update = || self.update(r.clone());
+        super::idempotent(&self.ctx, UPDATE, &id, span, set_response_etag, update).await
     }
 
     async fn delete_cluster(
@@ -424,11 +342,10 @@ impl ClusterService for ClusterApi {
         let r = request.into_inner();
         let span = info_span!("DeleteCluster", cluster = %r.name, request_id = %r.request_id);
         let id = r.request_id.clone();
-        let result = super::retry_conflicts(|| self.delete(r.clone()))
-            .instrument(span)
-            .await;
-        let c = requests::or_replay(&self.ctx, DELETE, &id, result, set_etag).await?;
-        Ok(Response::new(c))
+        super::idempotent(&self.ctx, DELETE, &id, span, set_etag, || {
+            self.delete(r.clone())
+        })
+        .await
     }
 
     type WatchClustersStream = WatchStream;
@@ -439,45 +356,17 @@ impl ClusterService for ClusterApi {
     ) -> Result<Response<Self::WatchClustersStream>, Status> {
         let r = request.into_inner();
         let _span = info_span!("WatchClusters", cluster = %r.name, revision = r.revision).entered();
-        let mut v = Violations::default();
-        if r.revision < 0 {
-            v.add("revision", "must be >= 0");
-        }
-        if !r.name.is_empty() {
-            validate::name(&mut v, "name", &r.name);
-        }
-        v.into_result("INVALID_REQUEST")?;
-        let make: super::MakeEvent<WatchClustersResponse> = std::sync::Arc::new(
-            |t: WatchEventType, name: &str, bytes: Option<&[u8]>, rev: i64| {
-                let mut c = bytes
-                    .and_then(|b| Cluster::decode(b).ok())
-                    .unwrap_or_else(|| Cluster {
-                        metadata: Some(ObjectMeta {
-                            name: name.to_string(),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    });
-                set_etag(&mut c, rev);
-                Some(WatchClustersResponse {
-                    r#type: t as i32,
-                    cluster: Some(c),
-                    revision: rev,
-                })
-            },
-        );
-        let bookmark = std::sync::Arc::new(|rev: i64| WatchClustersResponse {
-            r#type: WatchEventType::Bookmark as i32,
-            cluster: None,
-            revision: rev,
-        });
-        let s = super::watch_stream(
+        super::validate_watch(r.revision, &r.name, validate::name)?;
+        let s = super::watch_objects(
             self.ctx.clone(),
             keys::CLUSTERS,
             r.revision,
             r.name,
-            make,
-            bookmark,
+            |t, cluster, revision| WatchClustersResponse {
+                r#type: t as i32,
+                cluster,
+                revision,
+            },
         );
         Ok(Response::new(Box::pin(s)))
     }

@@ -3,7 +3,9 @@
 //! Each RPC validates its input ([`crate::validate`]), runs under a tracing span named after
 //! the method with the resource name and request id, writes only through the fenced writer
 //! (so followers answer UNAVAILABLE/NOT_LEADER and a deposed leader cannot write), and maps
-//! every failure to an [`ApiError`](crate::errors::ApiError). Shared here: paging tokens and
+//! every failure to an [`ApiError`](crate::errors::ApiError). Shared here: etags (a stored
+//! object's etag is its `mod_revision`), loading and committing one object, idempotent
+//! mutations (retry on unasked-for conflicts, replay of a racing repeat), paging tokens and
 //! the watch stream (list-then-watch from a revision, OUT_OF_RANGE on compaction, bookmarks).
 
 pub mod cluster;
@@ -13,16 +15,19 @@ pub mod operation;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_intent_store::{EventKind, KeyValue, RangeRequest, StoreError, keys};
-use flotilla_proto::v1::WatchEventType;
+use flotilla_intent_store::{Compare, EventKind, KeyValue, RangeRequest, StoreError, keys};
+use flotilla_proto::v1::{Cluster, Node, ObjectMeta, Operation, WatchEventType};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Status;
+use tonic::{Response, Status};
+use tracing::{Instrument, Span};
 
-use crate::context::Ctx;
-use crate::errors::ApiError;
-use crate::validate::Violations;
+use crate::context::{Ctx, Write};
+use crate::errors::{ApiError, decode};
+use crate::fenced::WriteError;
+use crate::requests;
+use crate::validate::{self, Violations};
 
 /// How often an idle watch sends a bookmark.
 pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
@@ -49,6 +54,141 @@ where
             }
             other => return other,
         }
+    }
+}
+
+/// Runs a mutation that may carry a request id under `span`, for the tonic handler: retried
+/// on conflicts the caller did not ask for ([`retry_conflicts`]), and when it lost a race to
+/// a repeat of itself, answered with that repeat's result ([`requests::or_replay`], etag
+/// fixed up by `set_etag`). An empty `request_id` replays nothing.
+pub async fn idempotent<T, F, Fut>(
+    ctx: &Ctx,
+    method: &str,
+    request_id: &str,
+    span: Span,
+    set_etag: impl FnOnce(&mut T, i64),
+    f: F,
+) -> Result<Response<T>, Status>
+where
+    T: prost::Message + Default,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let result = retry_conflicts(f).instrument(span).await;
+    let out = requests::or_replay(ctx, method, request_id, result, set_etag).await?;
+    Ok(Response::new(out))
+}
+
+/// A stored resource with `ObjectMeta` (clusters, nodes, operations): what the generic
+/// etag, load, list and watch helpers here need to know about it.
+pub trait Object: prost::Message + Default {
+    /// Its metadata, if set.
+    fn meta(&self) -> Option<&ObjectMeta>;
+    /// Its metadata field.
+    fn meta_slot(&mut self) -> &mut Option<ObjectMeta>;
+}
+
+macro_rules! impl_object {
+    ($($t:ty),*) => {$(
+        impl Object for $t {
+            fn meta(&self) -> Option<&ObjectMeta> {
+                self.metadata.as_ref()
+            }
+            fn meta_slot(&mut self) -> &mut Option<ObjectMeta> {
+                &mut self.metadata
+            }
+        }
+    )*};
+}
+
+impl_object!(Cluster, Node, Operation);
+
+/// The name of `obj` (empty without metadata).
+pub fn name_of<T: Object>(obj: &T) -> String {
+    obj.meta().map(|m| m.name.clone()).unwrap_or_default()
+}
+
+/// Sets the etag of `obj` (when it has metadata) to the revision `rev`.
+pub fn set_etag<T: Object>(obj: &mut T, rev: i64) {
+    if let Some(m) = obj.meta_slot().as_mut() {
+        m.etag = rev.to_string();
+    }
+}
+
+/// Clears the etag of `obj`: it is never stored (the revision is).
+pub fn clear_etag<T: Object>(obj: &mut T) {
+    if let Some(m) = obj.meta_slot().as_mut() {
+        m.etag.clear();
+    }
+}
+
+/// Decodes a stored object, its etag set to the record's `mod_revision`.
+pub fn decode_stored<T: Object>(kv: &KeyValue) -> Result<T, ApiError> {
+    let mut obj: T = decode(&kv.key, &kv.value)?;
+    set_etag(&mut obj, kv.mod_revision);
+    Ok(obj)
+}
+
+/// Reads the object at `key` with its revision (etag set); `not_found` when absent.
+pub async fn load<T: Object>(
+    ctx: &Ctx,
+    key: &str,
+    not_found: impl FnOnce() -> ApiError,
+) -> Result<(T, i64), ApiError> {
+    let kv = ctx.store.get(key).await?.ok_or_else(not_found)?;
+    Ok((decode_stored(&kv)?, kv.mod_revision))
+}
+
+/// Whether the labels of `obj` match the parsed label selector `sel`.
+pub fn selected<T: Object>(obj: &T, sel: &[(String, String)]) -> bool {
+    match obj.meta() {
+        Some(m) => validate::matches_selector(&m.labels, sel),
+        None => validate::matches_selector(&Default::default(), sel),
+    }
+}
+
+/// ETAG_MISMATCH when the caller sent an etag (`given`, parsed) that is not `current`.
+pub fn check_etag(name: &str, given: Option<i64>, current: i64) -> Result<(), ApiError> {
+    match given {
+        Some(e) if e != current => Err(ApiError::EtagMismatch {
+            name: name.to_string(),
+            given: e.to_string(),
+            current: current.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// What a lost compare-and-swap on `name` means when the caller sent the etag `given`
+/// (`parsed` is `Some`): ETAG_MISMATCH; without an etag, `None` (the writer's mapping,
+/// CONCURRENT_MODIFICATION, which [`retry_conflicts`] retries).
+pub fn etag_race(name: &str, given: &str, parsed: Option<i64>) -> Option<ApiError> {
+    parsed.map(|_| ApiError::EtagMismatch {
+        name: name.to_string(),
+        given: given.to_string(),
+        current: "changed".into(),
+    })
+}
+
+/// Commits `writes` under `compares` and returns `out` with the commit's revision set by
+/// `set_etag`. A failed compare is `on_conflict` when given; every other failure (and a
+/// failed compare without `on_conflict`) is mapped by the writer for `name`.
+pub async fn commit_stamped<T>(
+    ctx: &Ctx,
+    compares: Vec<Compare>,
+    writes: Vec<Write>,
+    mut out: T,
+    set_etag: impl FnOnce(&mut T, i64),
+    name: &str,
+    on_conflict: Option<ApiError>,
+) -> Result<T, ApiError> {
+    match (ctx.commit(compares, writes, vec![]).await, on_conflict) {
+        (Ok(resp), _) => {
+            set_etag(&mut out, resp.revision);
+            Ok(out)
+        }
+        (Err(WriteError::Conflict { .. }), Some(e)) => Err(e),
+        (Err(e), _) => Err(ctx.writer.api_error(e, name).await),
     }
 }
 
@@ -93,6 +233,56 @@ pub async fn list_page(
         .map(|k| encode_page_token(&k))
         .unwrap_or_default();
     Ok((resp.kvs, next, resp.revision))
+}
+
+/// INVALID_REQUEST unless a watch request's `revision` is >= 0 and its `name`, when given,
+/// passes `check_name`.
+pub fn validate_watch(
+    revision: i64,
+    name: &str,
+    check_name: impl FnOnce(&mut Violations, &str, &str),
+) -> Result<(), ApiError> {
+    let mut v = Violations::default();
+    if revision < 0 {
+        v.add("revision", "must be >= 0");
+    }
+    if !name.is_empty() {
+        check_name(&mut v, "name", name);
+    }
+    v.into_result("INVALID_REQUEST")
+}
+
+/// Watches the objects of type `T` under `prefix` (see [`watch_stream`]): each event carries
+/// the object (or, for a delete whose object is unknown, one with only its name) with its
+/// etag set to the event's revision; `wrap` builds the response from (event type, object,
+/// revision), and a bookmark is `wrap(Bookmark, None, revision)`.
+pub fn watch_objects<T, R>(
+    ctx: Arc<Ctx>,
+    prefix: &'static str,
+    revision: i64,
+    name: String,
+    wrap: fn(WatchEventType, Option<T>, i64) -> R,
+) -> ReceiverStream<Result<R, Status>>
+where
+    T: Object + 'static,
+    R: Send + 'static,
+{
+    let make: MakeEvent<R> = Arc::new(
+        move |t: WatchEventType, name: &str, bytes: Option<&[u8]>, rev: i64| {
+            let mut obj = bytes.and_then(|b| T::decode(b).ok()).unwrap_or_else(|| {
+                let mut o = T::default();
+                *o.meta_slot() = Some(ObjectMeta {
+                    name: name.to_string(),
+                    ..Default::default()
+                });
+                o
+            });
+            set_etag(&mut obj, rev);
+            Some(wrap(t, Some(obj), rev))
+        },
+    );
+    let bookmark = Arc::new(move |rev: i64| wrap(WatchEventType::Bookmark, None, rev));
+    watch_stream(ctx, prefix, revision, name, make, bookmark)
 }
 
 /// Builds one watch response: (event type, object name, object bytes if known, revision).

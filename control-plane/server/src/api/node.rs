@@ -19,9 +19,9 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span};
 
+use super::set_etag;
 use crate::context::Ctx;
-use crate::errors::{ApiError, decode};
-use crate::fenced::WriteError;
+use crate::errors::ApiError;
 use crate::registry;
 use crate::requests;
 use crate::validate::{self, Violations};
@@ -44,11 +44,7 @@ impl NodeApi {
 
 /// Adds the live parts (instances, last heartbeat) to a stored node.
 pub fn overlay(ctx: &Ctx, mut n: Node) -> Node {
-    let name = n
-        .metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default();
+    let name = super::name_of(&n);
     let instances: Vec<String> = ctx.cache.read(|st| {
         st.desired
             .get(&name)
@@ -88,16 +84,8 @@ impl NodeApi {
             if !matches!(keys::parse_node_key(&kv.key), Some(keys::NodeKey::Node(_))) {
                 continue;
             }
-            let mut n: Node = decode(&kv.key, &kv.value)?;
-            if let Some(m) = n.metadata.as_mut() {
-                m.etag = kv.mod_revision.to_string();
-            }
-            let labels = n
-                .metadata
-                .as_ref()
-                .map(|m| m.labels.clone())
-                .unwrap_or_default();
-            if validate::matches_selector(&labels, &sel) {
+            let n: Node = super::decode_stored(&kv)?;
+            if super::selected(&n, &sel) {
                 nodes.push(overlay(&self.ctx, n));
             }
         }
@@ -132,8 +120,8 @@ impl NodeApi {
         })
         .await?;
         let node = overlay(ctx, node);
-        if let Some((k, val)) = requests::record(method, request_id, &node)?
-            && let Err(e) = ctx.commit(vec![], vec![(k, Some(val))], vec![]).await
+        if let Some(w) = requests::record(method, request_id, &node)?
+            && let Err(e) = ctx.commit(vec![], vec![w], vec![]).await
         {
             return Err(ctx.writer.api_error(e, name).await);
         }
@@ -147,12 +135,7 @@ impl NodeApi {
         validate::request_id(&mut v, "request_id", &r.request_id);
         v.into_result("INVALID_REQUEST")?;
         ctx.writer.require_leader().await?;
-        if let Some((mut prev, rev)) =
-            requests::replay::<Operation>(ctx, DRAIN, &r.request_id).await?
-        {
-            if let Some(m) = prev.metadata.as_mut() {
-                m.etag = rev.to_string();
-            }
+        if let Some(prev) = requests::replayed(ctx, DRAIN, &r.request_id, set_etag).await? {
             return Ok(prev);
         }
         if registry::get(ctx, &r.name).await?.is_none() {
@@ -169,9 +152,7 @@ impl NodeApi {
                 let done = op.status.as_ref().is_some_and(|s| s.done);
                 (is_it && !done).then(|| {
                     let mut op = op.clone();
-                    if let Some(m) = op.metadata.as_mut() {
-                        m.etag = o.mod_revision.to_string();
-                    }
+                    set_etag(&mut op, o.mod_revision);
                     op
                 })
             })
@@ -186,7 +167,7 @@ impl NodeApi {
         }
         let now = prost_types::Timestamp::from(SystemTime::now());
         let id = format!("op-{}", uuid::Uuid::new_v4());
-        let mut op = Operation {
+        let op = Operation {
             metadata: Some(ObjectMeta {
                 name: id.clone(),
                 uid: uuid::Uuid::new_v4().to_string(),
@@ -212,18 +193,9 @@ impl NodeApi {
         };
         let key = keys::operation(&id)?;
         let mut writes = vec![(key.clone(), Some(op.encode_to_vec()))];
-        writes.extend(requests::record(DRAIN, &r.request_id, &op)?.map(|(k, v)| (k, Some(v))));
-        match ctx.commit(vec![Compare::Absent(key)], writes, vec![]).await {
-            Ok(resp) => {
-                if let Some(m) = op.metadata.as_mut() {
-                    m.etag = resp.revision.to_string();
-                }
-                Ok(op)
-            }
-            Err(
-                e @ (WriteError::NotLeader | WriteError::Store(_) | WriteError::Conflict { .. }),
-            ) => Err(ctx.writer.api_error(e, &id).await),
-        }
+        writes.extend(requests::record(DRAIN, &r.request_id, &op)?);
+        let compares = vec![Compare::Absent(key)];
+        super::commit_stamped(ctx, compares, writes, op, set_etag, &id, None).await
     }
 }
 

@@ -12,18 +12,17 @@ use std::time::{Duration, SystemTime};
 use flotilla_intent_store::{Compare, keys};
 use flotilla_proto::v1::{
     CancelOperationRequest, GetOperationRequest, ListOperationsRequest, ListOperationsResponse,
-    ObjectMeta, Operation, OperationPhase, WaitOperationRequest, WatchEventType,
-    WatchOperationsRequest, WatchOperationsResponse, operation_service_server::OperationService,
-    operation_spec,
+    Operation, OperationPhase, WaitOperationRequest, WatchOperationsRequest,
+    WatchOperationsResponse, operation_service_server::OperationService, operation_spec,
 };
 use futures::StreamExt;
 use prost::Message;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span};
 
+use super::{clear_etag, set_etag};
 use crate::context::Ctx;
-use crate::errors::{ApiError, decode};
-use crate::fenced::WriteError;
+use crate::errors::ApiError;
 use crate::registry;
 use crate::requests;
 use crate::validate::{self, Violations};
@@ -57,16 +56,7 @@ fn op_name(v: &mut Violations, field: &str, name: &str) {
 /// Reads an operation with its revision.
 pub async fn load(ctx: &Ctx, name: &str) -> Result<(Operation, i64), ApiError> {
     let key = keys::operation(name).map_err(|e| ApiError::bad_request("name", e.to_string()))?;
-    let kv = ctx
-        .store
-        .get(&key)
-        .await?
-        .ok_or_else(|| ApiError::OperationNotFound(name.to_string()))?;
-    let mut op: Operation = decode(&key, &kv.value)?;
-    if let Some(m) = op.metadata.as_mut() {
-        m.etag = kv.mod_revision.to_string();
-    }
-    Ok((op, kv.mod_revision))
+    super::load(ctx, &key, || ApiError::OperationNotFound(name.to_string())).await
 }
 
 impl OperationApi {
@@ -89,10 +79,7 @@ impl OperationApi {
             super::list_page(&self.ctx, keys::OPERATIONS, size, start).await?;
         let mut operations = Vec::new();
         for kv in kvs {
-            let mut op: Operation = decode(&kv.key, &kv.value)?;
-            if let Some(m) = op.metadata.as_mut() {
-                m.etag = kv.mod_revision.to_string();
-            }
+            let op: Operation = super::decode_stored(&kv)?;
             let cluster_ok =
                 r.cluster.is_empty() || op.spec.as_ref().is_some_and(|s| s.cluster == r.cluster);
             let done = op.status.as_ref().is_some_and(|s| s.done);
@@ -114,12 +101,7 @@ impl OperationApi {
         validate::request_id(&mut v, "request_id", &r.request_id);
         v.into_result("INVALID_REQUEST")?;
         ctx.writer.require_leader().await?;
-        if let Some((mut prev, rev)) =
-            requests::replay::<Operation>(ctx, CANCEL, &r.request_id).await?
-        {
-            if let Some(m) = prev.metadata.as_mut() {
-                m.etag = rev.to_string();
-            }
+        if let Some(prev) = requests::replayed(ctx, CANCEL, &r.request_id, set_etag).await? {
             return Ok(prev);
         }
         let (mut op, rev) = load(ctx, &r.name).await?;
@@ -160,26 +142,12 @@ impl OperationApi {
                 Err(e) => return Err(e),
             }
         }
-        if let Some(m) = op.metadata.as_mut() {
-            m.etag.clear();
-        }
+        clear_etag(&mut op);
         let key = keys::operation(&r.name)?;
         let mut writes = vec![(key.clone(), Some(op.encode_to_vec()))];
-        writes.extend(requests::record(CANCEL, &r.request_id, &op)?.map(|(k, v)| (k, Some(v))));
-        match ctx
-            .commit(vec![Compare::ModRevision(key, rev)], writes, vec![])
-            .await
-        {
-            Ok(resp) => {
-                if let Some(m) = op.metadata.as_mut() {
-                    m.etag = resp.revision.to_string();
-                }
-                Ok(op)
-            }
-            Err(
-                e @ (WriteError::NotLeader | WriteError::Store(_) | WriteError::Conflict { .. }),
-            ) => Err(ctx.writer.api_error(e, &r.name).await),
-        }
+        writes.extend(requests::record(CANCEL, &r.request_id, &op)?);
+        let compares = vec![Compare::ModRevision(key, rev)];
+        super::commit_stamped(ctx, compares, writes, op, set_etag, &r.name, None).await
     }
 
     async fn wait(&self, r: WaitOperationRequest) -> Result<Operation, ApiError> {
@@ -214,9 +182,7 @@ impl OperationApi {
                     if let Ok(mut op) = Operation::decode(ev.kv.value.as_slice())
                         && op.status.as_ref().is_some_and(|s| s.done)
                     {
-                        if let Some(m) = op.metadata.as_mut() {
-                            m.etag = ev.kv.mod_revision.to_string();
-                        }
+                        set_etag(&mut op, ev.kv.mod_revision);
                         return Ok(op);
                     }
                 }
@@ -258,16 +224,10 @@ impl OperationService for OperationApi {
         let r = request.into_inner();
         let span = info_span!("CancelOperation", operation = %r.name, request_id = %r.request_id);
         let id = r.request_id.clone();
-        let result = super::retry_conflicts(|| self.cancel(r.clone()))
-            .instrument(span)
-            .await;
-        let op = requests::or_replay(&self.ctx, CANCEL, &id, result, |op: &mut Operation, rev| {
-            if let Some(m) = op.metadata.as_mut() {
-                m.etag = rev.to_string();
-            }
+        super::idempotent(&self.ctx, CANCEL, &id, span, set_etag, || {
+            self.cancel(r.clone())
         })
-        .await?;
-        Ok(Response::new(op))
+        .await
     }
 
     async fn wait_operation(
@@ -288,47 +248,17 @@ impl OperationService for OperationApi {
         let r = request.into_inner();
         let _span =
             info_span!("WatchOperations", operation = %r.name, revision = r.revision).entered();
-        let mut v = Violations::default();
-        if r.revision < 0 {
-            v.add("revision", "must be >= 0");
-        }
-        if !r.name.is_empty() {
-            op_name(&mut v, "name", &r.name);
-        }
-        v.into_result("INVALID_REQUEST")?;
-        let make: super::MakeEvent<WatchOperationsResponse> = Arc::new(
-            |t: WatchEventType, name: &str, bytes: Option<&[u8]>, rev: i64| {
-                let mut op = bytes
-                    .and_then(|b| Operation::decode(b).ok())
-                    .unwrap_or_else(|| Operation {
-                        metadata: Some(ObjectMeta {
-                            name: name.to_string(),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    });
-                if let Some(m) = op.metadata.as_mut() {
-                    m.etag = rev.to_string();
-                }
-                Some(WatchOperationsResponse {
-                    r#type: t as i32,
-                    operation: Some(op),
-                    revision: rev,
-                })
-            },
-        );
-        let bookmark = Arc::new(|rev: i64| WatchOperationsResponse {
-            r#type: WatchEventType::Bookmark as i32,
-            operation: None,
-            revision: rev,
-        });
-        let s = super::watch_stream(
+        super::validate_watch(r.revision, &r.name, op_name)?;
+        let s = super::watch_objects(
             self.ctx.clone(),
             keys::OPERATIONS,
             r.revision,
             r.name,
-            make,
-            bookmark,
+            |t, operation, revision| WatchOperationsResponse {
+                r#type: t as i32,
+                operation,
+                revision,
+            },
         );
         Ok(Response::new(Box::pin(s)))
     }

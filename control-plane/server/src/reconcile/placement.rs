@@ -74,15 +74,8 @@ pub fn place(
             .filter(|n| by_name.get(n.as_str()).is_some_and(|info| !info.draining));
         match kept {
             Some(node) => {
-                *groups
-                    .entry(&slot.spread_group)
-                    .or_default()
-                    .entry(node.clone())
-                    .or_default() += 1;
-                if let Some(l) = load.get_mut(node.as_str()) {
-                    *l += 1;
-                }
-                out.insert(slot.name.clone(), Some(node.clone()));
+                let in_group = groups.entry(&slot.spread_group).or_default();
+                assign(slot, node, in_group, &mut load, &mut out);
             }
             None => todo.push(slot),
         }
@@ -106,19 +99,29 @@ pub fn place(
             .filter(|(same, _, _)| !spread_required || *same == 0)
             .min();
         match best {
-            Some((_, _, node)) => {
-                *in_group.entry(node.to_string()).or_default() += 1;
-                if let Some(l) = load.get_mut(node) {
-                    *l += 1;
-                }
-                out.insert(slot.name.clone(), Some(node.to_string()));
-            }
+            Some((_, _, node)) => assign(slot, node, in_group, &mut load, &mut out),
             None => {
                 out.insert(slot.name.clone(), None);
             }
         }
     }
     out
+}
+
+/// Places `slot` on `node`: one more of its spread group there (`in_group`: node → count),
+/// one more instance in the node's `load`.
+fn assign(
+    slot: &Slot,
+    node: &str,
+    in_group: &mut HashMap<String, usize>,
+    load: &mut HashMap<&str, usize>,
+    out: &mut BTreeMap<String, Option<String>>,
+) {
+    *in_group.entry(node.to_string()).or_default() += 1;
+    if let Some(l) = load.get_mut(node) {
+        *l += 1;
+    }
+    out.insert(slot.name.clone(), Some(node.to_string()));
 }
 
 /// Every port an instance occupies on its node.
@@ -193,6 +196,21 @@ mod tests {
         }
     }
 
+    /// `place` with no existing placements and no node selector.
+    fn place_new(
+        slots: &[Slot],
+        nodes: &[NodeInfo],
+        spread_required: bool,
+    ) -> BTreeMap<String, Option<String>> {
+        place(
+            slots,
+            nodes,
+            &BTreeMap::new(),
+            &HashMap::new(),
+            spread_required,
+        )
+    }
+
     fn slots(group: &str, n: usize) -> Vec<Slot> {
         (0..n)
             .map(|i| Slot {
@@ -205,13 +223,7 @@ mod tests {
     #[test]
     fn spreads_a_group_over_distinct_nodes() {
         let nodes = vec![node("a"), node("b"), node("c")];
-        let out = place(
-            &slots("g", 3),
-            &nodes,
-            &BTreeMap::new(),
-            &HashMap::new(),
-            true,
-        );
+        let out = place_new(&slots("g", 3), &nodes, true);
         let placed: BTreeSet<_> = out.values().flatten().collect();
         assert_eq!(placed.len(), 3);
     }
@@ -219,21 +231,9 @@ mod tests {
     #[test]
     fn required_spread_leaves_extra_members_pending() {
         let nodes = vec![node("a"), node("b")];
-        let out = place(
-            &slots("g", 3),
-            &nodes,
-            &BTreeMap::new(),
-            &HashMap::new(),
-            true,
-        );
+        let out = place_new(&slots("g", 3), &nodes, true);
         assert_eq!(out.values().filter(|n| n.is_none()).count(), 1);
-        let out = place(
-            &slots("g", 3),
-            &nodes,
-            &BTreeMap::new(),
-            &HashMap::new(),
-            false,
-        );
+        let out = place_new(&slots("g", 3), &nodes, false);
         assert_eq!(out.values().filter(|n| n.is_none()).count(), 0);
     }
 
@@ -272,13 +272,7 @@ mod tests {
     fn least_loaded_first() {
         let mut nodes = vec![node("a"), node("b")];
         nodes[0].load = 5;
-        let out = place(
-            &slots("g", 1),
-            &nodes,
-            &BTreeMap::new(),
-            &HashMap::new(),
-            true,
-        );
+        let out = place_new(&slots("g", 1), &nodes, true);
         assert_eq!(out["g-0"].as_deref(), Some("b"));
     }
 

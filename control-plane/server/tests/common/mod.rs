@@ -1,48 +1,26 @@
 //! Test harness: a control plane on a loopback port over a real store (embedded in a temp dir,
-//! or a real etcd), gRPC clients, fake agents, a real etcd server, bounded waits.
+//! or a real etcd), gRPC clients, fake agents, request builders. The bounded waits come from
+//! `flotilla_intent_store::testing`, and tests against a real etcd start it with its
+//! `EtcdServer`.
 
 #![allow(dead_code)]
 
-use std::future::Future;
-use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use flotilla_cp::testing::cluster;
 use flotilla_cp::testing::{FakeAgent, FakeAgentOptions, channel};
 use flotilla_cp::{Config, ControlPlane};
-use flotilla_intent_store::{
-    EmbeddedOptions, EmbeddedStore, EtcdStore, IntentStore, LeasesOnReopen,
-};
+pub use flotilla_intent_store::testing::{PATIENCE, wait_until};
+use flotilla_intent_store::{EmbeddedOptions, EmbeddedStore, IntentStore, LeasesOnReopen};
 use flotilla_proto::v1::{
-    BrokerMode, BrokerSpec, Cluster, ClusterSpec, GetClusterRequest, NameServerSpec, ObjectMeta,
+    BrokerSpec, Cluster, CreateClusterRequest, DeleteClusterRequest, GetClusterRequest,
+    ListOperationsRequest, Operation, UpdateClusterRequest,
     cluster_service_client::ClusterServiceClient, node_service_client::NodeServiceClient,
     operation_service_client::OperationServiceClient,
 };
 use tonic::transport::Channel;
-
-/// Upper bound for anything a test waits on (a hang guard, not a timing assertion).
-pub const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Polls `check` every 25 ms until it returns `Some`; panics after [`PATIENCE`].
-pub async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 /// Short timings for tests.
 pub fn test_config(name: &str) -> Config {
@@ -100,7 +78,7 @@ impl Harness {
         what: &str,
         f: impl Fn(&Cluster) -> bool,
     ) -> Cluster {
-        let mut client = self.clusters();
+        let client = self.clusters();
         wait_until(what, || {
             let mut client = client.clone();
             let name = name.to_string();
@@ -115,13 +93,31 @@ impl Harness {
             }
         })
         .await;
-        client
+        self.get_cluster(name).await
+    }
+
+    /// Reads cluster `name`, which must exist.
+    pub async fn get_cluster(&self, name: &str) -> Cluster {
+        self.clusters()
             .get_cluster(GetClusterRequest {
                 name: name.to_string(),
             })
             .await
             .expect("get cluster")
             .into_inner()
+    }
+
+    /// Every operation, done or not.
+    pub async fn all_operations(&self) -> Vec<Operation> {
+        self.operations()
+            .list_operations(ListOperationsRequest {
+                include_done: true,
+                ..Default::default()
+            })
+            .await
+            .expect("list operations")
+            .into_inner()
+            .operations
     }
 }
 
@@ -146,17 +142,20 @@ pub async fn start_on(store: Arc<dyn IntentStore>, config: Config, expect_leader
     h
 }
 
+/// How the tests open an embedded store: leases left by an earlier process expire on reopen.
+pub fn embedded_options() -> EmbeddedOptions {
+    EmbeddedOptions {
+        leases_on_reopen: LeasesOnReopen::Expire,
+        ..EmbeddedOptions::default()
+    }
+}
+
+/// Opens the embedded store in `dir` with [`embedded_options`].
 pub async fn open_embedded(dir: &Path) -> Arc<dyn IntentStore> {
     Arc::new(
-        EmbeddedStore::open_with(
-            dir,
-            EmbeddedOptions {
-                leases_on_reopen: LeasesOnReopen::Expire,
-                ..EmbeddedOptions::default()
-            },
-        )
-        .await
-        .expect("open embedded store"),
+        EmbeddedStore::open_with(dir, embedded_options())
+            .await
+            .expect("open embedded store"),
     )
 }
 
@@ -172,126 +171,40 @@ pub async fn start_embedded() -> Harness {
     h
 }
 
-/// A master/slave (or DLedger) cluster spec.
-pub fn cluster(
-    name: &str,
-    namesrvs: u32,
-    groups: u32,
-    per_group: u32,
-    mode: BrokerMode,
-) -> Cluster {
-    Cluster {
-        metadata: Some(ObjectMeta {
-            name: name.to_string(),
-            ..Default::default()
-        }),
-        spec: Some(ClusterSpec {
-            nameserver: Some(NameServerSpec {
-                replicas: namesrvs,
-                port: 0,
-                resources: None,
-            }),
-            broker: Some(BrokerSpec {
-                groups,
-                replicas_per_group: per_group,
-                mode: mode as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        status: None,
+/// The broker spec of `c` (which must have one).
+pub fn broker_mut(c: &mut Cluster) -> &mut BrokerSpec {
+    c.spec
+        .as_mut()
+        .and_then(|s| s.broker.as_mut())
+        .expect("a cluster with a broker spec")
+}
+
+// ===== requests =====
+
+/// CreateCluster of `c` with `request_id` (may be empty).
+pub fn create_req(c: Cluster, request_id: &str) -> CreateClusterRequest {
+    CreateClusterRequest {
+        cluster: Some(c),
+        request_id: request_id.into(),
+        validate_only: false,
     }
 }
 
-// ===== a real etcd =====
-
-/// Where Debian's `etcd-server` installs the server.
-pub const ETCD_BIN: &str = "/usr/bin/etcd";
-
-fn free_port() -> u16 {
-    let l = StdListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
-    l.local_addr().expect("address").port()
-}
-
-/// A real single-member etcd on free loopback ports, data in a temp dir, killed on drop.
-pub struct Etcd {
-    child: Child,
-    pub endpoint: String,
-    dir: tempfile::TempDir,
-}
-
-impl Etcd {
-    pub async fn start() -> Self {
-        assert!(
-            Path::new(ETCD_BIN).exists(),
-            "{ETCD_BIN} is missing: install Debian's etcd-server (apt-get install etcd-server); \
-             the control plane's HA tests need a real etcd"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("cp-etcd-")
-            .tempdir()
-            .expect("temp dir");
-        let client = format!("http://127.0.0.1:{}", free_port());
-        let peer = format!("http://127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log");
-        let log_err = log.try_clone().expect("log");
-        let data: PathBuf = dir.path().join("data");
-        let child = Command::new(ETCD_BIN)
-            .args(["--name", "cp-test", "--data-dir"])
-            .arg(&data)
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &format!("cp-test={peer}")])
-            .args(["--initial-cluster-state", "new"])
-            .args(["--heartbeat-interval", "10", "--election-timeout", "100"])
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {ETCD_BIN}: {e}"));
-        let mut etcd = Etcd {
-            child,
-            endpoint: client,
-            dir,
-        };
-        let ep = etcd.endpoint.clone();
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Ok(Some(status)) = etcd.child.try_wait() {
-                panic!("etcd exited early ({status})");
-            }
-            if let Ok(store) = EtcdStore::connect(std::slice::from_ref(&ep)).await
-                && store.get("/probe").await.is_ok()
-            {
-                return etcd;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "etcd did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    pub async fn store(&self) -> Arc<dyn IntentStore> {
-        Arc::new(
-            EtcdStore::connect(std::slice::from_ref(&self.endpoint))
-                .await
-                .expect("connect etcd"),
-        )
+/// UpdateCluster to `c` with `request_id` (may be empty).
+pub fn update_req(c: Cluster, request_id: &str) -> UpdateClusterRequest {
+    UpdateClusterRequest {
+        cluster: Some(c),
+        request_id: request_id.into(),
+        validate_only: false,
     }
 }
 
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// DeleteCluster of `name` with `etag` and `request_id` (either may be empty).
+pub fn delete_req(name: &str, etag: &str, request_id: &str) -> DeleteClusterRequest {
+    DeleteClusterRequest {
+        name: name.into(),
+        etag: etag.into(),
+        request_id: request_id.into(),
     }
 }
 
@@ -356,11 +269,7 @@ pub async fn settle(h: &Harness) {
 /// Creates `c`, returning the stored cluster.
 pub async fn create_cluster(h: &Harness, c: Cluster) -> Cluster {
     h.clusters()
-        .create_cluster(flotilla_proto::v1::CreateClusterRequest {
-            cluster: Some(c),
-            request_id: String::new(),
-            validate_only: false,
-        })
+        .create_cluster(create_req(c, ""))
         .await
         .expect("create cluster")
         .into_inner()
