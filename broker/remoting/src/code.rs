@@ -126,6 +126,12 @@ pub mod request_code {
     pub const ADD_WRITE_PERM_OF_BROKER: i32 = 327;
     /// Nameserver: broker liveness heartbeat.
     pub const BROKER_HEARTBEAT: i32 = 904;
+    /// Flotilla: hand DLedger leadership of a broker group to another member. Sent to the
+    /// current leader with ext fields `targetSelfId` (a `dLegerPeers` id) and optional
+    /// `timeoutMillis`; SUCCESS once the target leads. Java exposes leadership transfer only
+    /// through DLedger's own RPC (not a broker request code), so this is Flotilla's own,
+    /// outside RocketMQ's ranges.
+    pub const FLOTILLA_TRANSFER_LEADERSHIP: i32 = 50100;
 }
 
 /// Response codes (`RemotingSysResponseCode` + `ResponseCode`).

@@ -21,7 +21,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use crate::client_manager::ClientManager;
-use crate::config::{BrokerConfig, ConfigError};
+use crate::config::{BrokerConfig, BrokerRole, ConfigError};
 use crate::consumer_offset::ConsumerOffsetManager;
 use crate::error::BrokerError;
 use crate::long_polling::LongPolling;
@@ -59,6 +59,8 @@ pub struct Broker {
     pub gate: Arc<dyn ReplicationGate>,
     /// Classic HA state (slave progress on a master, the followed master on a slave).
     pub ha: Arc<crate::ha::HaState>,
+    /// The DLedger engine in DLedger mode (`enableDLegerCommitLog=true`).
+    pub dledger: Option<Arc<crate::dledger::DLedgerRuntime>>,
     /// This broker's address as written in message ids.
     pub store_host: SocketAddr,
     /// Orderly-consumption queue locks.
@@ -176,6 +178,43 @@ impl Broker {
         self.config_path.as_ref()
     }
 
+    /// The role and brokerId this broker has now: from the config, or in DLedger mode from
+    /// the engine (leader: SYNC_MASTER / 0, else SLAVE / `1 + index in dLegerPeers`).
+    pub fn effective_role(&self) -> (BrokerRole, i64) {
+        match &self.dledger {
+            Some(d) => d.effective_role(),
+            None => {
+                let c = self.config();
+                (c.broker_role, c.broker_id)
+            }
+        }
+    }
+
+    /// Whether this broker is a master now (see [`Broker::effective_role`]).
+    pub fn is_master(&self) -> bool {
+        self.effective_role().0 != BrokerRole::Slave
+    }
+
+    /// A queue's max offset as consumers may see it (stops at [`Broker::read_bound`]).
+    pub fn max_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
+        if self.dledger.is_some() {
+            self.store
+                .max_offset_in_queue_below(topic, queue_id, self.read_bound())
+        } else {
+            self.store.max_offset_in_queue(topic, queue_id)
+        }
+    }
+
+    /// CommitLog offset below which records may be shown to consumers: everything
+    /// (`i64::MAX`) without DLedger, the confirm (commit) offset with it.
+    pub fn read_bound(&self) -> i64 {
+        if self.dledger.is_some() {
+            self.store.confirm_offset()
+        } else {
+            i64::MAX
+        }
+    }
+
     /// Applies UPDATE_BROKER_CONFIG: validates, persists to the `-c` file, swaps the live
     /// config, and re-registers / switches nameservers when those keys changed.
     pub async fn update_config(
@@ -198,6 +237,11 @@ impl Broker {
             self.registrar
                 .namesrvs_changed(self, &old.namesrv_addr, &new.namesrv_addr);
         }
+        if old.broker_permission != new.broker_permission
+            && let Err(e) = self.topics.bump_data_version()
+        {
+            tracing::warn!(error = %e, "could not persist the topic data version");
+        }
         if old.broker_permission != new.broker_permission || old.namesrv_addr != new.namesrv_addr {
             self.registrar.trigger();
         }
@@ -208,7 +252,7 @@ impl Broker {
     /// replication; counts them.
     pub async fn put(&self, mut batch: Vec<MessageInner>) -> PutResult {
         let cfg = self.config();
-        if !cfg.is_master() {
+        if !self.is_master() {
             // A slave's CommitLog is its master's copy: nothing else may write to it.
             return PutResult::failed(PutStatus::ServiceNotAvailable);
         }
@@ -217,6 +261,13 @@ impl Broker {
         }
         let n = batch.len() as u64;
         let bytes: u64 = batch.iter().map(|m| m.body.len() as u64).sum();
+        if !self.gate.before_append() {
+            // DLedger: not the leader (or lease lost, or handing over) — never append.
+            self.stats
+                .put_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return PutResult::failed(PutStatus::ServiceNotAvailable);
+        }
         let mut r = if batch.len() == 1 {
             match batch.pop() {
                 Some(m) => self.store.put_message(m).await,
@@ -235,6 +286,12 @@ impl Broker {
                     GateOutcome::Ok => {}
                     GateOutcome::FlushSlaveTimeout => r.status = PutStatus::FlushSlaveTimeout,
                     GateOutcome::SlaveNotAvailable => r.status = PutStatus::SlaveNotAvailable,
+                    GateOutcome::NotLeader => {
+                        // Not acknowledged: without `append` the reply is an error, and the
+                        // client retries on the new master once its route is refreshed.
+                        r.status = PutStatus::ServiceNotAvailable;
+                        r.append = None;
+                    }
                 }
             }
         } else {
@@ -266,6 +323,9 @@ impl BrokerHandle {
         b.stop.cancel();
         b.registrar.unregister_all(&b).await;
         self.server.shutdown().await;
+        if let Some(d) = &b.dledger {
+            d.engine.shutdown().await;
+        }
         for t in self.tasks {
             t.abort();
         }
@@ -340,6 +400,21 @@ async fn start_inner(
     let store = tokio::task::spawn_blocking(move || MessageStore::open(sc))
         .await
         .map_err(|e| BrokerError::Task(e.to_string()))??;
+    let (dledger, gate) = match &cfg.dledger {
+        Some(keys) => {
+            // Consumers never see bytes a new leader could truncate: an unset confirm offset
+            // means "nothing committed yet", and the engine moves it to its commit offset.
+            store.set_confirm_strict(true);
+            let mut ecfg = keys.engine_config(&root.join("dledger"));
+            ecfg.listen = Some(crate::dledger::listen_addr(keys, &cfg.broker_ip1)?);
+            let engine = flotilla_dledger::DLedger::start(ecfg, store.clone()).await?;
+            let rt = crate::dledger::DLedgerRuntime::new(engine, keys);
+            let gate: Arc<dyn ReplicationGate> =
+                Arc::new(crate::dledger::DLedgerGate::new(rt.clone()));
+            (Some(rt), gate)
+        }
+        None => (None, gate),
+    };
     let meta = |e: &dyn std::fmt::Display| BrokerError::Metadata(e.to_string());
     let topics = TopicConfigManager::load(&root).map_err(|e| meta(&e))?;
     topics
@@ -370,6 +445,7 @@ async fn start_inner(
         stats: Stats::default(),
         gate,
         ha,
+        dledger,
         store_host,
         locks: QueueLocks::default(),
         boot_ms: crate::topic_config::now_ms(),
@@ -395,9 +471,16 @@ async fn start_inner(
         tokio::spawn(Registrar::run(broker.clone())),
         tokio::spawn(housekeeping(broker.clone())),
     ];
-    // Delayed delivery writes to the CommitLog: only a master runs it.
-    if broker.config().is_master() {
+    // Delayed delivery writes to the CommitLog: only a master runs it (in DLedger mode it
+    // runs everywhere and idles while this member is not the leader).
+    if broker.config().is_master() || broker.dledger.is_some() {
         tasks.push(tokio::spawn(ScheduleService::run(broker.clone())));
+    }
+    if let Some(d) = &broker.dledger {
+        tasks.push(tokio::spawn(crate::dledger::run_role_watch(
+            broker.clone(),
+            d.clone(),
+        )));
     }
     match crate::ha::spawn(&broker).await {
         Ok(t) => tasks.extend(t),
@@ -415,7 +498,8 @@ async fn start_inner(
         addr = %server.local_addr(),
         broker = %c.broker_name,
         cluster = %c.broker_cluster_name,
-        role = c.broker_role.name(),
+        role = broker.effective_role().0.name(),
+        dledger = c.dledger.is_some(),
         namesrv = ?c.namesrv_addr,
         "broker started"
     );

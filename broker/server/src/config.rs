@@ -147,6 +147,15 @@ const KNOWN: &[(&str, &str)] = &[
     ("accessMessageInMemoryMaxRatio", "40"),
     ("flotillaSlaveReadLagBytes", ""),
     ("flotillaSlaveSyncIntervalMills", "3000"),
+    // DLedger mode (see `crate::dledger`); "" = unset / engine default.
+    ("enableDLegerCommitLog", "false"),
+    ("dLegerGroup", ""),
+    ("dLegerPeers", ""),
+    ("dLegerSelfId", ""),
+    ("flotillaDLegerElectionTimeoutMills", ""),
+    ("flotillaDLegerHeartbeatIntervalMills", ""),
+    ("flotillaDLegerLeaseMills", ""),
+    ("flotillaDLegerCommitTimeoutMills", ""),
 ];
 
 /// The typed broker configuration.
@@ -220,6 +229,8 @@ pub struct BrokerConfig {
     pub flush_consumer_offset_interval: Duration,
     /// Classic HA keys (`haMasterAddress`, `inSyncReplicas`, `slaveReadEnable`, …).
     pub ha: crate::ha::HaConfig,
+    /// DLedger mode (`enableDLegerCommitLog=true`): the group, peers and timings.
+    pub dledger: Option<crate::dledger::DLedgerKeys>,
     /// Every key as given (file + updates), unknown ones included.
     pub given: BTreeMap<String, String>,
 }
@@ -458,10 +469,23 @@ impl BrokerConfig {
             max_reconsume_times: r.int("maxReconsumeTimes", "a count 0..1000")?,
             flush_consumer_offset_interval: r.millis("flushConsumerOffsetInterval")?,
             ha: crate::ha::HaConfig::parse(|k| r.raw(k))?,
+            dledger: None,
             given: given.clone(),
         };
+        let mut cfg = cfg;
+        if r.bool("enableDLegerCommitLog")? {
+            let keys = crate::dledger::DLedgerKeys::parse(|k| r.raw(k), &cfg.broker_name)?;
+            // As in Java: the id comes from the role DLedger gives this member (0 while
+            // leader, a slave id while follower), never from the file.
+            cfg.broker_id = -1;
+            cfg.broker_role = BrokerRole::Slave;
+            cfg.dledger = Some(keys);
+        }
         if cfg.broker_ip1.is_empty() {
             return Err(invalid("brokerIP1", "", "an IP address"));
+        }
+        if cfg.dledger.is_some() {
+            return Ok(cfg);
         }
         match cfg.broker_role {
             BrokerRole::Slave if cfg.broker_id <= 0 => {
@@ -570,7 +594,8 @@ impl BrokerConfig {
         format!("{ip}:{port}")
     }
 
-    /// Whether this broker is a master.
+    /// Whether this broker is configured as a master. In DLedger mode the role changes at
+    /// runtime: ask [`crate::broker::Broker::is_master`] instead.
     pub fn is_master(&self) -> bool {
         self.broker_role != BrokerRole::Slave
     }

@@ -30,6 +30,9 @@ pub enum BrokerError {
     /// A blocking task failed.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// The DLedger engine could not start (bad peers, port taken, unmanaged data …).
+    #[error("cannot start DLedger: {0}")]
+    DLedger(#[from] flotilla_dledger::StartError),
 }
 
 impl BrokerError {
@@ -41,6 +44,7 @@ impl BrokerError {
             Self::Metadata(_) => "BROKER_METADATA",
             Self::Bind { .. } => "BROKER_BIND_FAILED",
             Self::Task(_) => "BROKER_TASK_FAILED",
+            Self::DLedger(e) => e.code(),
         }
     }
 }

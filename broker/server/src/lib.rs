@@ -24,6 +24,7 @@ pub mod broker;
 pub mod client_manager;
 pub mod config;
 pub mod consumer_offset;
+pub mod dledger;
 pub mod error;
 pub mod filter;
 pub mod ha;

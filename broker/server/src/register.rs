@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use crate::broker::Broker;
 use crate::topic_config::wire_wrapper;
 
-/// Registration failures (logged; the loop retries at the next period).
+/// Registration failures (logged; the loop retries within seconds, then every period).
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
     /// The nameserver could not be reached or timed out.
@@ -111,7 +111,7 @@ impl Registrar {
         let cfg = broker.config();
         for addr in removed {
             let client = self.client.clone();
-            let cmd = unregister_cmd(&cfg);
+            let cmd = unregister_cmd(&cfg, broker.effective_role().1);
             tokio::spawn(async move {
                 match client.invoke(&addr, cmd, Duration::from_secs(3)).await {
                     Ok(r) => {
@@ -130,8 +130,9 @@ impl Registrar {
     /// Unregisters from every nameserver (clean shutdown).
     pub async fn unregister_all(&self, broker: &Broker) {
         let cfg = broker.config();
+        let broker_id = broker.effective_role().1;
         let futs = cfg.namesrv_addr.iter().map(|addr| {
-            let cmd = unregister_cmd(&cfg);
+            let cmd = unregister_cmd(&cfg, broker_id);
             let client = self.client.clone();
             async move {
                 let _ = client.invoke(addr, cmd, Duration::from_secs(2)).await;
@@ -160,13 +161,15 @@ impl Registrar {
             .register_broker_timeout
             .min(Duration::from_secs(5))
             .max(Duration::from_millis(500));
+        // The id of the role this broker has now (DLedger: 0 while leader, else a slave id).
+        let broker_id = broker.effective_role().1;
         let futs = cfg.namesrv_addr.iter().map(|addr| {
             let cmd = RemotingCommand::request(request_code::REGISTER_BROKER)
                 .with_ext("brokerName", &cfg.broker_name)
                 .with_ext("brokerAddr", cfg.broker_addr())
                 .with_ext("clusterName", &cfg.broker_cluster_name)
                 .with_ext("haServerAddr", cfg.ha_server_addr())
-                .with_ext("brokerId", cfg.broker_id)
+                .with_ext("brokerId", broker_id)
                 .with_ext(
                     "heartbeatTimeoutMillis",
                     cfg.channel_expired_timeout.as_millis(),
@@ -222,13 +225,28 @@ impl Registrar {
         }
     }
 
-    /// The loop: register now, then on every period, trigger or topic change.
+    /// The loop: register now, then on every period, trigger or topic change, and soon again
+    /// while some nameserver has not accepted the registration.
     pub async fn run(broker: Arc<Broker>) {
         let wake = broker.registrar.wake.clone();
         let topics_changed = broker.topics.changed.clone();
+        // A nameserver that did not accept the last registration (not up yet, restarting,
+        // unreachable) is retried soon, backing off to the period: a broker started next to
+        // its nameserver must not stay invisible to clients for a whole period.
+        let mut retry = Duration::from_millis(250);
         loop {
             broker.registrar.register_all(&broker).await;
-            let period = broker.config().register_name_server_period;
+            let cfg = broker.config();
+            let registered = broker.registrar.registered();
+            let all_registered = cfg.namesrv_addr.iter().all(|a| registered.contains(a));
+            let period = if all_registered {
+                retry = Duration::from_millis(250);
+                cfg.register_name_server_period
+            } else {
+                let p = retry.min(cfg.register_name_server_period);
+                retry = (retry * 2).min(Duration::from_secs(5));
+                p
+            };
             tokio::select! {
                 () = broker.stop.cancelled() => return,
                 () = wake.notified() => {}
@@ -239,10 +257,10 @@ impl Registrar {
     }
 }
 
-fn unregister_cmd(cfg: &crate::config::BrokerConfig) -> RemotingCommand {
+fn unregister_cmd(cfg: &crate::config::BrokerConfig, broker_id: i64) -> RemotingCommand {
     RemotingCommand::request(request_code::UNREGISTER_BROKER)
         .with_ext("brokerName", &cfg.broker_name)
         .with_ext("brokerAddr", cfg.broker_addr())
         .with_ext("clusterName", &cfg.broker_cluster_name)
-        .with_ext("brokerId", cfg.broker_id)
+        .with_ext("brokerId", broker_id)
 }

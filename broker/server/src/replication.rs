@@ -18,6 +18,9 @@ pub enum GateOutcome {
     FlushSlaveTimeout,
     /// No slave is connected.
     SlaveNotAvailable,
+    /// This broker stopped being the master while waiting (DLedger: lost leadership or its
+    /// lease). The write is not acknowledged; the client must refresh its route and retry.
+    NotLeader,
 }
 
 /// Replication errors (reserved for HA/DLedger implementations).
@@ -48,6 +51,12 @@ pub trait ReplicationGate: Send + Sync + 'static {
     /// Whether the gate needs to be awaited at all (lets the hot path skip the call).
     fn is_noop(&self) -> bool {
         false
+    }
+
+    /// Checked right before the store appends: `false` refuses the write without touching
+    /// the store (DLedger: only the leader holding its lease may append).
+    fn before_append(&self) -> bool {
+        true
     }
 }
 

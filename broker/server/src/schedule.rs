@@ -139,6 +139,14 @@ async fn deliver_level(b: Arc<Broker>, level: i32) {
         if b.stop.is_cancelled() {
             return;
         }
+        if !b.is_master() {
+            // DLedger follower: the leader delivers; check again shortly.
+            tokio::select! {
+                () = b.stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            continue;
+        }
         let cfg = b.config();
         let delay = usize::try_from(qid)
             .ok()
@@ -149,9 +157,15 @@ async fn deliver_level(b: Arc<Broker>, level: i32) {
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let r = b
-            .store
-            .get_message(SCHEDULE_TOPIC, qid, offset, 32, 4 << 20, &|_| true);
+        let r = b.store.get_message_below(
+            SCHEDULE_TOPIC,
+            qid,
+            offset,
+            32,
+            4 << 20,
+            &|_| true,
+            b.read_bound(),
+        );
         let mut wait = Duration::from_secs(1);
         match r.status {
             GetStatus::Found => {

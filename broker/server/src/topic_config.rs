@@ -247,6 +247,19 @@ impl TopicConfigManager {
             .collect()
     }
 
+    /// Moves the table's data version on without changing a topic. The broker calls this
+    /// when its `brokerPermission` changes: the perms it registers are masked by it, and a
+    /// nameserver only takes queue data from a registration with a newer data version.
+    pub fn bump_data_version(&self) -> Result<(), TopicError> {
+        {
+            let mut t = self.table.write();
+            t.data_version.next_version(now_ms());
+            metadata::save_json(&self.path, &*t)?;
+        }
+        self.changed.notify_one();
+        Ok(())
+    }
+
     /// The table version.
     pub fn data_version(&self) -> DataVersion {
         self.table.read().data_version.clone()

@@ -63,6 +63,9 @@ pub(crate) struct Inner {
     put_lock: Mutex<Vec<u8>>,
     pub(crate) dispatched: AtomicI64,
     confirm_offset: AtomicI64,
+    /// Set in DLedger mode: an unset confirm offset means "nothing confirmed" rather than
+    /// "everything" (see [`MessageStore::set_confirm_strict`]).
+    confirm_strict: AtomicBool,
     pub(crate) disk_full: AtomicBool,
     pub(crate) disk_ratio_bits: AtomicU64,
     flush_signals: Arc<FlushSignals>,
@@ -102,6 +105,34 @@ fn cq_dir(root: &Path, topic: &str, queue_id: i32) -> PathBuf {
     root.join("consumequeue")
         .join(topic)
         .join(queue_id.to_string())
+}
+
+/// The first queue offset of `cq` whose record ends above `phys_bound` (its max offset when
+/// every record ends at or below it). Entries are in CommitLog order, so this is a binary
+/// search; the common case (everything visible) costs one lookup.
+fn visible_max(cq: &ConsumeQueue, phys_bound: i64) -> i64 {
+    let (min, max) = (cq.min_offset(), cq.max_offset());
+    if phys_bound == i64::MAX || max <= min {
+        return max;
+    }
+    let ends_below = |q: i64| {
+        cq.get(q)
+            .is_none_or(|e| e.phys_offset + i64::from(e.size) <= phys_bound)
+    };
+    if ends_below(max - 1) {
+        return max;
+    }
+    // Invariant: every offset < lo is visible, `hi` is not.
+    let (mut lo, mut hi) = (min, max - 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if ends_below(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 struct Prepared<'a> {
@@ -454,6 +485,7 @@ impl MessageStore {
             put_lock: Mutex::new(Vec::with_capacity(64 * 1024)),
             dispatched: AtomicI64::new(0),
             confirm_offset: AtomicI64::new(recovered.confirm_offset),
+            confirm_strict: AtomicBool::new(false),
             disk_full: AtomicBool::new(false),
             disk_ratio_bits: AtomicU64::new(0),
             flush_signals: Arc::new(FlushSignals::default()),
@@ -572,6 +604,32 @@ impl MessageStore {
         max_bytes: usize,
         filter: &dyn Fn(i64) -> bool,
     ) -> GetMessageResult {
+        self.get_message_below(
+            topic,
+            queue_id,
+            offset,
+            max_msgs,
+            max_bytes,
+            filter,
+            i64::MAX,
+        )
+    }
+
+    /// Like [`MessageStore::get_message`], but only records that end at or below the
+    /// CommitLog offset `phys_bound` exist for the reader: the queue's max offset is cut
+    /// there ([`MessageStore::max_offset_in_queue_below`]). Replication passes its confirm
+    /// offset so consumers never see bytes a new leader could still truncate.
+    #[allow(clippy::too_many_arguments)]
+    pub fn get_message_below(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max_msgs: i32,
+        max_bytes: usize,
+        filter: &dyn Fn(i64) -> bool,
+        phys_bound: i64,
+    ) -> GetMessageResult {
         let mut r = GetMessageResult {
             status: GetStatus::NoMatchedLogicQueue,
             next_begin_offset: 0,
@@ -583,7 +641,8 @@ impl MessageStore {
         let Some(cq) = self.inner.cq(topic, queue_id) else {
             return r;
         };
-        let (min, max) = (cq.min_offset(), cq.max_offset());
+        let min = cq.min_offset();
+        let max = visible_max(&cq, phys_bound);
         r.min_offset = min;
         r.max_offset = max;
         if max == 0 {
@@ -647,6 +706,14 @@ impl MessageStore {
     /// Next queue offset to be written (0 for an unknown queue).
     pub fn max_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
         self.inner.cq(topic, queue_id).map_or(0, |q| q.max_offset())
+    }
+
+    /// Next queue offset whose record ends at or below the CommitLog offset `phys_bound`
+    /// (the queue's max offset as a reader bounded there sees it; 0 for an unknown queue).
+    pub fn max_offset_in_queue_below(&self, topic: &str, queue_id: i32, phys_bound: i64) -> i64 {
+        self.inner
+            .cq(topic, queue_id)
+            .map_or(0, |q| visible_max(&q, phys_bound))
     }
 
     /// First readable queue offset (0 for an unknown queue).
@@ -766,10 +833,14 @@ impl MessageStore {
         self.inner.commitlog.flushed_offset()
     }
 
-    /// Replication confirm offset (defaults to the max offset until HA sets it).
+    /// Replication confirm offset (defaults to the max offset until HA sets it, or to 0
+    /// when [`MessageStore::set_confirm_strict`] is on).
     pub fn confirm_offset(&self) -> i64 {
         let c = self.inner.confirm_offset.load(Ordering::Acquire);
         if c <= 0 {
+            if self.inner.confirm_strict.load(Ordering::Acquire) {
+                return 0;
+            }
             self.commitlog_max_offset()
         } else {
             c.min(self.commitlog_max_offset())
@@ -779,6 +850,13 @@ impl MessageStore {
     /// Sets the replication confirm offset.
     pub fn set_confirm_offset(&self, offset: i64) {
         self.inner.confirm_offset.store(offset, Ordering::Release);
+    }
+
+    /// Strict confirm offset (DLedger): an unset (`<= 0`) confirm offset means no byte is
+    /// confirmed yet. Without it a fresh group would show every byte until the first
+    /// commit, including bytes a new leader may truncate.
+    pub fn set_confirm_strict(&self, strict: bool) {
+        self.inner.confirm_strict.store(strict, Ordering::Release);
     }
 
     /// CommitLog offset below which every record is in its ConsumeQueue and the index.

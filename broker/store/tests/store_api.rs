@@ -629,3 +629,40 @@ fn replication_hooks_copy_the_log_byte_for_byte() {
         master.get_message("H", 1, 59, 1, 1 << 20, &all).messages
     );
 }
+
+#[test]
+fn bounded_reads_stop_at_the_confirm_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(small_config(dir.path()));
+    let rt = rt();
+    let mut ends = Vec::new();
+    for i in 0..5 {
+        let r = rt.block_on(store.put_message(msg("T", 0, format!("m{i}").as_bytes())));
+        let a = r.append.unwrap();
+        ends.push(a.wrote_offset + a.wrote_bytes as i64);
+    }
+    // Unbounded: everything.
+    assert_eq!(store.max_offset_in_queue_below("T", 0, i64::MAX), 5);
+    // Bound inside record 3: records 0..=2 are visible.
+    let bound = ends[2] + 1;
+    assert_eq!(store.max_offset_in_queue_below("T", 0, bound), 3);
+    assert_eq!(store.max_offset_in_queue_below("T", 0, ends[2]), 3);
+    assert_eq!(store.max_offset_in_queue_below("T", 0, 0), 0);
+    assert_eq!(store.max_offset_in_queue_below("T", 0, ends[4]), 5);
+    let g = store.get_message_below("T", 0, 0, 32, 1 << 20, &all, bound);
+    assert_eq!(g.status, GetStatus::Found);
+    assert_eq!(g.messages.len(), 3);
+    assert_eq!((g.next_begin_offset, g.max_offset), (3, 3));
+    let g = store.get_message_below("T", 0, 3, 32, 1 << 20, &all, bound);
+    assert_eq!(g.status, GetStatus::OffsetOverflowOne);
+    assert_eq!(g.next_begin_offset, 3);
+    let g = store.get_message_below("T", 0, 0, 32, 1 << 20, &all, 0);
+    assert_eq!(g.status, GetStatus::NoMessageInQueue);
+
+    // Strict confirm offset: unset means nothing is confirmed.
+    assert_eq!(store.confirm_offset(), ends[4]);
+    store.set_confirm_strict(true);
+    assert_eq!(store.confirm_offset(), 0);
+    store.set_confirm_offset(ends[1]);
+    assert_eq!(store.confirm_offset(), ends[1]);
+}

@@ -466,9 +466,7 @@ impl HaState {
 
 /// Whether DLedger replaces classic HA for this broker.
 fn dledger_mode(cfg: &BrokerConfig) -> bool {
-    cfg.given
-        .get("enableDLegerCommitLog")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    cfg.dledger.is_some()
 }
 
 /// Starts the HA services of `b`'s role: the HA listener on masters, the HA client and
@@ -502,6 +500,9 @@ pub async fn spawn(b: &Arc<Broker>) -> Result<Vec<tokio::task::JoinHandle<()>>, 
 
 /// Adds the replication keys to GET_BROKER_RUNTIME_INFO.
 pub fn runtime_info(b: &Broker, t: &mut BTreeMap<String, String>) {
+    if b.dledger.is_some() {
+        return;
+    }
     let max = b.store.commitlog_max_offset();
     let ha = &b.ha;
     if ha.role == BrokerRole::Slave {
@@ -575,7 +576,7 @@ fn physical_memory() -> u64 {
 /// group's `whichBrokerWhenConsumeSlowly`.
 pub fn suggest_broker_id(b: &Broker, group: &str, last_phys: i64) -> Option<i64> {
     let ha = &b.ha;
-    if ha.role == BrokerRole::Slave || !ha.cfg.slave_read_enable {
+    if ha.role == BrokerRole::Slave || !ha.cfg.slave_read_enable || b.dledger.is_some() {
         return None;
     }
     let threshold = ha.cfg.slave_read_lag_bytes.unwrap_or_else(|| {

@@ -86,6 +86,7 @@ pub async fn handle(b: &Broker, _ch: &Channel, req: RemotingCommand) -> ProcessR
             };
             Ok(Some(RemotingCommand::success().with_body(encode_body(&t)?)))
         }
+        rc::FLOTILLA_TRANSFER_LEADERSHIP => transfer_leadership(b, &req).await,
         rc::GET_CONSUME_STATS => consume_stats(b, &req),
         rc::GET_TOPIC_STATS_INFO => topic_stats(b, &req),
         rc::GET_CONSUMER_CONNECTION_LIST => {
@@ -210,6 +211,44 @@ async fn update_config(b: &Broker, req: &RemotingCommand) -> ProcessResult {
     }
 }
 
+/// FLOTILLA_TRANSFER_LEADERSHIP: hands DLedger leadership to `targetSelfId` (waits at most
+/// `timeoutMillis`, default 10 s). SUCCESS once the target leads; SERVICE_NOT_AVAILABLE
+/// when this member is not the leader (the remark names the leader); INVALID_PARAMETER for
+/// an unknown member; SYSTEM_ERROR on timeout.
+#[tracing::instrument(skip_all, fields(target = Ext(req).opt("targetSelfId").unwrap_or("")))]
+async fn transfer_leadership(b: &Broker, req: &RemotingCommand) -> ProcessResult {
+    use flotilla_dledger::TransferError;
+    let e = Ext(req);
+    let target = e.string("targetSelfId").map_err(bad_header)?;
+    let timeout_ms = e
+        .i64_opt("timeoutMillis")
+        .map_err(bad_header)?
+        .unwrap_or(10_000);
+    let timeout = std::time::Duration::from_millis(
+        u64::try_from(timeout_ms.clamp(1, 120_000)).unwrap_or(10_000),
+    );
+    let Some(d) = &b.dledger else {
+        return Err(ProcessError::new(
+            code::SERVICE_NOT_AVAILABLE,
+            "this broker does not run in DLedger mode (enableDLegerCommitLog=false)",
+        ));
+    };
+    match d.engine.transfer_leadership(target, timeout).await {
+        Ok(()) => {
+            tracing::info!(target, "leadership transferred");
+            ok()
+        }
+        Err(err) => {
+            let c = match &err {
+                TransferError::NotLeader { .. } => code::SERVICE_NOT_AVAILABLE,
+                TransferError::UnknownPeer(_) => code::INVALID_PARAMETER,
+                _ => code::SYSTEM_ERROR,
+            };
+            Err(ProcessError::new(c, format!("{}: {err}", err.code())))
+        }
+    }
+}
+
 /// The GET_BROKER_RUNTIME_INFO table.
 pub fn runtime_info(b: &Broker) -> BTreeMap<String, String> {
     let cfg = b.config();
@@ -223,7 +262,9 @@ pub fn runtime_info(b: &Broker) -> BTreeMap<String, String> {
     };
     put("brokerVersionDesc", "V5_3_3".into());
     put("brokerVersion", version::CURRENT.to_string());
-    put("brokerRole", cfg.broker_role.name().into());
+    let (role, broker_id) = b.effective_role();
+    put("brokerRole", role.name().into());
+    put("brokerId", broker_id.to_string());
     put("bootTimestamp", b.boot_ms.to_string());
     put("runtime", format!("{} ms", now_ms() - b.boot_ms));
     put("msgPutTotalTodayNow", load(&b.stats.put_msgs));
@@ -255,7 +296,7 @@ pub fn runtime_info(b: &Broker) -> BTreeMap<String, String> {
         cfg.broker_permission.to_string(),
     );
     put("flotillaBrokerName", cfg.broker_name.clone());
-    put("flotillaBrokerId", cfg.broker_id.to_string());
+    put("flotillaBrokerId", broker_id.to_string());
     put("flotillaClusterName", cfg.broker_cluster_name.clone());
     put("flotillaBrokerAddr", cfg.broker_addr());
     put("flotillaDiskFull", b.store.is_disk_full().to_string());
@@ -263,6 +304,22 @@ pub fn runtime_info(b: &Broker) -> BTreeMap<String, String> {
     put("flotillaConsumerConnections", consumers.to_string());
     put("flotillaPutFailures", load(&b.stats.put_failures));
     crate::ha::runtime_info(b, &mut t);
+    if let Some(d) = &b.dledger {
+        // The names the agent's probe reads (`dLegerRole`, `dLegerTerm`).
+        let rs = d.role_state();
+        t.insert(
+            "dLegerRole".into(),
+            crate::dledger::role_name(rs.role).into(),
+        );
+        t.insert("dLegerTerm".into(), rs.term.to_string());
+        t.insert("dLegerLeader".into(), rs.leader_id.unwrap_or_default());
+        t.insert("dLegerSelfId".into(), d.engine.self_id().to_string());
+        t.insert(
+            "dLegerCommitOffset".into(),
+            d.engine.commit_offset().to_string(),
+        );
+        t.insert("dLegerWritable".into(), d.is_writable().to_string());
+    }
     t
 }
 
@@ -290,7 +347,7 @@ fn consume_stats(b: &Broker, req: &RemotingCommand) -> ProcessResult {
             continue;
         };
         for qid in 0..tc.read_queue_nums.max(tc.write_queue_nums) {
-            let broker_offset = b.store.max_offset_in_queue(&topic, qid);
+            let broker_offset = b.max_offset_in_queue(&topic, qid);
             let consumer_offset = b.offsets.query(group, &topic, qid).unwrap_or(0);
             let pull_offset = b
                 .offsets
@@ -330,7 +387,7 @@ fn topic_stats(b: &Broker, req: &RemotingCommand) -> ProcessResult {
     let cfg = b.config();
     let mut t = TopicStatsTable::default();
     for qid in 0..tc.write_queue_nums.max(tc.read_queue_nums) {
-        let max = b.store.max_offset_in_queue(topic, qid);
+        let max = b.max_offset_in_queue(topic, qid);
         let last = if max > 0 {
             b.store.message_store_time(topic, qid, max - 1).unwrap_or(0)
         } else {
@@ -373,7 +430,7 @@ fn reset_offset(b: &Broker, req: &RemotingCommand) -> ProcessResult {
     for q in queues {
         let (min, max) = (
             b.store.min_offset_in_queue(topic, q),
-            b.store.max_offset_in_queue(topic, q),
+            b.max_offset_in_queue(topic, q),
         );
         let target = match offset {
             Some(o) if o >= 0 => o.clamp(min, max),

@@ -26,7 +26,7 @@ pub fn query_offset(b: &Broker, req: &RemotingCommand) -> ProcessResult {
         return Ok(Some(RemotingCommand::success().with_ext("offset", off)));
     }
     let min = b.store.min_offset_in_queue(topic, qid);
-    let max = b.store.max_offset_in_queue(topic, qid);
+    let max = b.max_offset_in_queue(topic, qid);
     if set_zero != Some(false) && min <= 0 && max == 0 {
         return Ok(Some(RemotingCommand::success().with_ext("offset", 0)));
     }

@@ -63,6 +63,7 @@ pub const HANDLED_CODES: &[i32] = &[
     rc::GET_ALL_CONSUMER_OFFSET,
     rc::GET_ALL_DELAY_OFFSET,
     rc::TRIGGER_DELETE_FILES,
+    rc::FLOTILLA_TRANSFER_LEADERSHIP,
 ];
 
 /// The broker's request processor.

@@ -5,7 +5,8 @@
 //! the suspend bit and nothing to return, the request is held (up to the header's
 //! `suspendTimeoutMillis`, re-checking every 5 s) until the store reports a new message for
 //! the queue. The commit bit stores the consumer's offset on the way in. Store statuses map
-//! to response codes as Java's `PullMessageProcessor` does.
+//! to response codes as Java's `PullMessageProcessor` does. In DLedger mode a pull reads
+//! only below the commit offset ([`Broker::read_bound`]); held pulls are woken when it moves.
 
 use std::time::Duration;
 
@@ -44,23 +45,27 @@ fn attempt(b: &Broker, h: &PullHeader, filter: &TagFilter) -> Outcome {
         .filter(|m| *m > 0)
         .unwrap_or(usize::MAX)
         .min(8 << 20);
+    // DLedger: only committed records exist for consumers (the bound is i64::MAX otherwise).
+    let bound = b.read_bound();
     let r = if filter.is_all() {
-        b.store.get_message(
+        b.store.get_message_below(
             &h.topic,
             h.queue_id,
             h.queue_offset,
             h.max_msg_nums,
             max_bytes,
             &|_| true,
+            bound,
         )
     } else {
-        b.store.get_message(
+        b.store.get_message_below(
             &h.topic,
             h.queue_id,
             h.queue_offset,
             h.max_msg_nums,
             max_bytes,
             &|c| filter.matches_code(c),
+            bound,
         )
     };
     let (mut c, mut next) = (code::SUCCESS, r.next_begin_offset);
@@ -192,11 +197,11 @@ pub async fn pull(b: &Broker, _ch: &Channel, req: RemotingCommand) -> ProcessRes
             &mut resp,
             reset,
             b.store.min_offset_in_queue(&h.topic, h.queue_id),
-            b.store.max_offset_in_queue(&h.topic, h.queue_id),
+            b.max_offset_in_queue(&h.topic, h.queue_id),
         );
         return Ok(Some(resp));
     }
-    if h.commit() && h.commit_offset >= 0 && cfg.is_master() {
+    if h.commit() && h.commit_offset >= 0 && b.is_master() {
         b.offsets
             .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
     }

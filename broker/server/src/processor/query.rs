@@ -76,10 +76,9 @@ pub fn max_offset(b: &Broker, req: &RemotingCommand) -> ProcessResult {
     let e = Ext(req);
     let topic = e.topic("topic").map_err(bad_header)?;
     let qid = e.queue_id("queueId").map_err(bad_header)?;
-    Ok(Some(RemotingCommand::success().with_ext(
-        "offset",
-        b.store.max_offset_in_queue(topic, qid),
-    )))
+    Ok(Some(
+        RemotingCommand::success().with_ext("offset", b.max_offset_in_queue(topic, qid)),
+    ))
 }
 
 /// GET_MIN_OFFSET.

@@ -177,7 +177,25 @@ fn resolve_topic(b: &Broker, h: &SendHeader) -> Result<TopicConfig, ProcessError
 pub async fn send(b: &Broker, ch: &Channel, req: RemotingCommand) -> ProcessResult {
     let mut h = SendHeader::parse(&req).map_err(bad_header)?;
     let cfg = b.config();
-    if !cfg.is_master() {
+    if let Some(d) = &b.dledger
+        && !d.is_writable()
+    {
+        // Java answers a non-leader with SERVICE_NOT_AVAILABLE; the client retries on
+        // another route once it refreshes. Checked before anything is appended.
+        let rs = d.role_state();
+        return Err(ProcessError::new(
+            code::SERVICE_NOT_AVAILABLE,
+            format!(
+                "the broker[{}] is not master: DLedger member {} is {} in term {} (leader: {})",
+                cfg.broker_name,
+                d.engine.self_id(),
+                crate::dledger::role_name(rs.role),
+                rs.term,
+                rs.leader_id.as_deref().unwrap_or("unknown")
+            ),
+        ));
+    }
+    if !b.is_master() {
         // NO_PERMISSION (not SLAVE_NOT_AVAILABLE, which clients read as "stored"): the
         // client fails over to a writable broker.
         return Err(ProcessError::new(
