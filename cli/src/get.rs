@@ -2,7 +2,8 @@
 //! first (phase, ready members, nameserver address; node phase, address, instances).
 
 use flotilla_proto::v1::{
-    Cluster, ClusterPhase, ListClustersRequest, ListNodesRequest, Node, NodePhase,
+    Cluster, ClusterPhase, GetClusterRequest, InstanceKind, ListClustersRequest, ListNodesRequest,
+    Member, MemberRole, Node, NodePhase,
 };
 
 use crate::client::{self, ClientError};
@@ -123,4 +124,123 @@ pub async fn nodes(server: &str) -> Result<(), GetError> {
         token = resp.next_page_token;
     }
     Ok(())
+}
+
+fn role_name(r: i32) -> &'static str {
+    match MemberRole::try_from(r) {
+        Ok(MemberRole::Namesrv) => "namesrv",
+        Ok(MemberRole::Master) => "master",
+        Ok(MemberRole::Slave) => "slave",
+        Ok(MemberRole::Leader) => "leader",
+        Ok(MemberRole::Follower) => "follower",
+        Ok(MemberRole::Candidate) => "candidate",
+        _ => "-",
+    }
+}
+
+/// One row of `flotilla get members`.
+pub fn member_line(m: &Member) -> String {
+    let broker = m.kind == InstanceKind::Broker as i32;
+    let id = if broker {
+        m.broker_id.to_string()
+    } else {
+        "-".to_string()
+    };
+    let term = if m.term > 0 {
+        m.term.to_string()
+    } else {
+        "-".to_string()
+    };
+    let offsets = match (&m.commit_log, broker) {
+        (Some(o), true) => format!("{}/{}", o.max_offset, o.confirmed_offset),
+        _ => "-".to_string(),
+    };
+    format!(
+        "{:<22} {:<10} {:>3} {:>5} {:<10} {:<22} {:>8} {:<5} {:>9} {:<10} {}",
+        m.name,
+        role_name(m.role),
+        id,
+        term,
+        m.node,
+        m.address,
+        m.pid,
+        if m.ready { "yes" } else { "no" },
+        m.restarts,
+        m.state,
+        offsets
+    )
+}
+
+/// Prints every member of one cluster: role, id, term, placement, process, readiness, offsets.
+pub async fn members(server: &str, cluster: &str) -> Result<(), GetError> {
+    let mut c = client::clusters(server).await?;
+    let cl = c
+        .get_cluster(GetClusterRequest {
+            name: cluster.to_string(),
+        })
+        .await?
+        .into_inner();
+    println!("{}", cluster_line(&cl));
+    println!(
+        "{:<22} {:<10} {:>3} {:>5} {:<10} {:<22} {:>8} {:<5} {:>9} {:<10} MAX/CONFIRMED",
+        "MEMBER", "ROLE", "ID", "TERM", "NODE", "ADDRESS", "PID", "READY", "RESTARTS", "STATE"
+    );
+    for m in cl
+        .status
+        .as_ref()
+        .map(|s| s.members.as_slice())
+        .unwrap_or(&[])
+    {
+        println!("{}", member_line(m));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_proto::v1::CommitLogOffsets;
+
+    #[test]
+    fn member_rows_show_role_id_term_and_offsets() {
+        let m = Member {
+            name: "c-0-1".into(),
+            kind: InstanceKind::Broker as i32,
+            role: MemberRole::Leader as i32,
+            broker_id: 0,
+            term: 7,
+            node: "node-b".into(),
+            address: "127.0.0.2:10911".into(),
+            pid: 4242,
+            ready: true,
+            state: "Running".into(),
+            commit_log: Some(CommitLogOffsets {
+                min_offset: 0,
+                max_offset: 2048,
+                confirmed_offset: 1024,
+            }),
+            ..Default::default()
+        };
+        let row = member_line(&m);
+        for part in [
+            "c-0-1",
+            "leader",
+            " 0 ",
+            " 7 ",
+            "node-b",
+            "4242",
+            "yes",
+            "2048/1024",
+        ] {
+            assert!(row.contains(part), "{part:?} in {row:?}");
+        }
+        let ns = Member {
+            name: "c-namesrv-0".into(),
+            kind: InstanceKind::Namesrv as i32,
+            role: MemberRole::Namesrv as i32,
+            ..Default::default()
+        };
+        let row = member_line(&ns);
+        assert!(row.contains("namesrv") && !row.contains('/'), "{row}");
+    }
 }

@@ -39,11 +39,13 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
         server: String,
     },
-    /// List resources.
+    /// List resources (`clusters`, `nodes`, or `members CLUSTER`).
     Get {
         /// What to list.
         #[arg(value_enum)]
         what: What,
+        /// The cluster, for `members`.
+        cluster: Option<String>,
         /// Control-plane address.
         #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
         server: String,
@@ -56,6 +58,8 @@ enum Cmd {
 enum What {
     Clusters,
     Nodes,
+    /// Every member of one cluster: role, id, term, node, address, pid, readiness, offsets.
+    Members,
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -71,10 +75,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Get { what, server } => {
+        Cmd::Get {
+            what,
+            cluster,
+            server,
+        } => {
             match what {
                 What::Clusters => get::clusters(&server).await?,
                 What::Nodes => get::nodes(&server).await?,
+                What::Members => {
+                    let cluster = cluster
+                        .ok_or_else(|| anyhow::anyhow!("usage: flotilla get members CLUSTER"))?;
+                    get::members(&server, &cluster).await?
+                }
             }
             Ok(())
         }

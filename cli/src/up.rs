@@ -429,7 +429,10 @@ fn print_banner(st: &UpState, c: &Cluster, data: &Path) {
     if !master.is_empty() {
         println!("  flotilla bench --broker {master} --messages 10000");
     }
-    println!("  flotilla get clusters --server {}", st.cp_listen);
+    println!(
+        "  flotilla get members {} --server {}   (roles, addresses, offsets)",
+        st.cluster, st.cp_listen
+    );
     println!();
     println!("Press Ctrl-C to stop. Run `flotilla up` again to resume this cluster.");
 }

@@ -1,5 +1,6 @@
 //! End-to-end test of the README's main command, `flotilla up`: it starts a control plane
-//! and three agents as processes, creates the default cluster, waits until it is ready and
+//! and three agents as processes, creates the default cluster (one nameserver and a
+//! three-member DLedger group), waits until it is ready and
 //! prints the nameserver address; a real RocketMQ client round-trips messages through it;
 //! Ctrl-C (SIGINT) stops every process it started; running it again resumes the cluster.
 
@@ -20,8 +21,6 @@ fn start_up(data: &Path, log: &Path) -> Proc {
         "up",
         "--data-dir",
         &data.display().to_string(),
-        "--mode",
-        "master-slave",
         "--ready-timeout",
         "140s",
     ]);
@@ -80,13 +79,20 @@ async fn stop_with_ctrl_c(up: &mut Proc, log: &Path, pids: &BTreeSet<i64>) {
         .wait_exit(Duration::from_secs(120))
         .unwrap_or_else(|| panic!("flotilla up did not stop on Ctrl-C"));
     let out = std::fs::read_to_string(log).unwrap_or_default();
-    assert!(status.success(), "flotilla up exits cleanly: {status:?}\n{out}");
+    assert!(
+        status.success(),
+        "flotilla up exits cleanly: {status:?}\n{out}"
+    );
     assert!(out.contains("Stopped."), "{out}");
     let pids = pids.clone();
-    wait_until("every started process gone", Duration::from_secs(30), || {
-        let pids = pids.clone();
-        async move { pids.iter().all(|p| !alive(*p)).then_some(()) }
-    })
+    wait_until(
+        "every started process gone",
+        Duration::from_secs(30),
+        || {
+            let pids = pids.clone();
+            async move { pids.iter().all(|p| !alive(*p)).then_some(()) }
+        },
+    )
     .await
     .unwrap_or_else(|e| {
         let left: Vec<_> = pids.iter().filter(|p| alive(**p)).collect();
@@ -108,13 +114,24 @@ async fn flotilla_up_serves_a_real_client_stops_on_ctrl_c_and_resumes() {
     let producer = client.producer(&ns, "pg-up").await;
     let sent = rmq::send_all(&producer, "UpTopic", (0..20).map(|i| format!("up-{i}")), 20).await;
     assert_eq!(sent.len(), 20, "every send is acknowledged");
-    rmq::consume_all(&client, &ns, "cg-up", "UpTopic", &sent, Duration::from_secs(60)).await;
+    rmq::consume_all(
+        &client,
+        &ns,
+        "cg-up",
+        "UpTopic",
+        &sent,
+        Duration::from_secs(60),
+    )
+    .await;
     let mut producer = producer;
     producer.shutdown().await;
     client.shutdown().await;
 
     let pids = started_processes(&data);
-    assert!(pids.len() >= 7, "cp, 3 agents, a nameserver and two brokers: {pids:?}");
+    assert!(
+        pids.len() >= 8,
+        "cp, 3 agents, a nameserver and a 3-member DLedger group: {pids:?}"
+    );
     stop_with_ctrl_c(&mut up, &log, &pids).await;
 
     // Running it again resumes the same cluster from the data dir.
