@@ -17,11 +17,11 @@ use std::time::{Duration, SystemTime};
 
 use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::node_service_client::NodeServiceClient;
-use flotilla_proto::v1::{GetNodeRequest, NodePhase};
 use flotilla_proto::v1::{
     BrokerMode, BrokerSpec, Cluster, ClusterPhase, ClusterSpec, GetClusterRequest, InstanceKind,
     Member, NameServerSpec, ObjectMeta, Placement, UpdateClusterRequest, placement::Spread,
 };
+use flotilla_proto::v1::{GetNodeRequest, NodePhase};
 use tonic::transport::Channel;
 
 use crate::{Proc, bin_path, free_port, temp_dir, wait_for_port, wait_until};
@@ -271,28 +271,33 @@ impl Fleet {
             .unwrap_or(0.0);
         let nodes: Vec<String> = self.agents.keys().cloned().collect();
         let nodes = &nodes;
-        let r = wait_until("nodes ready with fresh heartbeats", FLEET_WAIT, || async move {
-            let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.cp_addr))
-                .ok()?
-                .connect()
-                .await
-                .ok()?;
-            let mut client = NodeServiceClient::new(ch);
-            for n in nodes {
-                let node = client
-                    .get_node(GetNodeRequest { name: n.clone() })
-                    .await
-                    .ok()?
-                    .into_inner();
-                let st = node.status?;
-                let hb = st.last_heartbeat?;
-                let hb = hb.seconds as f64 + f64::from(hb.nanos) / 1e9;
-                if st.phase != NodePhase::Ready as i32 || hb <= since {
-                    return None;
+        let r = wait_until(
+            "nodes ready with fresh heartbeats",
+            FLEET_WAIT,
+            || async move {
+                let ch =
+                    tonic::transport::Endpoint::from_shared(format!("http://{}", self.cp_addr))
+                        .ok()?
+                        .connect()
+                        .await
+                        .ok()?;
+                let mut client = NodeServiceClient::new(ch);
+                for n in nodes {
+                    let node = client
+                        .get_node(GetNodeRequest { name: n.clone() })
+                        .await
+                        .ok()?
+                        .into_inner();
+                    let st = node.status?;
+                    let hb = st.last_heartbeat?;
+                    let hb = hb.seconds as f64 + f64::from(hb.nanos) / 1e9;
+                    if st.phase != NodePhase::Ready as i32 || hb <= since {
+                        return None;
+                    }
                 }
-            }
-            Some(())
-        })
+                Some(())
+            },
+        )
         .await;
         if let Err(e) = r {
             panic!("{e}\n{}", self.logs());

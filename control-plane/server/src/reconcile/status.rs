@@ -82,7 +82,9 @@ pub fn state_name(s: i32) -> &'static str {
 /// Whether a broker has registered with every nameserver of the cluster: until it has,
 /// clients cannot find it, so it does not count as ready.
 fn registered_everywhere(registered: &[String], nameservers: &[String]) -> bool {
-    nameservers.iter().all(|ns| registered.iter().any(|r| r == ns))
+    nameservers
+        .iter()
+        .all(|ns| registered.iter().any(|r| r == ns))
 }
 
 fn member(
@@ -352,7 +354,10 @@ mod tests {
         let observed: HashMap<_, _> = [("c-0-0".to_string(), o)].into();
         let nodes: HashMap<_, _> = [("n1".to_string(), true)].into();
         let s = fold(&input(&members, &observed, &nodes, None, 1));
-        assert!(!s.members[0].ready, "answers, but clients cannot find it yet");
+        assert!(
+            !s.members[0].ready,
+            "answers, but clients cannot find it yet"
+        );
         assert_ne!(s.phase, ClusterPhase::Running as i32);
         let mut o = obs("c-0-0", true, "h1");
         o.registered_nameservers = vec!["h:9876".into(), "old:9876".into()];
