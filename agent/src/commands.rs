@@ -57,6 +57,17 @@ pub enum CommandFailure {
     /// The action is not supported by this agent.
     #[error("action {0} is not implemented")]
     Unimplemented(&'static str),
+    /// A DLedger action reached a member that is not the group's leader: the control plane
+    /// retries on the node of `leader` (empty while an election runs). Not journaled — the
+    /// answer depends on the moment, a repeat asks again.
+    #[error("this instance is not the DLedger leader (leader: {})", if leader.is_empty() { "unknown" } else { leader.as_str() })]
+    NotLeader {
+        /// `dLegerLeader` of the instance's runtime info (a DLedger self id), if known.
+        leader: String,
+    },
+    /// A DLedger action reached an instance that does not run in DLedger mode.
+    #[error("the instance does not run in DLedger mode (enableDLegerCommitLog=false)")]
+    NotDLedger,
 }
 
 impl CommandFailure {
@@ -69,13 +80,15 @@ impl CommandFailure {
             Self::TopicNotFound(_) => "TOPIC_NOT_FOUND",
             Self::Invalid(_) => "INVALID_COMMAND",
             Self::Unimplemented(_) => "UNIMPLEMENTED",
+            Self::NotLeader { .. } => "NOT_LEADER",
+            Self::NotDLedger => "NOT_DLEDGER",
         }
     }
 
     /// Whether the outcome is final and goes into the journal (transport failures are not:
     /// a repeat should try again).
     pub fn is_final(&self) -> bool {
-        !matches!(self, Self::Unreachable(_))
+        !matches!(self, Self::Unreachable(_) | Self::NotLeader { .. })
     }
 
     /// The protobuf error.
@@ -87,6 +100,7 @@ impl CommandFailure {
             Self::TopicNotFound(_) => rpc_code::NOT_FOUND,
             Self::Invalid(_) => rpc_code::INVALID_ARGUMENT,
             Self::Unimplemented(_) => rpc_code::UNIMPLEMENTED,
+            Self::NotLeader { .. } | Self::NotDLedger => rpc_code::FAILED_PRECONDITION,
         };
         CommandError {
             code,
@@ -514,8 +528,106 @@ pub async fn execute(
             })))
         }
         A::QueryMessages(_) => Err(CommandFailure::Unimplemented("query_messages")),
-        A::TransferLeadership(_) => Err(CommandFailure::Unimplemented("transfer_leadership")),
+        A::TransferLeadership(t) => {
+            transfer_leadership(client, addr, &t.target_self_id).await?;
+            Ok(None)
+        }
     }
+}
+
+/// How long the broker may take to hand leadership over (`timeoutMillis`).
+pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What to do with a transfer request, given the instance's runtime info.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TransferPlan {
+    /// The target already leads: nothing to do.
+    AlreadyLeads,
+    /// This instance leads: ask it to hand over.
+    Transfer,
+}
+
+/// Decides a transfer from the instance's runtime info (`dLegerRole`, `dLegerSelfId`,
+/// `dLegerLeader`): only the leader can hand over, so any other member answers NOT_LEADER
+/// naming the leader it knows.
+pub fn plan_transfer(
+    info: &BTreeMap<String, String>,
+    target: &str,
+) -> Result<TransferPlan, CommandFailure> {
+    if target.trim().is_empty() {
+        return Err(CommandFailure::Invalid("target_self_id is empty".into()));
+    }
+    let Some(role) = info.get("dLegerRole") else {
+        return Err(CommandFailure::NotDLedger);
+    };
+    let leader = info.get("dLegerLeader").cloned().unwrap_or_default();
+    if role != "LEADER" {
+        return Err(CommandFailure::NotLeader { leader });
+    }
+    if info.get("dLegerSelfId").map(String::as_str) == Some(target) {
+        return Ok(TransferPlan::AlreadyLeads);
+    }
+    Ok(TransferPlan::Transfer)
+}
+
+/// Maps the broker's answer to FLOTILLA_TRANSFER_LEADERSHIP (`leader`: the leader the
+/// instance reports after a refusal).
+pub fn transfer_answer(code: i32, remark: &str, leader: &str) -> Result<(), CommandFailure> {
+    match code {
+        response_code::SUCCESS => Ok(()),
+        // Lost leadership between the check and the request.
+        response_code::SERVICE_NOT_AVAILABLE => Err(CommandFailure::NotLeader {
+            leader: leader.to_string(),
+        }),
+        response_code::INVALID_PARAMETER => Err(CommandFailure::Invalid(remark.to_string())),
+        code => Err(CommandFailure::Broker {
+            code,
+            remark: remark.to_string(),
+        }),
+    }
+}
+
+async fn runtime_info(
+    client: &RemotingClient,
+    addr: &str,
+) -> Result<BTreeMap<String, String>, CommandFailure> {
+    let resp = invoke(
+        client,
+        addr,
+        RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO),
+    )
+    .await?;
+    let t: flotilla_remoting::protocol::KVTable = decode_body(&resp.body).map_err(bad)?;
+    Ok(t.table.into_iter().collect())
+}
+
+/// Hands DLedger leadership to `target` through the local instance, which must lead.
+async fn transfer_leadership(
+    client: &RemotingClient,
+    addr: &str,
+    target: &str,
+) -> Result<(), CommandFailure> {
+    let info = runtime_info(client, addr).await?;
+    if plan_transfer(&info, target)? == TransferPlan::AlreadyLeads {
+        return Ok(());
+    }
+    let cmd = RemotingCommand::request(request_code::FLOTILLA_TRANSFER_LEADERSHIP)
+        .with_ext("targetSelfId", target)
+        .with_ext("timeoutMillis", TRANSFER_TIMEOUT.as_millis());
+    let resp = client
+        .invoke(addr, cmd, TRANSFER_TIMEOUT + ADMIN_TIMEOUT)
+        .await
+        .map_err(|e| CommandFailure::Unreachable(e.to_string()))?;
+    let leader = if resp.code == response_code::SERVICE_NOT_AVAILABLE {
+        runtime_info(client, addr)
+            .await
+            .ok()
+            .and_then(|i| i.get("dLegerLeader").cloned())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    transfer_answer(resp.code, resp.remark.as_deref().unwrap_or(""), &leader)
 }
 
 /// Creates the topics and subscription groups of an export (system topics skipped).
@@ -569,6 +681,51 @@ mod tests {
         assert_eq!(e.to_proto().reason, "BROKER_ERROR");
         assert!(is_system_topic("%RETRY%g"));
         assert!(!is_system_topic("orders"));
+    }
+
+    #[test]
+    fn transfer_needs_the_leader() {
+        let info = |role: &str, me: &str, leader: &str| {
+            BTreeMap::from([
+                ("dLegerRole".to_string(), role.to_string()),
+                ("dLegerSelfId".to_string(), me.to_string()),
+                ("dLegerLeader".to_string(), leader.to_string()),
+            ])
+        };
+        assert_eq!(
+            plan_transfer(&info("LEADER", "n0", "n0"), "n1").unwrap(),
+            TransferPlan::Transfer
+        );
+        assert_eq!(
+            plan_transfer(&info("LEADER", "n1", "n1"), "n1").unwrap(),
+            TransferPlan::AlreadyLeads
+        );
+        let e = plan_transfer(&info("FOLLOWER", "n2", "n0"), "n1").unwrap_err();
+        assert!(matches!(&e, CommandFailure::NotLeader { leader } if leader == "n0"));
+        assert_eq!(e.code(), "NOT_LEADER");
+        assert!(!e.is_final(), "a repeat asks again");
+        let p = e.to_proto();
+        assert_eq!((p.code, p.reason.as_str()), (9, "NOT_LEADER"));
+        assert!(p.message.contains("n0"), "{}", p.message);
+        let e = plan_transfer(&info("CANDIDATE", "n2", ""), "n1").unwrap_err();
+        assert!(e.to_string().contains("unknown"), "{e}");
+        let e = plan_transfer(&BTreeMap::new(), "n1").unwrap_err();
+        assert_eq!(e.code(), "NOT_DLEDGER");
+        assert!(e.is_final());
+        let e = plan_transfer(&info("LEADER", "n0", "n0"), " ").unwrap_err();
+        assert_eq!(e.code(), "INVALID_COMMAND");
+    }
+
+    #[test]
+    fn transfer_answers_map() {
+        assert!(transfer_answer(response_code::SUCCESS, "", "").is_ok());
+        let e = transfer_answer(response_code::SERVICE_NOT_AVAILABLE, "x", "n2").unwrap_err();
+        assert!(matches!(&e, CommandFailure::NotLeader { leader } if leader == "n2"));
+        let e =
+            transfer_answer(response_code::INVALID_PARAMETER, "unknown peer n9", "").unwrap_err();
+        assert_eq!(e.code(), "INVALID_COMMAND");
+        let e = transfer_answer(response_code::SYSTEM_ERROR, "timeout", "").unwrap_err();
+        assert_eq!(e.code(), "BROKER_ERROR");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //!
 //! Servers started here always bind loopback addresses (127.0.0.0/8).
 
+pub mod broker_proc;
 pub mod fault_proxy;
 pub mod fleet;
 pub mod rmq;

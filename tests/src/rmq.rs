@@ -23,6 +23,9 @@ use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
 use crate::wait_until;
 
+/// How long [`Client::shutdown`] lets the client's tasks finish before it stops them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// One client runtime (threads, connections) of the real RocketMQ client.
 pub struct Client {
     owner: RuntimeOwner,
@@ -32,8 +35,11 @@ pub struct Client {
 impl Client {
     /// A new client runtime; `scope` names its threads.
     pub fn new(scope: &str) -> Client {
+        // A test's client holds connections to brokers the test may have killed or cut
+        // off; its default 30 s shutdown grace would only wait on those.
         let owner = RuntimeOwner::plan(RuntimeConfig {
             thread_name: format!("mq-{scope}"),
+            shutdown_timeout: SHUTDOWN_GRACE,
             ..Default::default()
         })
         .expect("runtime plan")
@@ -41,7 +47,10 @@ impl Client {
         .expect("client runtime");
         let rt = ClientRuntime::try_new(
             owner.root_context().component("client"),
-            ClientRuntimeConfig::default(),
+            ClientRuntimeConfig {
+                shutdown_timeout: SHUTDOWN_GRACE,
+                ..ClientRuntimeConfig::default()
+            },
             TelemetryHandle::noop(),
         )
         .expect("client runtime");
@@ -50,10 +59,20 @@ impl Client {
 
     /// A started producer of `group` using the nameserver list `ns` (`a:1;b:2`).
     pub async fn producer(&self, ns: &str, group: &str) -> DefaultMQProducer {
+        self.producer_with_timeout(ns, group, 5000).await
+    }
+
+    /// [`Client::producer`] with a send timeout of `send_timeout_ms`.
+    pub async fn producer_with_timeout(
+        &self,
+        ns: &str,
+        group: &str,
+        send_timeout_ms: u32,
+    ) -> DefaultMQProducer {
         let mut p = DefaultMQProducer::builder(self.rt.clone())
             .producer_group(group.to_string())
             .name_server_addr(ns.to_string())
-            .send_msg_timeout(5000)
+            .send_msg_timeout(send_timeout_ms)
             .build();
         p.start().await.expect("producer start");
         p
@@ -65,6 +84,12 @@ impl Client {
             .consumer_group(group.to_string())
             .name_server_addr(ns.to_string())
             .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+    }
+
+    /// The client runtime, for builders this module does not wrap (e.g. the lite pull
+    /// consumer).
+    pub fn runtime(&self) -> Arc<ClientRuntime> {
+        self.rt.clone()
     }
 
     /// Stops the runtime.

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use flotilla_proto::agent::v1::agent_service_server::{AgentService, AgentServiceServer};
 use flotilla_proto::agent::v1::{
     AgentMessage, Command as AgentCommand, ControlMessage, DesiredState, Instance, Ports,
-    RestartPolicy, agent_message, command, control_message,
+    RestartPolicy, TransferLeadership, agent_message, command, control_message,
 };
 use flotilla_proto::v1::{BrokerMode, Cluster, InstanceKind, Topic};
 use flotilla_remoting::protocol::{ClusterInfo, TopicConfigSerializeWrapper, decode_body};
@@ -500,6 +500,29 @@ async fn commands_are_applied_once_and_stale_epochs_are_refused() {
     let r = next_result(&mut in_rx, "c-3").await;
     assert!(r.success && !r.duplicate, "{r:?}");
     assert!(topic_exists(&broker_addr, "Fresh").await);
+
+    // Leadership transfer needs a DLedger leader: this classic broker answers NOT_DLEDGER.
+    out_tx
+        .send(Ok(ControlMessage {
+            message: Some(control_message::Message::Command(AgentCommand {
+                command_id: "c-4".to_string(),
+                epoch: 7,
+                expected_generation: 0,
+                instance: "cmd-broker-0".to_string(),
+                action: Some(command::Action::TransferLeadership(TransferLeadership {
+                    target_self_id: "n1".to_string(),
+                })),
+            })),
+        }))
+        .await
+        .expect("send");
+    let r = next_result(&mut in_rx, "c-4").await;
+    assert!(!r.success, "{r:?}");
+    assert_eq!(
+        r.error.as_ref().map(|e| e.reason.as_str()),
+        Some("NOT_DLEDGER"),
+        "{r:?}"
+    );
 
     // Leave nothing running: the broker is detached from the agent.
     for pid in fleet::processes_under(dir.path()) {

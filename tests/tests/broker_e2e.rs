@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use flotilla_remoting::protocol::{ClusterInfo, KVTable, TopicRouteData, decode_body};
+use flotilla_remoting::protocol::{KVTable, decode_body};
 use flotilla_remoting::{RemotingClient, RemotingCommand, request_code};
-use flotilla_tests::{
-    Proc, bin_path, free_broker_port, free_port, temp_dir, wait_for_port, wait_until,
-};
+use flotilla_tests::broker_proc::{Namesrv, registered_at, route};
+use flotilla_tests::rmq::{self, Client, Collector, body_of};
+use flotilla_tests::{Proc, bin_path, free_broker_port, temp_dir, wait_for_port, wait_until};
 use std::sync::Mutex as StdMutex;
 
 /// `std::sync::Mutex` with a panicking `lock` (a poisoned lock is a failed test anyway).
@@ -30,39 +30,18 @@ impl<T> Mutex<T> {
     }
 }
 use rocketmq_client_rust::{
-    ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
-    ConsumeConcurrentlyStatus, ConsumeOrderlyContext, ConsumeOrderlyStatus,
-    DefaultLitePullConsumer, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
-    MessageListenerConcurrently, MessageListenerOrderly, SendStatus, TelemetryHandle,
+    ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeOrderlyContext,
+    ConsumeOrderlyStatus, DefaultLitePullConsumer, MQPushConsumer, MessageListenerConcurrently,
+    MessageListenerOrderly, SendStatus,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
 const WAIT: Duration = Duration::from_secs(15);
 
 // ------------------------------------------------------------------------------------------
 // Harness
-
-struct Namesrv {
-    _proc: Proc,
-    addr: String,
-}
-
-fn start_namesrv(dir: &Path, name: &str) -> Namesrv {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new(bin_path("flotilla-namesrv"));
-    cmd.arg("--listen").arg(&addr);
-    cmd.arg("--kv-config-path")
-        .arg(dir.join(format!("{name}-kv.json")));
-    let log = dir.join(format!("{name}.log"));
-    Namesrv {
-        _proc: Proc::spawn(name, &mut cmd, Some(&log)),
-        addr,
-    }
-}
 
 struct BrokerProc {
     proc: Proc,
@@ -113,7 +92,7 @@ struct Cluster {
 impl Cluster {
     async fn start(extra: &[(&str, &str)]) -> Cluster {
         let dir = temp_dir("broker-e2e");
-        let ns = start_namesrv(dir.path(), "namesrv");
+        let ns = Namesrv::start(dir.path(), "namesrv");
         wait_for_port(&ns.addr, WAIT).await.expect("namesrv up");
         let port = free_broker_port();
         let conf = write_conf(dir.path(), port, &ns.addr, extra);
@@ -216,131 +195,8 @@ impl Cluster {
     }
 }
 
-async fn registered_at(admin: &RemotingClient, ns: &str, broker_addr: &str) -> bool {
-    let Ok(r) = admin
-        .invoke(
-            ns,
-            RemotingCommand::request(request_code::GET_BROKER_CLUSTER_INFO),
-            Duration::from_secs(2),
-        )
-        .await
-    else {
-        return false;
-    };
-    if r.code != 0 {
-        return false;
-    }
-    let Ok(info) = decode_body::<ClusterInfo>(&r.body) else {
-        return false;
-    };
-    info.broker_addr_table
-        .values()
-        .any(|b| b.broker_addrs.values().any(|a| a == broker_addr))
-}
-
-async fn route(admin: &RemotingClient, ns: &str, topic: &str) -> Option<TopicRouteData> {
-    let r = admin
-        .invoke(
-            ns,
-            RemotingCommand::request(request_code::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic),
-            Duration::from_secs(2),
-        )
-        .await
-        .ok()?;
-    if r.code != 0 {
-        return None;
-    }
-    decode_body(&r.body).ok()
-}
-
-/// The real client's runtime.
-struct Client {
-    owner: RuntimeOwner,
-    rt: Arc<ClientRuntime>,
-}
-
-impl Client {
-    fn new(scope: &str) -> Client {
-        let owner = RuntimeOwner::plan(RuntimeConfig {
-            thread_name: format!("mq-{scope}"),
-            ..Default::default()
-        })
-        .expect("runtime plan")
-        .build()
-        .expect("client runtime");
-        let rt = ClientRuntime::try_new(
-            owner.root_context().component("client"),
-            ClientRuntimeConfig::default(),
-            TelemetryHandle::noop(),
-        )
-        .expect("client runtime");
-        Client { owner, rt }
-    }
-
-    async fn producer(&self, ns: &str, group: &str) -> DefaultMQProducer {
-        let mut p = DefaultMQProducer::builder(self.rt.clone())
-            .producer_group(group.to_string())
-            .name_server_addr(ns.to_string())
-            .send_msg_timeout(5000)
-            .build();
-        p.start().await.expect("producer start");
-        p
-    }
-
-    fn push_consumer(
-        &self,
-        ns: &str,
-        group: &str,
-    ) -> rocketmq_client_rust::DefaultMQPushConsumerBuilder {
-        DefaultMQPushConsumer::builder(self.rt.clone())
-            .consumer_group(group.to_string())
-            .name_server_addr(ns.to_string())
-            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
-    }
-
-    async fn shutdown(self) {
-        let _ = self.rt.shutdown().await;
-        let _ = self.owner.shutdown_tasks().await;
-        let _ = self.owner.shutdown_background();
-    }
-}
-
 fn msg(topic: &str, tag: &str, body: String) -> Message {
-    Message::builder()
-        .topic(topic)
-        .tags(tag)
-        .body_slice(body.as_bytes())
-        .build_unchecked()
-}
-
-fn body_of(m: &MessageExt) -> String {
-    String::from_utf8_lossy(m.body_slice()).into_owned()
-}
-
-/// Collects delivered bodies.
-#[derive(Clone, Default)]
-struct Collector {
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Collector {
-    fn distinct(&self) -> BTreeSet<String> {
-        self.seen.lock().iter().cloned().collect()
-    }
-}
-
-impl MessageListenerConcurrently for Collector {
-    fn consume_message(
-        &self,
-        msgs: &[&MessageExt],
-        _ctx: &ConsumeConcurrentlyContext,
-    ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        let mut s = self.seen.lock();
-        for m in msgs {
-            s.push(body_of(m));
-        }
-        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-    }
+    rmq::msg(topic, tag, &body)
 }
 
 async fn wait_count(what: &str, c: &Collector, n: usize) {
@@ -482,7 +338,7 @@ async fn broker_tag_filtering_query_and_pull_consumer() {
     assert!(collector.distinct().iter().all(|b| !b.starts_with("TagB")));
 
     // Lite pull consumer on TagB.
-    let pull = DefaultLitePullConsumer::builder(client.rt.clone())
+    let pull = DefaultLitePullConsumer::builder(client.runtime())
         .consumer_group("cg-pull".to_string())
         .name_server_addr(cluster.ns.addr.clone())
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
@@ -829,7 +685,7 @@ async fn broker_read_only_topic_refuses_sends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_switches_nameservers_without_restart() {
     let cluster = Cluster::start(&[]).await;
-    let ns2 = start_namesrv(cluster.dir.path(), "namesrv2");
+    let ns2 = Namesrv::start(cluster.dir.path(), "namesrv2");
     wait_for_port(&ns2.addr, WAIT).await.expect("ns2 up");
     assert!(!registered_at(&cluster.admin, &ns2.addr, &cluster.broker.addr).await);
     let r = cluster

@@ -13,17 +13,19 @@
 //! Everything binds 127.0.0.1; waits are bounded polls.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flotilla_remoting::protocol::{ClusterInfo, KVTable, decode_body};
 use flotilla_remoting::{RemotingClient, RemotingCommand, request_code, response_code};
+use flotilla_tests::broker_proc::{
+    self as bp, Namesrv, broker_log, call, info_i64, registered_ids, runtime_info, spawn_broker,
+    topic_queues,
+};
 use flotilla_tests::fault_proxy::FaultProxy;
 use flotilla_tests::rmq::{self, Client};
-use flotilla_tests::{Proc, bin_path, free_broker_port, free_port, temp_dir, wait_until};
+use flotilla_tests::{Proc, free_broker_port, free_port, temp_dir, wait_until};
 use rocketmq_client_rust::SendStatus;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -31,24 +33,11 @@ const CLUSTER: &str = "RaftCluster";
 const BROKER: &str = "RaftNode00";
 const TOPIC: &str = "DlTopic";
 const QUEUES: i32 = 4;
+/// `flotillaSlaveSyncIntervalMills`: how often followers copy the leader's metadata.
+const SYNC_MS: u64 = 500;
 
 // ------------------------------------------------------------------------------------------
 // Harness
-
-struct Namesrv {
-    _proc: Proc,
-    addr: String,
-}
-
-fn start_namesrv(dir: &Path) -> Namesrv {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(bin_path("flotilla-namesrv"));
-    cmd.arg("--listen").arg(&addr).env("RUST_LOG", "info");
-    Namesrv {
-        _proc: Proc::spawn("flotilla-namesrv", &mut cmd, Some(&dir.join("namesrv.log"))),
-        addr,
-    }
-}
 
 struct Member {
     id: String,
@@ -65,17 +54,8 @@ impl Member {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
+        broker_log(&self.dir)
     }
-}
-
-fn spawn_broker(dir: &Path, conf: &Path, name: &str) -> Proc {
-    let mut cmd = Command::new(bin_path("flotilla-broker"));
-    cmd.arg("-c")
-        .arg(conf)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1");
-    Proc::spawn(name, &mut cmd, Some(&dir.join("broker.log")))
 }
 
 /// A three-member group. `peers[i]` is member i's own `dLegerPeers` string (with fault
@@ -91,7 +71,7 @@ struct Group {
 impl Group {
     async fn start(with_proxies: bool) -> Group {
         let dir = temp_dir("dledger");
-        let ns = start_namesrv(dir.path());
+        let ns = Namesrv::start(dir.path(), "namesrv");
         let n = 3;
         let ids: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
         let dl_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -129,7 +109,7 @@ impl Group {
                  enableDLegerCommitLog=true\ndLegerGroup={BROKER}\ndLegerPeers={}\n\
                  dLegerSelfId={}\nflotillaDLegerElectionTimeoutMills=600\n\
                  flotillaDLegerHeartbeatIntervalMills=100\nflotillaDLegerLeaseMills=450\n\
-                 flotillaDLegerCommitTimeoutMills=2000\n",
+                 flotillaDLegerCommitTimeoutMills=2000\nflotillaSlaveSyncIntervalMills={SYNC_MS}\n",
                 ns.addr,
                 mdir.join("store").display(),
                 peers.join(";"),
@@ -180,25 +160,23 @@ impl Group {
         .expect("leader elected")
     }
 
-    /// Creates the test topic on every member (topic metadata is per broker).
-    async fn create_topic(&self) {
-        for m in &self.members {
-            let r = call(
-                &self.admin,
-                &m.addr,
-                RemotingCommand::request(request_code::UPDATE_AND_CREATE_TOPIC)
-                    .with_ext("topic", TOPIC)
-                    .with_ext("defaultTopic", "TBW102")
-                    .with_ext("readQueueNums", QUEUES)
-                    .with_ext("writeQueueNums", QUEUES)
-                    .with_ext("perm", 6)
-                    .with_ext("topicFilterType", "SINGLE_TAG")
-                    .with_ext("topicSysFlag", 0)
-                    .with_ext("order", false),
+    /// Creates the test topic on the leader only (UPDATE_AND_CREATE_TOPIC) and waits until
+    /// both followers copied it from the leader.
+    async fn create_topic(&self, leader: usize) {
+        let m = &self.members[leader];
+        bp::create_topic(&self.admin, &m.addr, TOPIC, QUEUES, 6).await;
+        for f in &self.members {
+            wait_until(
+                "a follower to copy the topic from the leader",
+                WAIT,
+                || async {
+                    topic_queues(&self.admin, &f.addr, TOPIC)
+                        .await
+                        .filter(|&q| q == QUEUES)
+                },
             )
             .await
-            .expect("create topic call");
-            assert_eq!(r.code, 0, "create topic on {}: {:?}", m.id, r.remark);
+            .unwrap_or_else(|e| panic!("{}: {e}", f.id));
         }
     }
 
@@ -208,7 +186,7 @@ impl Group {
         let want = self.members[leader].addr.clone();
         let n = self.members.len();
         wait_until("the leader registered as brokerId 0", WAIT, || async {
-            let ids = registered_ids(&self.admin, &self.ns.addr).await;
+            let ids = registered_ids(&self.admin, &self.ns.addr, BROKER).await;
             let addrs: BTreeSet<&String> = ids.values().collect();
             (ids.get(&0) == Some(&want) && ids.len() == n && addrs.len() == n).then_some(())
         })
@@ -264,84 +242,39 @@ fn field(line: &str, key: &str) -> Option<String> {
     Some(v.trim_matches('"').to_string())
 }
 
-async fn call(admin: &RemotingClient, addr: &str, cmd: RemotingCommand) -> Option<RemotingCommand> {
-    admin.invoke(addr, cmd, Duration::from_secs(5)).await.ok()
-}
-
-async fn runtime_info(admin: &RemotingClient, addr: &str) -> Option<BTreeMap<String, String>> {
-    let r = admin
-        .invoke(
+/// The committed offset of `group` on each queue of the test topic (-1: none).
+async fn group_offsets(admin: &RemotingClient, addr: &str, group: &str) -> Option<Vec<i64>> {
+    let mut out = Vec::new();
+    for q in 0..QUEUES {
+        let r = call(
+            admin,
             addr,
-            RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO),
-            Duration::from_millis(800),
+            RemotingCommand::request(request_code::QUERY_CONSUMER_OFFSET)
+                .with_ext("consumerGroup", group)
+                .with_ext("topic", TOPIC)
+                .with_ext("queueId", q),
         )
-        .await
-        .ok()?;
-    (r.code == 0).then_some(())?;
-    decode_body::<KVTable>(&r.body).ok().map(|t| t.table)
-}
-
-async fn info_i64(admin: &RemotingClient, addr: &str, key: &str) -> Option<i64> {
-    runtime_info(admin, addr).await?.get(key)?.parse().ok()
-}
-
-async fn registered_ids(admin: &RemotingClient, ns: &str) -> BTreeMap<i64, String> {
-    let Some(r) = call(
-        admin,
-        ns,
-        RemotingCommand::request(request_code::GET_BROKER_CLUSTER_INFO),
-    )
-    .await
-    else {
-        return BTreeMap::new();
-    };
-    if r.code != 0 {
-        return BTreeMap::new();
+        .await?;
+        out.push(if r.code == 0 {
+            r.ext("offset").and_then(|v| v.parse().ok()).unwrap_or(-1)
+        } else {
+            -1
+        });
     }
-    decode_body::<ClusterInfo>(&r.body)
-        .ok()
-        .and_then(|c| {
-            c.broker_addr_table
-                .get(BROKER)
-                .map(|b| b.broker_addrs.clone())
-        })
-        .unwrap_or_default()
+    Some(out)
 }
 
-/// A hand-built SEND_MESSAGE straight to `addr`; returns the response code (-1: no answer).
+/// A hand-built SEND_MESSAGE of the test topic straight to `addr`; returns the response
+/// code (-1: no answer).
 async fn send_raw(admin: &RemotingClient, addr: &str, body: &str) -> (i32, Option<String>) {
-    match call(
-        admin,
-        addr,
-        RemotingCommand::request(request_code::SEND_MESSAGE)
-            .with_ext("producerGroup", "pg-raw")
-            .with_ext("topic", TOPIC)
-            .with_ext("defaultTopic", "TBW102")
-            .with_ext("defaultTopicQueueNums", QUEUES)
-            .with_ext("queueId", 0)
-            .with_ext("sysFlag", 0)
-            .with_ext("bornTimestamp", 1)
-            .with_ext("flag", 0)
-            .with_body(body.as_bytes().to_vec()),
-    )
-    .await
-    {
+    match bp::send_raw(admin, addr, TOPIC, body).await {
         Some(r) => (r.code, r.remark),
         None => (-1, None),
     }
 }
 
 async fn max_offset(admin: &RemotingClient, addr: &str, queue: i32) -> i64 {
-    let r = call(
-        admin,
-        addr,
-        RemotingCommand::request(request_code::GET_MAX_OFFSET)
-            .with_ext("topic", TOPIC)
-            .with_ext("queueId", queue),
-    )
-    .await
-    .expect("GET_MAX_OFFSET");
-    r.ext("offset").and_then(|v| v.parse().ok()).unwrap_or(-1)
+    bp::max_offset(admin, addr, TOPIC, queue).await
 }
 
 /// Queue offsets of every record of a queue, read with raw pulls from 0 up to its max.
@@ -353,22 +286,7 @@ async fn queue_offsets(admin: &RemotingClient, addr: &str, queue: i32) -> Vec<i6
         if from >= max {
             break;
         }
-        let r = call(
-            admin,
-            addr,
-            RemotingCommand::request(request_code::PULL_MESSAGE)
-                .with_ext("consumerGroup", "cg-raw")
-                .with_ext("topic", TOPIC)
-                .with_ext("queueId", queue)
-                .with_ext("queueOffset", from)
-                .with_ext("maxMsgNums", 32)
-                .with_ext("sysFlag", 0)
-                .with_ext("commitOffset", 0)
-                .with_ext("suspendTimeoutMillis", 0)
-                .with_ext("subVersion", 0),
-        )
-        .await
-        .expect("PULL_MESSAGE");
+        let r = bp::pull_raw(admin, addr, TOPIC, queue, from, 32).await;
         assert_eq!(r.code, 0, "pull {queue}@{from}: {:?}", r.remark);
         let body = &r.body;
         let mut pos = 0usize;
@@ -439,7 +357,7 @@ async fn one_leader_registers_as_master_and_serves_the_client() {
     let g = Group::start(false).await;
     let all = [0, 1, 2];
     let leader = g.wait_leader(&all).await;
-    g.create_topic().await;
+    g.create_topic(leader).await;
     g.wait_registered_leader(leader).await;
 
     // Produce and consume through the nameserver with the real client.
@@ -516,7 +434,7 @@ async fn leader_sigkill_loses_no_acknowledged_message() {
     let mut g = Group::start(false).await;
     let all = [0, 1, 2];
     let first = g.wait_leader(&all).await;
-    g.create_topic().await;
+    g.create_topic(first).await;
     g.wait_registered_leader(first).await;
     let stop_poll = Arc::new(AtomicBool::new(false));
     let ids_addrs: Vec<(String, String)> = g
@@ -658,7 +576,7 @@ async fn partitioned_leader_is_replaced_and_rejoins_as_follower() {
     let g = Group::start(true).await;
     let all = [0usize, 1, 2];
     let old = g.wait_leader(&all).await;
-    g.create_topic().await;
+    g.create_topic(old).await;
     g.wait_registered_leader(old).await;
     let client = Client::new("dl-c");
     let producer = client.producer(&g.ns.addr, "pg-dl-c").await;
@@ -737,4 +655,98 @@ async fn partitioned_leader_is_replaced_and_rejoins_as_follower() {
     assert_one_leader_per_term("logs", &g.logged_leaders());
     client.shutdown().await;
     client2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_copy_leader_metadata_and_offsets_survive_failover() {
+    let mut g = Group::start(false).await;
+    let all = [0usize, 1, 2];
+    let old = g.wait_leader(&all).await;
+    // The topic is created on the leader only; create_topic waits for the followers' copies.
+    g.create_topic(old).await;
+    g.wait_registered_leader(old).await;
+    let group = "cg-dl-d";
+    let client = Client::new("dl-d");
+    let producer = client.producer(&g.ns.addr, "pg-dl-d").await;
+    let first = rmq::send_all(&producer, TOPIC, (0..40).map(|i| format!("d-{i}")), 3).await;
+    assert_eq!(first.len(), 40);
+    // Consume everything; the consumer commits its offsets to the leader when it stops.
+    rmq::consume_all(&client, &g.ns.addr, group, TOPIC, &first, WAIT).await;
+    let laddr = g.members[old].addr.clone();
+    let mut ends = Vec::new();
+    for q in 0..QUEUES {
+        ends.push(max_offset(&g.admin, &laddr, q).await);
+    }
+    assert_eq!(ends.iter().sum::<i64>(), 40, "queue ends {ends:?}");
+    wait_until(
+        "the leader to hold the group's final offsets",
+        WAIT,
+        || async { (group_offsets(&g.admin, &laddr, group).await? == ends).then_some(()) },
+    )
+    .await
+    .expect("consumer offsets committed to the leader");
+    // Both followers copy them within the sync interval.
+    for (i, m) in g.members.iter().enumerate() {
+        if i == old {
+            continue;
+        }
+        wait_until("a follower to copy the group's offsets", WAIT, || async {
+            (group_offsets(&g.admin, &m.addr, group).await? == ends).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", m.id));
+        let info = runtime_info(&g.admin, &m.addr).await.expect("runtime info");
+        assert_eq!(info["flotillaMetadataSyncOk"], "true", "{}", m.id);
+    }
+
+    // Messages the first consumer sent back (CONSUMER_SEND_MSG_BACK) come again through the
+    // retry topic whatever the offsets say; count them (normally none).
+    let retry_topic = format!("%RETRY%{group}");
+    let retried = bp::max_offset(&g.admin, &laddr, &retry_topic, 0)
+        .await
+        .max(0)
+        + bp::max_offset(&g.admin, &laddr, "SCHEDULE_TOPIC_XXXX", 2)
+            .await
+            .max(0);
+    eprintln!("sent back by the first consumer: {retried}");
+
+    // SIGKILL the leader: the new leader already holds the topic and the offsets.
+    g.members[old].proc.kill();
+    let others: Vec<usize> = all.iter().copied().filter(|&i| i != old).collect();
+    let new = g.wait_leader(&others).await;
+    let naddr = g.members[new].addr.clone();
+    assert_eq!(topic_queues(&g.admin, &naddr, TOPIC).await, Some(QUEUES));
+    assert_eq!(
+        group_offsets(&g.admin, &naddr, group).await,
+        Some(ends.clone()),
+        "offsets on the new leader"
+    );
+    wait_until("the new leader registered as brokerId 0", WAIT, || async {
+        let ids = registered_ids(&g.admin, &g.ns.addr, BROKER).await;
+        (ids.get(&0) == Some(&naddr)).then_some(())
+    })
+    .await
+    .expect("new leader registered");
+
+    // A new consumer of the same group resumes at the committed offsets: it gets the new
+    // messages and none of the 40 consumed before the kill (the last sync preceded it).
+    let producer2 = client.producer(&g.ns.addr, "pg-dl-d2").await;
+    let after = rmq::send_all(&producer2, TOPIC, (0..10).map(|i| format!("d2-{i}")), 5).await;
+    assert_eq!(after.len(), 10, "the new leader takes writes");
+    let collector = rmq::Collector::default();
+    {
+        use rocketmq_client_rust::MQPushConsumer;
+        let mut consumer = client.push_consumer(&g.ns.addr, group).build();
+        consumer.subscribe(TOPIC, "*").await.expect("subscribe");
+        consumer.register_message_listener_concurrently(collector.clone());
+        consumer.start().await.expect("consumer start");
+        collector.wait_for(&after, WAIT).await;
+        consumer.shutdown().await;
+    }
+    let redelivered: Vec<String> = collector.distinct().intersection(&first).cloned().collect();
+    assert!(
+        i64::try_from(redelivered.len()).expect("small") <= retried,
+        "consumed-before-failover messages redelivered: {redelivered:?} ({retried} sent back)"
+    );
+    client.shutdown().await;
 }

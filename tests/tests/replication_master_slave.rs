@@ -9,26 +9,18 @@
 //!   same queue offsets and byte-identical records; a brand-new slave starts at the
 //!   master's last CommitLog file.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flotilla_remoting::protocol::{ClusterInfo, KVTable, decode_body};
-use flotilla_remoting::{RemotingClient, RemotingCommand, request_code};
-use flotilla_tests::{
-    Proc, bin_path, free_broker_port, free_port, temp_dir, wait_for_port, wait_until,
+use flotilla_remoting::RemotingClient;
+use flotilla_tests::broker_proc::{
+    self as bp, Namesrv, broker_log, info_i64, registered_ids, runtime_info, spawn_broker,
+    topic_queues,
 };
-use rocketmq_client_rust::{
-    ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
-    ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
-    MessageListenerConcurrently, SendStatus, TelemetryHandle,
-};
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
-use rocketmq_model::common::message::message_ext::MessageExt;
-use rocketmq_model::common::message::message_single::Message;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+use flotilla_tests::rmq::{self, Client, Collector};
+use flotilla_tests::{Proc, free_broker_port, temp_dir, wait_for_port, wait_until};
+use rocketmq_client_rust::{MQPushConsumer, SendStatus};
 
 const WAIT: Duration = Duration::from_secs(30);
 const CLUSTER: &str = "HaCluster";
@@ -36,21 +28,6 @@ const BROKER: &str = "broker-ha";
 
 // ------------------------------------------------------------------------------------------
 // Harness
-
-struct Namesrv {
-    _proc: Proc,
-    addr: String,
-}
-
-fn start_namesrv(dir: &Path) -> Namesrv {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(bin_path("flotilla-namesrv"));
-    cmd.arg("--listen").arg(&addr).env("RUST_LOG", "info");
-    Namesrv {
-        _proc: Proc::spawn("flotilla-namesrv", &mut cmd, Some(&dir.join("namesrv.log"))),
-        addr,
-    }
-}
 
 struct Node {
     proc: Proc,
@@ -102,108 +79,8 @@ impl Node {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
+        broker_log(&self.dir)
     }
-}
-
-fn spawn_broker(dir: &Path, conf: &Path, name: &str) -> Proc {
-    let mut cmd = Command::new(bin_path("flotilla-broker"));
-    cmd.arg("-c").arg(conf).env("RUST_LOG", "info");
-    Proc::spawn(name, &mut cmd, Some(&dir.join("broker.log")))
-}
-
-async fn call(admin: &RemotingClient, addr: &str, cmd: RemotingCommand) -> Option<RemotingCommand> {
-    admin.invoke(addr, cmd, Duration::from_secs(5)).await.ok()
-}
-
-async fn runtime_info(admin: &RemotingClient, addr: &str) -> Option<BTreeMap<String, String>> {
-    let r = call(
-        admin,
-        addr,
-        RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO),
-    )
-    .await?;
-    (r.code == 0).then_some(())?;
-    decode_body::<KVTable>(&r.body).ok().map(|t| t.table)
-}
-
-async fn info_i64(admin: &RemotingClient, addr: &str, key: &str) -> Option<i64> {
-    runtime_info(admin, addr).await?.get(key)?.parse().ok()
-}
-
-/// Broker ids registered under our broker name.
-async fn registered_ids(admin: &RemotingClient, ns: &str) -> BTreeMap<i64, String> {
-    let Some(r) = call(
-        admin,
-        ns,
-        RemotingCommand::request(request_code::GET_BROKER_CLUSTER_INFO),
-    )
-    .await
-    else {
-        return BTreeMap::new();
-    };
-    if r.code != 0 {
-        return BTreeMap::new();
-    }
-    decode_body::<ClusterInfo>(&r.body)
-        .ok()
-        .and_then(|c| {
-            c.broker_addr_table
-                .get(BROKER)
-                .map(|b| b.broker_addrs.clone())
-        })
-        .unwrap_or_default()
-}
-
-async fn create_topic(admin: &RemotingClient, addr: &str, topic: &str, queues: i32) {
-    let r = call(
-        admin,
-        addr,
-        RemotingCommand::request(request_code::UPDATE_AND_CREATE_TOPIC)
-            .with_ext("topic", topic)
-            .with_ext("defaultTopic", "TBW102")
-            .with_ext("readQueueNums", queues)
-            .with_ext("writeQueueNums", queues)
-            .with_ext("perm", 6)
-            .with_ext("topicFilterType", "SINGLE_TAG")
-            .with_ext("topicSysFlag", 0)
-            .with_ext("order", false),
-    )
-    .await
-    .expect("create topic call");
-    assert_eq!(r.code, 0, "create topic: {:?}", r.remark);
-}
-
-async fn has_topic(admin: &RemotingClient, addr: &str, topic: &str) -> bool {
-    let Some(r) = call(
-        admin,
-        addr,
-        RemotingCommand::request(request_code::GET_ALL_TOPIC_CONFIG),
-    )
-    .await
-    else {
-        return false;
-    };
-    let v: serde_json::Value = match decode_body(&r.body) {
-        Ok(v) => v,
-        Err(_) => return false,
-    };
-    v.get("topicConfigTable")
-        .and_then(|t| t.get(topic))
-        .is_some()
-}
-
-async fn max_offset(admin: &RemotingClient, addr: &str, topic: &str, queue: i32) -> i64 {
-    let r = call(
-        admin,
-        addr,
-        RemotingCommand::request(request_code::GET_MAX_OFFSET)
-            .with_ext("topic", topic)
-            .with_ext("queueId", queue),
-    )
-    .await
-    .expect("GET_MAX_OFFSET");
-    r.ext("offset").and_then(|v| v.parse().ok()).unwrap_or(-1)
 }
 
 /// A raw PULL of one queue (no suspend); returns (code, body).
@@ -215,121 +92,18 @@ async fn pull_raw(
     from: i64,
     n: i32,
 ) -> (i32, bytes::Bytes) {
-    let r = call(
-        admin,
-        addr,
-        RemotingCommand::request(request_code::PULL_MESSAGE)
-            .with_ext("consumerGroup", "cg-raw")
-            .with_ext("topic", topic)
-            .with_ext("queueId", queue)
-            .with_ext("queueOffset", from)
-            .with_ext("maxMsgNums", n)
-            .with_ext("sysFlag", 0)
-            .with_ext("commitOffset", 0)
-            .with_ext("suspendTimeoutMillis", 0)
-            .with_ext("subVersion", 0),
-    )
-    .await
-    .expect("PULL_MESSAGE");
+    let r = bp::pull_raw(admin, addr, topic, queue, from, n).await;
     (r.code, r.body)
-}
-
-/// A hand-built SEND_MESSAGE straight to `addr`.
-async fn send_raw(admin: &RemotingClient, addr: &str, topic: &str) -> RemotingCommand {
-    call(
-        admin,
-        addr,
-        RemotingCommand::request(request_code::SEND_MESSAGE)
-            .with_ext("producerGroup", "pg-raw")
-            .with_ext("topic", topic)
-            .with_ext("defaultTopic", "TBW102")
-            .with_ext("defaultTopicQueueNums", 4)
-            .with_ext("queueId", 0)
-            .with_ext("sysFlag", 0)
-            .with_ext("bornTimestamp", 1)
-            .with_ext("flag", 0)
-            .with_body(&b"raw"[..]),
-    )
-    .await
-    .expect("SEND_MESSAGE call")
-}
-
-struct Client {
-    owner: RuntimeOwner,
-    rt: Arc<ClientRuntime>,
-}
-
-impl Client {
-    fn new(scope: &str) -> Client {
-        let owner = RuntimeOwner::plan(RuntimeConfig {
-            thread_name: format!("mq-{scope}"),
-            ..Default::default()
-        })
-        .expect("runtime plan")
-        .build()
-        .expect("client runtime");
-        let rt = ClientRuntime::try_new(
-            owner.root_context().component("client"),
-            ClientRuntimeConfig::default(),
-            TelemetryHandle::noop(),
-        )
-        .expect("client runtime");
-        Client { owner, rt }
-    }
-
-    async fn producer(&self, ns: &str, group: &str) -> DefaultMQProducer {
-        let mut p = DefaultMQProducer::builder(self.rt.clone())
-            .producer_group(group.to_string())
-            .name_server_addr(ns.to_string())
-            .send_msg_timeout(10_000)
-            .build();
-        p.start().await.expect("producer start");
-        p
-    }
-
-    async fn shutdown(self) {
-        let _ = self.rt.shutdown().await;
-        let _ = self.owner.shutdown_tasks().await;
-        let _ = self.owner.shutdown_background();
-    }
-}
-
-fn msg(topic: &str, body: &str) -> Message {
-    Message::builder()
-        .topic(topic)
-        .tags("ha")
-        .body_slice(body.as_bytes())
-        .build_unchecked()
-}
-
-#[derive(Clone, Default)]
-struct Collector {
-    seen: Arc<Mutex<BTreeSet<String>>>,
-}
-
-impl Collector {
-    fn len(&self) -> usize {
-        self.seen.lock().expect("lock").len()
-    }
-}
-
-impl MessageListenerConcurrently for Collector {
-    fn consume_message(
-        &self,
-        msgs: &[&MessageExt],
-        _ctx: &ConsumeConcurrentlyContext,
-    ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        let mut s = self.seen.lock().expect("lock");
-        for m in msgs {
-            s.insert(String::from_utf8_lossy(m.body_slice()).into_owned());
-        }
-        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-    }
 }
 
 async fn wait_registered(admin: &RemotingClient, ns: &str, id: i64, addr: &str, node: &Node) {
     let r = wait_until(&format!("broker id {id} registered"), WAIT, || async move {
-        (registered_ids(admin, ns).await.get(&id).map(String::as_str) == Some(addr)).then_some(())
+        (registered_ids(admin, ns, BROKER)
+            .await
+            .get(&id)
+            .map(String::as_str)
+            == Some(addr))
+        .then_some(())
     })
     .await;
     if let Err(e) = r {
@@ -368,7 +142,7 @@ async fn wait_caught_up(admin: &RemotingClient, master: &Node, slave: &Node) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_master_acknowledged_messages_survive_master_kill() {
     let root = temp_dir("ha-e2e");
-    let ns = start_namesrv(root.path());
+    let ns = Namesrv::start(root.path(), "namesrv");
     wait_for_port(&ns.addr, WAIT).await.expect("namesrv up");
     let admin = RemotingClient::default();
     let mut master = Node::start(
@@ -381,10 +155,12 @@ async fn sync_master_acknowledged_messages_survive_master_kill() {
     );
     wait_registered(&admin, &ns.addr, 0, &master.addr, &master).await;
     let topic = "HaSync";
-    create_topic(&admin, &master.addr, topic, 4).await;
+    bp::create_topic(&admin, &master.addr, topic, 4, 6).await;
 
     // No slave yet: a SYNC_MASTER cannot confirm a copy.
-    let r = send_raw(&admin, &master.addr, topic).await;
+    let r = bp::send_raw(&admin, &master.addr, topic, "raw")
+        .await
+        .expect("SEND_MESSAGE call");
     assert_eq!(
         r.code, 11,
         "SLAVE_NOT_AVAILABLE without a slave: {:?}",
@@ -402,37 +178,41 @@ async fn sync_master_acknowledged_messages_survive_master_kill() {
         WAIT,
         || {
             let s = s.clone();
-            async move { has_topic(a, &s, topic).await.then_some(()) }
+            async move { topic_queues(a, &s, topic).await.map(|_| ()) }
         },
     )
     .await
     .expect("topic synced");
     let later = "HaCreatedLater";
-    create_topic(&admin, &master.addr, later, 2).await;
+    bp::create_topic(&admin, &master.addr, later, 2, 6).await;
     wait_until(
         "topic created on the master appears on the slave",
         WAIT,
         || {
             let s = s.clone();
-            async move { has_topic(a, &s, later).await.then_some(()) }
+            async move { topic_queues(a, &s, later).await.map(|_| ()) }
         },
     )
     .await
     .expect("new topic synced");
 
     // The slave refuses writes.
-    let r = send_raw(&admin, &slave.addr, topic).await;
+    let r = bp::send_raw(&admin, &slave.addr, topic, "raw")
+        .await
+        .expect("SEND_MESSAGE call");
     assert_eq!(r.code, 16, "slave answers NO_PERMISSION: {:?}", r.remark);
 
     // Every send is acknowledged only once the slave has it.
     let client = Client::new("ha-sync");
-    let producer = client.producer(&ns.addr, "pg-ha").await;
+    let producer = client
+        .producer_with_timeout(&ns.addr, "pg-ha", 10_000)
+        .await;
     let n = 200;
     let mut acked = BTreeSet::new();
     for i in 0..n {
         let body = format!("ha-{i}");
         let r = producer
-            .send(msg(topic, &body))
+            .send(rmq::msg(topic, "ha", &body))
             .await
             .expect("sync send")
             .expect("a send result");
@@ -459,13 +239,13 @@ async fn sync_master_acknowledged_messages_survive_master_kill() {
     let (a, n2) = (&admin, ns.addr.clone());
     wait_until("the nameserver forgets the dead master", WAIT, || {
         let n2 = n2.clone();
-        async move { (!registered_ids(a, &n2).await.contains_key(&0)).then_some(()) }
+        async move { (!registered_ids(a, &n2, BROKER).await.contains_key(&0)).then_some(()) }
     })
     .await
     .expect("master unregistered");
     let mut per_queue = 0;
     for q in 0..4 {
-        per_queue += max_offset(&admin, &slave.addr, topic, q).await;
+        per_queue += bp::max_offset(&admin, &slave.addr, topic, q).await;
     }
     assert_eq!(
         per_queue,
@@ -474,11 +254,7 @@ async fn sync_master_acknowledged_messages_survive_master_kill() {
     );
 
     let collector = Collector::default();
-    let mut consumer = DefaultMQPushConsumer::builder(client.rt.clone())
-        .consumer_group("cg-after-failover".to_string())
-        .name_server_addr(ns.addr.clone())
-        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
-        .build();
+    let mut consumer = client.push_consumer(&ns.addr, "cg-after-failover").build();
     consumer.subscribe(topic, "*").await.expect("subscribe");
     consumer.register_message_listener_concurrently(collector.clone());
     consumer.start().await.expect("consumer start");
@@ -488,11 +264,11 @@ async fn sync_master_acknowledged_messages_survive_master_kill() {
         WAIT,
         || {
             let c = c2.clone();
-            async move { (c.len() > n).then_some(()) }
+            async move { (c.distinct().len() > n).then_some(()) }
         },
     )
     .await;
-    let seen = collector.seen.lock().expect("lock").clone();
+    let seen = collector.distinct();
     let missing: Vec<&String> = acked.iter().filter(|b| !seen.contains(*b)).collect();
     assert!(
         r.is_ok() && missing.is_empty(),
@@ -508,7 +284,7 @@ async fn sync_master_acknowledged_messages_survive_master_kill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slave_restarted_far_behind_catches_up_across_files() {
     let root = temp_dir("ha-e2e");
-    let ns = start_namesrv(root.path());
+    let ns = Namesrv::start(root.path(), "namesrv");
     wait_for_port(&ns.addr, WAIT).await.expect("namesrv up");
     let admin = RemotingClient::default();
     // 64 KiB CommitLog files: the backlog below spans several of them.
@@ -519,14 +295,16 @@ async fn slave_restarted_far_behind_catches_up_across_files() {
     wait_registered(&admin, &ns.addr, 1, &slave.addr, &slave).await;
     wait_in_sync(&admin, &master, &slave, 1).await;
     let topic = "HaCatchUp";
-    create_topic(&admin, &master.addr, topic, 2).await;
+    bp::create_topic(&admin, &master.addr, topic, 2, 6).await;
 
     let client = Client::new("ha-catchup");
-    let mut producer = client.producer(&ns.addr, "pg-catchup").await;
+    let mut producer = client
+        .producer_with_timeout(&ns.addr, "pg-catchup", 10_000)
+        .await;
     let filler = "x".repeat(1000);
     for i in 0..10 {
         let r = producer
-            .send(msg(topic, &format!("early-{i}-{filler}")))
+            .send(rmq::msg(topic, "ha", &format!("early-{i}-{filler}")))
             .await
             .expect("send")
             .expect("result");
@@ -545,7 +323,7 @@ async fn slave_restarted_far_behind_catches_up_across_files() {
     .expect("slave disconnected");
     for i in 0..400 {
         let r = producer
-            .send(msg(topic, &format!("late-{i}-{filler}")))
+            .send(rmq::msg(topic, "ha", &format!("late-{i}-{filler}")))
             .await
             .expect("send")
             .expect("result");
@@ -569,8 +347,8 @@ async fn slave_restarted_far_behind_catches_up_across_files() {
     assert!(files > 5, "slave has {files} CommitLog files");
     for q in 0..2 {
         let (m, s) = (
-            max_offset(&admin, &master.addr, topic, q).await,
-            max_offset(&admin, &slave.addr, topic, q).await,
+            bp::max_offset(&admin, &master.addr, topic, q).await,
+            bp::max_offset(&admin, &slave.addr, topic, q).await,
         );
         assert_eq!(m, s, "queue {q}: slave ConsumeQueue matches the master's");
         // The slave serves the same bytes at the same queue offsets.

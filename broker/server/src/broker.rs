@@ -481,6 +481,10 @@ async fn start_inner(
             broker.clone(),
             d.clone(),
         )));
+        tasks.push(tokio::spawn(crate::dledger::run_metadata_follow(
+            broker.clone(),
+            d.clone(),
+        )));
     }
     match crate::ha::spawn(&broker).await {
         Ok(t) => tasks.extend(t),

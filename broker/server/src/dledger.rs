@@ -31,6 +31,18 @@
 //!   delayed delivery read below it ([`crate::broker::Broker::read_bound`]), so no consumer
 //!   ever sees bytes a new leader could truncate. Held pulls are woken when the commit
 //!   offset moves (the store's arrival notification fires at append time, before commit).
+//! * **Metadata** ([`run_metadata_follow`]): topics, subscription groups, consumer offsets
+//!   and delay offsets live in each member's config files, not in the replicated log, so a
+//!   follower copies them from the leader's broker (remoting) address every
+//!   `flotillaSlaveSyncIntervalMills` and at once when the leader changes, with the classic
+//!   slave's sync (`crate::ha::metadata_sync`). The leader's broker address is not its
+//!   DLedger peer address (that is the Raft port): candidates are the REGISTER_BROKER
+//!   reply's `masterAddr`, then every address the nameservers list for this broker name
+//!   (id 0 first), and one is used only when its GET_BROKER_RUNTIME_INFO says it is
+//!   `LEADER` with the `dLegerSelfId` our engine knows as leader — a stale nameserver entry
+//!   or an old leader can never overwrite a follower's tables. The leader owns its
+//!   metadata and never syncs; a follower that is elected keeps what it copied last, so a
+//!   failover loses at most one interval of offset commits (those messages are redelivered).
 //! * **Leadership transfer**: FLOTILLA_TRANSFER_LEADERSHIP (see `processor::admin`).
 //!
 //! Classic HA (`crate::ha`) does not start in this mode.
@@ -41,6 +53,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_dledger::{CommitError, DLedger, DLedgerConfig, Peer, Role, RoleState};
+use flotilla_remoting::protocol::{ClusterInfo, KVTable, decode_body};
+use flotilla_remoting::{
+    ClientConfig, RemotingClient, RemotingCommand, request_code, response_code,
+};
 use tokio::sync::watch;
 
 use crate::broker::Broker;
@@ -338,6 +354,198 @@ pub async fn run_role_watch(b: Arc<Broker>, dl: Arc<DLedgerRuntime>) {
                 }
                 b.long_polling.wake_all();
             }
+        }
+    }
+}
+
+/// Why a follower could not copy the leader's metadata this round (logged; retried).
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// No leader is known (an election is running).
+    #[error("no DLedger leader is known yet")]
+    NoLeader,
+    /// No candidate address answered as the leader our engine knows.
+    #[error("no broker address answers as DLedger leader {leader} (tried {tried:?})")]
+    LeaderNotFound {
+        /// The leader's DLedger id.
+        leader: String,
+        /// Addresses asked.
+        tried: Vec<String>,
+    },
+    /// Fetching or applying the tables failed.
+    #[error(transparent)]
+    Sync(#[from] crate::ha::HaError),
+}
+
+impl FollowError {
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoLeader => "DLEDGER_NO_LEADER",
+            Self::LeaderNotFound { .. } => "DLEDGER_LEADER_ADDR_NOT_FOUND",
+            Self::Sync(e) => e.code(),
+        }
+    }
+}
+
+const FOLLOW_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether the broker at `addr` says it is the DLedger leader `leader` of our group.
+async fn answers_as_leader(client: &RemotingClient, addr: &str, leader: &str) -> bool {
+    let r = client
+        .invoke(
+            addr,
+            RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO),
+            FOLLOW_CALL_TIMEOUT,
+        )
+        .await;
+    let Ok(r) = r else {
+        client.close_addr(addr);
+        return false;
+    };
+    if r.code != response_code::SUCCESS {
+        return false;
+    }
+    let Ok(kv) = decode_body::<KVTable>(&r.body) else {
+        return false;
+    };
+    kv.table.get("dLegerRole").map(String::as_str) == Some("LEADER")
+        && kv.table.get("dLegerSelfId").map(String::as_str) == Some(leader)
+}
+
+/// The addresses the nameservers list for `broker_name` (id order: the master first).
+async fn nameserver_addrs(client: &RemotingClient, b: &Broker, broker_name: &str) -> Vec<String> {
+    for ns in &b.config().namesrv_addr {
+        let r = client
+            .invoke(
+                ns,
+                RemotingCommand::request(request_code::GET_BROKER_CLUSTER_INFO),
+                FOLLOW_CALL_TIMEOUT,
+            )
+            .await;
+        match r {
+            Ok(r) if r.code == response_code::SUCCESS => {
+                if let Ok(ci) = decode_body::<ClusterInfo>(&r.body) {
+                    return ci
+                        .broker_addr_table
+                        .get(broker_name)
+                        .map(|bd| bd.broker_addrs.values().cloned().collect())
+                        .unwrap_or_default();
+                }
+            }
+            Ok(_) => {}
+            Err(_) => client.close_addr(ns),
+        }
+    }
+    Vec::new()
+}
+
+/// Finds the current leader's broker address (see the module docs), trying `cached` first.
+async fn find_leader_addr(
+    client: &RemotingClient,
+    b: &Broker,
+    leader: &str,
+    cached: Option<&str>,
+) -> Result<String, FollowError> {
+    let cfg = b.config();
+    let me = cfg.broker_addr();
+    let mut tried: Vec<String> = Vec::new();
+    let mut candidates: Vec<String> = cached.map(str::to_string).into_iter().collect();
+    candidates.extend(b.ha.master_addr());
+    let mut asked_ns = false;
+    loop {
+        while let Some(addr) = candidates.first().cloned() {
+            candidates.remove(0);
+            if addr == me || tried.contains(&addr) {
+                continue;
+            }
+            tried.push(addr.clone());
+            if answers_as_leader(client, &addr, leader).await {
+                return Ok(addr);
+            }
+        }
+        if asked_ns {
+            return Err(FollowError::LeaderNotFound {
+                leader: leader.to_string(),
+                tried,
+            });
+        }
+        asked_ns = true;
+        candidates = nameserver_addrs(client, b, &cfg.broker_name).await;
+    }
+}
+
+/// One follower round: find the leader's broker, fetch its tables, apply them unless this
+/// member became the leader meanwhile. Returns the leader's address.
+async fn follow_once(
+    b: &Broker,
+    dl: &DLedgerRuntime,
+    client: &RemotingClient,
+    cached: Option<&str>,
+) -> Result<String, FollowError> {
+    let Some(leader) = dl.role_state().leader_id else {
+        return Err(FollowError::NoLeader);
+    };
+    let addr = find_leader_addr(client, b, &leader, cached).await?;
+    let snap = crate::ha::metadata_sync::fetch_all(client, &addr, true).await;
+    let snap = snap.inspect_err(|_| client.close_addr(&addr))?;
+    if dl.role_state().role == Role::Leader {
+        // Elected while fetching: this member's tables are the truth now.
+        return Ok(addr);
+    }
+    let changed = crate::ha::metadata_sync::apply(b, &addr, &snap)?;
+    if changed > 0 {
+        tracing::info!(changed, leader = %leader, addr = %addr, "metadata synced from the DLedger leader");
+    }
+    Ok(addr)
+}
+
+/// While this member follows, copies the leader's topics, subscription groups, consumer
+/// offsets and delay offsets every `flotillaSlaveSyncIntervalMills` and whenever the role
+/// or the leader changes; the leader does nothing (it owns its metadata).
+pub async fn run_metadata_follow(b: Arc<Broker>, dl: Arc<DLedgerRuntime>) {
+    let client = RemotingClient::new(ClientConfig {
+        connect_timeout: Duration::from_secs(1),
+        ..ClientConfig::default()
+    });
+    let mut roles = dl.engine.role_events();
+    let mut leader_addr: Option<String> = None;
+    let mut failing = false;
+    loop {
+        let rs = dl.role_state();
+        let mut period = b.ha.config().metadata_sync_interval;
+        if rs.role == Role::Leader {
+            leader_addr = None;
+        } else {
+            match follow_once(&b, &dl, &client, leader_addr.as_deref()).await {
+                Ok(addr) => {
+                    if failing {
+                        tracing::info!(leader = %addr, "metadata sync from the DLedger leader works again");
+                    }
+                    failing = false;
+                    leader_addr = Some(addr);
+                    b.ha.metadata_synced(true);
+                }
+                Err(e) => {
+                    if !failing && !matches!(e, FollowError::NoLeader) {
+                        tracing::warn!(error = %e, code = e.code(), "metadata sync from the DLedger leader failed");
+                    }
+                    failing = true;
+                    leader_addr = None;
+                    b.ha.metadata_synced(false);
+                    // The leader is probably just being elected or registered: retry soon.
+                    period = period.min(Duration::from_millis(500));
+                }
+            }
+        }
+        tokio::select! {
+            () = b.stop.cancelled() => return,
+            ev = roles.recv() => {
+                if matches!(ev, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+            }
+            () = tokio::time::sleep(period) => {}
         }
     }
 }

@@ -86,6 +86,16 @@ impl ScheduleService {
         self.offsets.lock().clone()
     }
 
+    /// Replaces the delivered offsets (a DLedger follower copying its leader's, so that it
+    /// resumes delayed delivery where the leader stood if it takes over).
+    pub fn set_offsets(&self, offsets: &BTreeMap<i32, i64>) {
+        let mut cur = self.offsets.lock();
+        if *cur != *offsets {
+            cur.clone_from(offsets);
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
     /// If `m` carries a positive `DELAY` level (and is not already a schedule message),
     /// rewrites it into a schedule message for that level.
     pub fn maybe_delay(&self, m: &mut MessageInner, cfg: &BrokerConfig) {

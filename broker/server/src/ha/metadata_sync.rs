@@ -10,6 +10,7 @@
 //! tables are made equal to the master's (entries it lacks are added or replaced, entries
 //! the master no longer has are removed); an unreachable master leaves them as they are.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,7 +63,7 @@ pub async fn run(b: Arc<Broker>) {
     }
 }
 
-async fn fetch<T: serde::de::DeserializeOwned>(
+pub(crate) async fn fetch<T: serde::de::DeserializeOwned>(
     client: &RemotingClient,
     addr: &str,
     code: i32,
@@ -85,14 +86,71 @@ async fn fetch<T: serde::de::DeserializeOwned>(
     decode_body(&r.body).map_err(|e| err(format!("request {code}: bad body: {e}")))
 }
 
-/// One round: fetch all three tables, then apply them.
-#[tracing::instrument(level = "debug", skip(b, client))]
-pub async fn sync_once(b: &Broker, client: &RemotingClient, addr: &str) -> Result<(), HaError> {
+/// The master's (or DLedger leader's) metadata, as fetched in one round.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataSnapshot {
+    /// GET_ALL_TOPIC_CONFIG.
+    pub topics: TopicConfigTable,
+    /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG.
+    pub groups: SubscriptionGroupTable,
+    /// GET_ALL_CONSUMER_OFFSET.
+    pub offsets: ConsumerOffsetTable,
+    /// GET_ALL_DELAY_OFFSET (level → next queue offset), when asked for.
+    pub delay_offsets: Option<BTreeMap<i32, i64>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct DelayOffsets {
+    offset_table: BTreeMap<i32, i64>,
+}
+
+/// Fetches the three tables from `addr`, and the delay offsets too when `with_delay` (a
+/// DLedger follower may become the member that runs delayed delivery).
+pub async fn fetch_all(
+    client: &RemotingClient,
+    addr: &str,
+    with_delay: bool,
+) -> Result<MetadataSnapshot, HaError> {
     let topics: TopicConfigTable = fetch(client, addr, request_code::GET_ALL_TOPIC_CONFIG).await?;
     let groups: SubscriptionGroupTable =
         fetch(client, addr, request_code::GET_ALL_SUBSCRIPTIONGROUP_CONFIG).await?;
     let offsets: ConsumerOffsetTable =
         fetch(client, addr, request_code::GET_ALL_CONSUMER_OFFSET).await?;
+    let delay_offsets = if with_delay {
+        let d: DelayOffsets = fetch(client, addr, request_code::GET_ALL_DELAY_OFFSET).await?;
+        Some(d.offset_table)
+    } else {
+        None
+    };
+    Ok(MetadataSnapshot {
+        topics,
+        groups,
+        offsets,
+        delay_offsets,
+    })
+}
+
+/// One round: fetch all three tables, then apply them.
+#[tracing::instrument(level = "debug", skip(b, client))]
+pub async fn sync_once(b: &Broker, client: &RemotingClient, addr: &str) -> Result<(), HaError> {
+    let snap = fetch_all(client, addr, false).await?;
+    let changed = apply(b, addr, &snap)?;
+    if changed > 0 {
+        tracing::info!(changed, "metadata synced from the master");
+    }
+    Ok(())
+}
+
+/// Makes this broker's tables equal to `snap` (fetched from `addr`); returns how many
+/// topics and groups changed.
+pub fn apply(b: &Broker, addr: &str, snap: &MetadataSnapshot) -> Result<usize, HaError> {
+    let MetadataSnapshot {
+        topics,
+        groups,
+        offsets,
+        delay_offsets,
+    } = snap;
     let meta = |e: &dyn std::fmt::Display| HaError::MetadataSync {
         addr: addr.to_string(),
         reason: format!("cannot apply: {e}"),
@@ -136,8 +194,25 @@ pub async fn sync_once(b: &Broker, client: &RemotingClient, addr: &str) -> Resul
             &flotilla_message_store::metadata::ConsumerOffsetTable::key(t, g),
         )
     });
-    if changed > 0 {
-        tracing::info!(changed, "metadata synced from the master");
+    if let Some(d) = delay_offsets {
+        b.schedule.set_offsets(d);
     }
-    Ok(())
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_offsets_decode_quoted_and_java_keys() {
+        let ours = serde_json::to_vec(
+            &serde_json::json!({ "offsetTable": BTreeMap::from([(1, 5i64), (3, 7)]) }),
+        )
+        .unwrap();
+        let d: DelayOffsets = decode_body(&ours).unwrap();
+        assert_eq!(d.offset_table, BTreeMap::from([(1, 5), (3, 7)]));
+        let java: DelayOffsets = decode_body(br#"{"offsetTable":{1:5,2:0}}"#).unwrap();
+        assert_eq!(java.offset_table, BTreeMap::from([(1, 5), (2, 0)]));
+    }
 }

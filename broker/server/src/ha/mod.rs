@@ -464,6 +464,15 @@ impl HaState {
     }
 }
 
+impl HaState {
+    /// When metadata last synced from the master / DLedger leader (ms, 0 = never) and
+    /// whether the last attempt worked.
+    pub fn metadata_sync_state(&self) -> (i64, bool) {
+        let f = self.follow.lock();
+        (f.metadata_synced_ms, f.metadata_last_ok)
+    }
+}
+
 /// Whether DLedger replaces classic HA for this broker.
 fn dledger_mode(cfg: &BrokerConfig) -> bool {
     cfg.dledger.is_some()

@@ -319,6 +319,9 @@ pub fn runtime_info(b: &Broker) -> BTreeMap<String, String> {
             d.engine.commit_offset().to_string(),
         );
         t.insert("dLegerWritable".into(), d.is_writable().to_string());
+        let (synced_ms, ok) = b.ha.metadata_sync_state();
+        t.insert("flotillaMetadataSyncedAt".into(), synced_ms.to_string());
+        t.insert("flotillaMetadataSyncOk".into(), ok.to_string());
     }
     t
 }
