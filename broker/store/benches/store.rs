@@ -22,7 +22,10 @@ fn message(queue: i32) -> MessageInner {
 }
 
 fn append_async(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (_dir, s) = store(FlushDiskType::Async);
     let mut g = c.benchmark_group("append_async_flush");
     g.throughput(Throughput::Bytes(BODY as u64));
@@ -45,8 +48,11 @@ fn append_async(c: &mut Criterion) {
 }
 
 fn append_sync(c: &mut Criterion) {
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let (_dir, s) = store(FlushDiskType::Sync);
     let mut g = c.benchmark_group("append_sync_flush");
     for writers in [1usize, 16] {
@@ -71,7 +77,10 @@ fn append_sync(c: &mut Criterion) {
 }
 
 fn read_cq(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (_dir, s) = store(FlushDiskType::Async);
     const N: i64 = 100_000;
     rt.block_on(async {
