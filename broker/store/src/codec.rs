@@ -168,14 +168,31 @@ pub fn decode_properties(s: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// Looks up one property without building a map.
+/// Looks up one property without building a map. Works on bytes: both separators are ASCII,
+/// so every split point is a character boundary (same result as splitting the `str`, without
+/// the per-character decoding, which showed up in append profiles).
 pub fn property<'a>(props: &'a str, name: &str) -> Option<&'a str> {
-    props
-        .split(PROPERTY_SEPARATOR)
-        .find_map(|pair| match pair.split_once(NAME_VALUE_SEPARATOR) {
-            Some((k, v)) if k == name => Some(v),
-            _ => None,
-        })
+    let (b, n) = (props.as_bytes(), name.as_bytes());
+    if n.contains(&(NAME_VALUE_SEPARATOR as u8)) {
+        // A key never contains the name/value separator.
+        return None;
+    }
+    let mut start = 0;
+    while start <= b.len() {
+        let end = b[start..]
+            .iter()
+            .position(|&c| c == PROPERTY_SEPARATOR as u8)
+            .map_or(b.len(), |p| start + p);
+        let pair = &b[start..end];
+        if pair.len() > n.len()
+            && pair[n.len()] == NAME_VALUE_SEPARATOR as u8
+            && pair.starts_with(n)
+        {
+            return props.get(start + n.len() + 1..end);
+        }
+        start = end + 1;
+    }
+    None
 }
 
 /// Bytes a host occupies in a record (address + i32 port).
@@ -319,34 +336,80 @@ pub fn encode_record(
     crc: i32,
 ) -> Result<usize, CodecError> {
     let len = record_len(f)?;
-    let v2 = f.topic.len() > 127;
-    buf.reserve(len);
     let start = buf.len();
-    buf.extend_from_slice(&(len as i32).to_be_bytes());
-    buf.extend_from_slice(&(if v2 { MAGIC_V2 } else { MAGIC_V1 }).to_be_bytes());
-    buf.extend_from_slice(&crc.to_be_bytes());
-    buf.extend_from_slice(&f.queue_id.to_be_bytes());
-    buf.extend_from_slice(&f.flag.to_be_bytes());
-    buf.extend_from_slice(&queue_offset.to_be_bytes());
-    buf.extend_from_slice(&phys_offset.to_be_bytes());
-    buf.extend_from_slice(&effective_sys_flag(f).to_be_bytes());
-    buf.extend_from_slice(&f.born_timestamp.to_be_bytes());
-    put_host(buf, &f.born_host);
-    buf.extend_from_slice(&f.store_timestamp.to_be_bytes());
-    put_host(buf, &f.store_host);
-    buf.extend_from_slice(&f.reconsume_times.to_be_bytes());
-    buf.extend_from_slice(&f.prepared_transaction_offset.to_be_bytes());
-    buf.extend_from_slice(&(f.body.len() as i32).to_be_bytes());
-    buf.extend_from_slice(f.body);
-    if v2 {
-        buf.extend_from_slice(&(f.topic.len() as i16).to_be_bytes());
-    } else {
-        buf.push(f.topic.len() as u8);
+    buf.resize(start + len, 0);
+    encode_record_into(&mut buf[start..], f, queue_offset, phys_offset, crc)
+}
+
+/// Sequential writer over a slice whose length was computed by [`record_len`].
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl Writer<'_> {
+    #[inline]
+    fn put(&mut self, b: &[u8]) {
+        self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
+        self.pos += b.len();
     }
-    buf.extend_from_slice(f.topic.as_bytes());
-    buf.extend_from_slice(&(f.properties.len() as i16).to_be_bytes());
-    buf.extend_from_slice(f.properties.as_bytes());
-    debug_assert_eq!(buf.len() - start, len);
+
+    #[inline]
+    fn host(&mut self, addr: &SocketAddr) {
+        match addr.ip() {
+            IpAddr::V4(ip) => self.put(&ip.octets()),
+            IpAddr::V6(ip) => self.put(&ip.octets()),
+        }
+        self.put(&i32::from(addr.port()).to_be_bytes());
+    }
+}
+
+/// Encodes one record into `dst`, which must be exactly [`record_len`] bytes long (for
+/// example a slice of the mapped CommitLog file, so the record is built in place). Returns
+/// the length; a `dst` of another length is rejected before anything is written.
+pub fn encode_record_into(
+    dst: &mut [u8],
+    f: &RecordFields<'_>,
+    queue_offset: i64,
+    phys_offset: i64,
+    crc: i32,
+) -> Result<usize, CodecError> {
+    let len = record_len(f)?;
+    if dst.len() != len {
+        return Err(CodecError::Truncated {
+            need: len,
+            have: dst.len(),
+        });
+    }
+    let v2 = f.topic.len() > 127;
+    let mut w = Writer { buf: dst, pos: 0 };
+    let mut head = [0u8; 36];
+    head[0..4].copy_from_slice(&(len as i32).to_be_bytes());
+    head[4..8].copy_from_slice(&(if v2 { MAGIC_V2 } else { MAGIC_V1 }).to_be_bytes());
+    head[8..12].copy_from_slice(&crc.to_be_bytes());
+    head[12..16].copy_from_slice(&f.queue_id.to_be_bytes());
+    head[16..20].copy_from_slice(&f.flag.to_be_bytes());
+    head[20..28].copy_from_slice(&queue_offset.to_be_bytes());
+    head[28..36].copy_from_slice(&phys_offset.to_be_bytes());
+    w.put(&head);
+    w.put(&effective_sys_flag(f).to_be_bytes());
+    w.put(&f.born_timestamp.to_be_bytes());
+    w.host(&f.born_host);
+    w.put(&f.store_timestamp.to_be_bytes());
+    w.host(&f.store_host);
+    w.put(&f.reconsume_times.to_be_bytes());
+    w.put(&f.prepared_transaction_offset.to_be_bytes());
+    w.put(&(f.body.len() as i32).to_be_bytes());
+    w.put(f.body);
+    if v2 {
+        w.put(&(f.topic.len() as i16).to_be_bytes());
+    } else {
+        w.put(&[f.topic.len() as u8]);
+    }
+    w.put(f.topic.as_bytes());
+    w.put(&(f.properties.len() as i16).to_be_bytes());
+    w.put(f.properties.as_bytes());
+    debug_assert_eq!(w.pos, len);
     Ok(len)
 }
 
@@ -666,7 +729,61 @@ mod tests {
         assert!(decode_record(&bad, true).is_err());
     }
 
+    #[test]
+    fn encode_into_matches_vec_encoding_and_checks_length() {
+        let (topic, body, props) = ("T", b"body".as_slice(), "TAGS\u{1}a\u{2}");
+        let f = fields(topic, body, props, false);
+        let mut buf = vec![9u8; 3];
+        let len = encode_record(&mut buf, &f, 5, 77, body_crc(body)).unwrap();
+        assert_eq!(&buf[..3], &[9, 9, 9]);
+        let mut dst = vec![0xEEu8; len];
+        encode_record_into(&mut dst, &f, 5, 77, body_crc(body)).unwrap();
+        assert_eq!(dst, buf[3..]);
+        let mut short = vec![0xEEu8; len - 1];
+        assert!(matches!(
+            encode_record_into(&mut short, &f, 5, 77, 0),
+            Err(CodecError::Truncated { .. })
+        ));
+        assert!(short.iter().all(|b| *b == 0xEE), "nothing written on error");
+    }
+
+    /// The `str`-splitting lookup `property` replaced.
+    fn property_by_split<'a>(props: &'a str, name: &str) -> Option<&'a str> {
+        props.split(PROPERTY_SEPARATOR).find_map(|pair| {
+            match pair.split_once(NAME_VALUE_SEPARATOR) {
+                Some((k, v)) if k == name => Some(v),
+                _ => None,
+            }
+        })
+    }
+
+    #[test]
+    fn property_lookup_edge_cases() {
+        for (props, name) in [
+            ("", ""),
+            ("\u{1}v\u{2}", ""),
+            ("a\u{1}b\u{1}c\u{2}", "a\u{1}b"),
+            ("KEYS\u{1}\u{2}TAGS\u{1}x", "TAGS"),
+            ("TAGSX\u{1}1\u{2}TAGS\u{1}2", "TAGS"),
+            ("é\u{1}ü\u{2}", "é"),
+        ] {
+            assert_eq!(
+                property(props, name),
+                property_by_split(props, name),
+                "{props:?}"
+            );
+        }
+    }
+
     proptest! {
+        #[test]
+        fn property_matches_split_lookup(
+            props in "[ab\u{1}\u{2}é]{0,24}",
+            name in "[ab\u{1}é]{0,3}",
+        ) {
+            prop_assert_eq!(property(&props, &name), property_by_split(&props, &name));
+        }
+
         #[test]
         fn encode_decode_round_trip(
             topic in "[a-zA-Z0-9_%|-]{1,300}",

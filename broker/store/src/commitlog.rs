@@ -106,12 +106,18 @@ impl CommitLog {
         Ok(next)
     }
 
-    /// Writes bytes at `pos` (which must lie inside one file) and publishes the new end.
+    /// Lets `fill` build `len` bytes in place at `pos` (which must lie inside one file), then
+    /// publishes the new end — only if `fill` succeeded (it must fail before writing).
     /// Caller holds the put lock.
-    pub fn write_at(&self, pos: i64, data: &[u8]) -> Result<(), StoreError> {
+    pub fn write_at_with(
+        &self,
+        pos: i64,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let seg = self.files.get_or_create(pos)?;
-        seg.write((pos - seg.start()) as usize, data)?;
-        self.wrote.store(pos + data.len() as i64, Ordering::Release);
+        seg.write_with((pos - seg.start()) as usize, len, fill)??;
+        self.wrote.store(pos + len as i64, Ordering::Release);
         Ok(())
     }
 

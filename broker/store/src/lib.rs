@@ -14,6 +14,7 @@
 //! | `consume_queue` | per-queue 20-byte entries, time search |
 //! | `index` | lookup by KEYS / UNIQ_KEY |
 //! | `flush` | ASYNC flusher and SYNC group commit |
+//! | `warmup` | background pre-faulting of CommitLog pages ahead of the writer |
 //! | [`checkpoint`] | checkpoint, abort, lock and FORMAT files |
 //! | `recovery` | start-up validation, truncation, re-dispatch |
 //! | `retention` | file deletion and disk-full protection |
@@ -34,6 +35,7 @@ mod mmap;
 mod recovery;
 mod retention;
 mod store;
+mod warmup;
 
 pub use checkpoint::FORMAT_VERSION;
 pub use config::{Clock, DiskUsageProbe, FlushDiskType, FsDiskUsage, StoreConfig, SystemClock};

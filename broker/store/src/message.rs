@@ -152,8 +152,9 @@ pub struct AppendResult {
     pub wrote_offset: i64,
     /// Total bytes of all records (blank markers excluded).
     pub wrote_bytes: usize,
-    /// Offset message id of each record.
-    pub msg_ids: Vec<String>,
+    /// The store host the records were written with; with each record's offset it makes the
+    /// offset message id ([`AppendResult::msg_ids`]), formatted only when asked for.
+    pub store_host: SocketAddr,
     /// Position of each record.
     pub records: Vec<RecordPosition>,
     /// Store timestamp given to the records.
@@ -165,9 +166,30 @@ pub struct AppendResult {
 }
 
 impl AppendResult {
+    /// Offset message id of the record at `i` (in batch order).
+    pub fn msg_id(&self, i: usize) -> Option<String> {
+        let r = self.records.get(i)?;
+        Some(codec::message_id(&self.store_host, r.phys_offset))
+    }
+
+    /// Offset message id of each record (uppercase hex of store host and offset).
+    pub fn msg_ids(&self) -> Vec<String> {
+        self.records
+            .iter()
+            .map(|r| codec::message_id(&self.store_host, r.phys_offset))
+            .collect()
+    }
+
     /// Message ids joined by commas (the SEND_BATCH response's `msgId`).
     pub fn msg_id_list(&self) -> String {
-        self.msg_ids.join(",")
+        let mut s = String::with_capacity(self.records.len() * 33);
+        for (i, r) in self.records.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&codec::message_id(&self.store_host, r.phys_offset));
+        }
+        s
     }
 }
 

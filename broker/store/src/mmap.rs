@@ -90,6 +90,11 @@ const PREFAULT_MIN: usize = 64 << 10;
 /// Set once the kernel rejects `MADV_POPULATE_WRITE` (before Linux 5.14): stop trying.
 static PREFAULT_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
+/// Whether pre-faulting still works here (false once the kernel rejected it).
+pub fn prefault_supported() -> bool {
+    !PREFAULT_UNSUPPORTED.load(Ordering::Relaxed)
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MmapError + '_ {
     move |source| MmapError::Io {
         path: path.to_path_buf(),
@@ -198,8 +203,9 @@ impl MappedSegment {
     /// pre-faulted already, so the coming writes do not fault page by page. Best effort:
     /// failures only mean the writes fault as usual. Callers have bounds-checked `pos..end`.
     fn prefault(&self, pos: usize, end: usize) {
-        let done = self.prefaulted.load(Ordering::Relaxed);
-        if end <= done || PREFAULT_UNSUPPORTED.load(Ordering::Relaxed) {
+        if end <= self.prefaulted.load(Ordering::Relaxed)
+            || PREFAULT_UNSUPPORTED.load(Ordering::Relaxed)
+        {
             return;
         }
         // Small segments (ConsumeQueues) pre-fault proportionally less, so that thousands of
@@ -208,9 +214,16 @@ impl MappedSegment {
         if ahead < PREFAULT_MIN {
             return;
         }
+        self.populate(pos, end.saturating_add(ahead));
+    }
+
+    /// Claims `[max(pos, mark), to)` (clamped to the segment) by moving the pre-faulted mark
+    /// forward, then populates it. Concurrent callers (the writer and a warm-up thread)
+    /// claim disjoint ranges; the mark never moves back.
+    fn populate(&self, pos: usize, to: usize) {
+        let to = to.min(self.size);
+        let done = self.prefaulted.fetch_max(to, Ordering::Relaxed);
         let from = done.max(pos);
-        let to = end.saturating_add(ahead).min(self.size);
-        self.prefaulted.store(to, Ordering::Relaxed);
         if to <= from {
             return;
         }
@@ -227,23 +240,50 @@ impl MappedSegment {
         }
     }
 
+    /// Pre-faults (warms) the pages of `[pos, to)` not pre-faulted yet, at most `chunk` bytes
+    /// per system call, and returns the new pre-faulted mark. Meant for a background thread
+    /// running ahead of the writer (RocketMQ's `warmMappedFile`): the first touch of a fresh
+    /// page — allocating and zeroing it — then happens off the append path. Like the writer's
+    /// own pre-faulting it changes no byte and creates no reference into the mapping.
+    pub fn warm(&self, pos: usize, to: usize, chunk: usize) -> usize {
+        let to = to.min(self.size);
+        let chunk = chunk.max(4096);
+        loop {
+            let done = self.prefaulted.load(Ordering::Relaxed);
+            if done >= to || PREFAULT_UNSUPPORTED.load(Ordering::Relaxed) {
+                return done;
+            }
+            let from = done.max(pos);
+            self.populate(from, from.saturating_add(chunk).min(to));
+        }
+    }
+
     /// Copies `data` into the segment at `pos`.
     pub fn write(&self, pos: usize, data: &[u8]) -> Result<(), MmapError> {
-        self.check(pos, data.len())?;
-        self.prefault(pos, pos + data.len());
+        self.write_with(pos, data.len(), |dst| dst.copy_from_slice(data))
+    }
+
+    /// Lets `f` fill the `len` bytes at `pos` in place (encoding straight into the mapping
+    /// saves the copy out of a staging buffer). `f` sees the bytes' current contents and must
+    /// not assume they are zero. Holds the exclusive lock while `f` runs, so `f` must be
+    /// short and must not touch this segment.
+    pub fn write_with<R>(
+        &self,
+        pos: usize,
+        len: usize,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, MmapError> {
+        self.check(pos, len)?;
+        self.prefault(pos, pos + len);
         let _guard = self.lock.write();
-        // SAFETY: `check` proved `pos + data.len() <= size <= map.len()`, so the destination
-        // range lies inside the live mapping (kept alive by `self.map`). We hold the exclusive
-        // lock, so no reader holds a slice into the mapping while we write, and `data` cannot
-        // overlap the mapping because no reference into the mapping escapes this module.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.map.as_mut_ptr().add(pos),
-                data.len(),
-            );
-        }
-        Ok(())
+        // SAFETY: `check` proved `pos + len <= size <= map.len()`, so the slice lies inside
+        // the live mapping (kept alive by `self.map`). We hold the exclusive lock for the
+        // slice's whole lifetime (it cannot escape `f`, whose argument is a fresh borrow), and
+        // every other access to the bytes takes the lock, so no other reference to them
+        // exists meanwhile. `f` cannot reach this mapping except through this slice, because
+        // no reference into the mapping escapes this module.
+        let slice = unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(pos), len) };
+        Ok(f(slice))
     }
 
     /// Fills `[from, to)` with zeros (used when truncating a torn or rolled-back tail).
@@ -350,5 +390,38 @@ mod tests {
         let seg = MappedSegment::open(&path, 0, size).unwrap();
         assert_eq!(seg.read_vec(size - rec.len(), rec.len()).unwrap(), rec);
         assert!(seg.read_vec(pos, 4096).unwrap().iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn warm_and_write_with_keep_bytes_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000");
+        let size = 8 << 20;
+        let seg = MappedSegment::create(&path, 0, size).unwrap();
+        // Warm the first 3 MiB in 256 KiB steps, then a range past the end (clamped).
+        let mark = seg.warm(0, 3 << 20, 256 << 10);
+        assert!(mark >= 3 << 20 || PREFAULT_UNSUPPORTED.load(Ordering::Relaxed));
+        assert_eq!(seg.warm(size - 4096, size + 4096, 1 << 20), size);
+        // Warm pages read as zeros; in-place writes land exactly.
+        assert!(seg.read_vec(0, 4096).unwrap().iter().all(|b| *b == 0));
+        let n = seg
+            .write_with(100, 5, |dst| {
+                dst.copy_from_slice(b"hello");
+                dst.len()
+            })
+            .unwrap();
+        assert_eq!(n, 5);
+        assert!(seg.write_with(size - 2, 3, |_| ()).is_err());
+        assert_eq!(seg.read_vec(99, 7).unwrap(), b"\0hello\0");
+        seg.flush(0, size).unwrap();
+        drop(seg);
+        let seg = MappedSegment::open(&path, 0, size).unwrap();
+        assert_eq!(seg.read_vec(100, 5).unwrap(), b"hello");
+        assert!(
+            seg.read_vec(size - 4096, 4096)
+                .unwrap()
+                .iter()
+                .all(|b| *b == 0)
+        );
     }
 }

@@ -45,6 +45,7 @@ use crate::message::{
     RecordPosition,
 };
 use crate::retention::{self, RetentionReport};
+use crate::warmup::{WarmSignal, run_warmer};
 
 /// Longest topic accepted: it becomes a directory name under `consumequeue/`.
 pub const MAX_TOPIC_LEN: usize = 255;
@@ -60,7 +61,7 @@ pub(crate) struct Inner {
     pub(crate) commitlog: CommitLog,
     pub(crate) cqs: RwLock<CqTable>,
     pub(crate) index: Index,
-    put_lock: Mutex<Vec<u8>>,
+    put_lock: Mutex<()>,
     pub(crate) dispatched: AtomicI64,
     confirm_offset: AtomicI64,
     /// Set in DLedger mode: an unset confirm offset means "nothing confirmed" rather than
@@ -69,6 +70,7 @@ pub(crate) struct Inner {
     pub(crate) disk_full: AtomicBool,
     pub(crate) disk_ratio_bits: AtomicU64,
     flush_signals: Arc<FlushSignals>,
+    warm_signal: Arc<WarmSignal>,
     hk_signal: Arc<(Mutex<bool>, Condvar)>,
     shutdown: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -80,6 +82,7 @@ pub(crate) struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.flush_signals.stop();
+        self.warm_signal.stop();
         *self.hk_signal.0.lock() = true;
         self.hk_signal.1.notify_all();
     }
@@ -255,12 +258,12 @@ impl Inner {
         self.index.add(topic, pos, size, store_ts, it)
     }
 
-    fn notify(&self, touched: &[(Arc<str>, i32, i64)]) {
+    fn notify(&self, touched: &[(&str, i32, i64)]) {
         self.notifier.send_replace(self.commitlog.max_offset());
         if self.arrivals.receiver_count() > 0 {
             for (topic, queue_id, max_offset) in touched {
                 let _ = self.arrivals.send(Arrival {
-                    topic: topic.clone(),
+                    topic: Arc::from(*topic),
                     queue_id: *queue_id,
                     max_offset: *max_offset,
                 });
@@ -292,25 +295,27 @@ impl Inner {
                 Err(s) => return (PutResult::failed(s), 0),
             }
         }
-        let mut buf = self.put_lock.lock();
+        let guard = self.put_lock.lock();
         if self.shutdown.load(Ordering::Acquire) {
             return (PutResult::failed(PutStatus::ServiceNotAvailable), 0);
         }
         let store_ts = self.cfg.clock.now_ms();
         let mut records = Vec::with_capacity(prepared.len());
-        let mut touched: Vec<(Arc<str>, i32, i64)> = Vec::new();
+        let mut touched: Vec<(&str, i32, i64)> = Vec::new();
+        // Consecutive records of one batch usually go to the same queue: look it up once.
+        let mut cq: Option<Arc<ConsumeQueue>> = None;
         let mut wrote_bytes = 0usize;
         for p in &prepared {
-            match self.append_one(&mut buf, p, store_ts) {
+            match self.append_one(&mut cq, p, store_ts) {
                 Ok(rp) => {
                     wrote_bytes += rp.size as usize;
                     records.push(rp);
                     match touched.last_mut() {
-                        Some(t) if *t.0 == p.msg.topic && t.1 == p.msg.queue_id => {
+                        Some(t) if t.0 == p.msg.topic && t.1 == p.msg.queue_id => {
                             t.2 = rp.queue_offset + 1
                         }
                         _ => touched.push((
-                            Arc::from(p.msg.topic.as_str()),
+                            p.msg.topic.as_str(),
                             p.msg.queue_id,
                             rp.queue_offset + 1,
                         )),
@@ -320,7 +325,7 @@ impl Inner {
                     tracing::error!(error = %e, code = e.code(), "append failed");
                     let end = self.commitlog.max_offset();
                     self.dispatched.store(end, Ordering::Release);
-                    drop(buf);
+                    drop(guard);
                     self.notify(&touched);
                     let status = match e {
                         StoreError::Segment(_) => PutStatus::CreateMappedFileFailed,
@@ -332,19 +337,16 @@ impl Inner {
         }
         let end = self.commitlog.max_offset();
         self.dispatched.store(end, Ordering::Release);
-        drop(buf);
+        drop(guard);
+        self.warm_signal.after_append(end);
         self.notify(&touched);
         let (Some(first), count) = (records.first().copied(), records.len()) else {
             return (PutResult::failed(PutStatus::UnknownError), 0);
         };
-        let msg_ids = records
-            .iter()
-            .map(|r| codec::message_id(&self.cfg.store_host, r.phys_offset))
-            .collect();
         let append = AppendResult {
             wrote_offset: first.phys_offset,
             wrote_bytes,
-            msg_ids,
+            store_host: self.cfg.store_host,
             records,
             store_timestamp: store_ts,
             logical_offset: first.queue_offset,
@@ -388,17 +390,22 @@ impl Inner {
 
     fn append_one(
         &self,
-        buf: &mut Vec<u8>,
+        last_cq: &mut Option<Arc<ConsumeQueue>>,
         p: &Prepared<'_>,
         store_ts: i64,
     ) -> Result<RecordPosition, StoreError> {
         let m = p.msg;
-        let cq = self.cq_or_create(&m.topic, m.queue_id)?;
+        let cq = match last_cq {
+            Some(q) if q.queue_id() == m.queue_id && q.topic() == m.topic => q,
+            _ => last_cq.insert(self.cq_or_create(&m.topic, m.queue_id)?),
+        };
         let q = cq.max_offset();
         let pos = self.commitlog.prepare(p.len)?;
-        buf.clear();
-        codec::encode_record(buf, &self.fields(m, store_ts), q, pos, p.crc)?;
-        self.commitlog.write_at(pos, buf)?;
+        let fields = self.fields(m, store_ts);
+        self.commitlog.write_at_with(pos, p.len, |dst| {
+            codec::encode_record_into(dst, &fields, q, pos, p.crc)?;
+            Ok(())
+        })?;
         let size = p.len as i32;
         cq.append(
             q,
@@ -482,13 +489,14 @@ impl MessageStore {
             commitlog: recovered.commitlog,
             cqs: RwLock::new(HashMap::new()),
             index: recovered.index,
-            put_lock: Mutex::new(Vec::with_capacity(64 * 1024)),
+            put_lock: Mutex::new(()),
             dispatched: AtomicI64::new(0),
             confirm_offset: AtomicI64::new(recovered.confirm_offset),
             confirm_strict: AtomicBool::new(false),
             disk_full: AtomicBool::new(false),
             disk_ratio_bits: AtomicU64::new(0),
             flush_signals: Arc::new(FlushSignals::default()),
+            warm_signal: Arc::new(WarmSignal::default()),
             hk_signal: Arc::new((Mutex::new(false), Condvar::new())),
             shutdown: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
@@ -526,6 +534,13 @@ impl MessageStore {
                     .spawn(move || run_flusher(w, s))
                     .map_err(StoreError::io("spawn flusher"))?,
             );
+            let (w, s) = (Arc::downgrade(&inner), inner.warm_signal.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("store-warmup".into())
+                    .spawn(move || run_warmer(w, s))
+                    .map_err(StoreError::io("spawn warm-up"))?,
+            );
             let (w, s) = (Arc::downgrade(&inner), inner.hk_signal.clone());
             threads.push(
                 std::thread::Builder::new()
@@ -556,13 +571,13 @@ impl MessageStore {
     /// Appends a batch as consecutive records (consecutive queue offsets per queue) with one
     /// durability wait for the whole batch.
     pub async fn put_messages(&self, batch: Vec<MessageInner>) -> PutResult {
-        let wait = batch.iter().all(MessageInner::wait_store_msg_ok);
         let (mut result, end) = self.inner.append_batch(&batch);
         if result.status != PutStatus::PutOk {
             return result;
         }
         match self.inner.cfg.flush {
-            FlushDiskType::Sync if wait => {
+            // WAIT=false on every message: do not wait (checked only here, off the ASYNC path).
+            FlushDiskType::Sync if batch.iter().all(MessageInner::wait_store_msg_ok) => {
                 if self.inner.commitlog.flushed_offset() >= end {
                     return result;
                 }
@@ -1068,6 +1083,7 @@ impl MessageStore {
             return Ok(());
         }
         inner.flush_signals.stop();
+        inner.warm_signal.stop();
         *inner.hk_signal.0.lock() = true;
         inner.hk_signal.1.notify_all();
         let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *inner.threads.lock());

@@ -29,10 +29,10 @@ fn put_then_get_returns_identical_bytes() {
     let a = r.append.unwrap();
     assert_eq!((a.wrote_offset, a.logical_offset, a.count), (0, 0, 1));
     assert_eq!(
-        a.msg_ids[0],
+        a.msg_ids()[0],
         codec::message_id(&store.config().store_host, 0)
     );
-    assert_eq!(a.msg_ids[0].len(), 32);
+    assert_eq!(a.msg_ids()[0].len(), 32);
 
     let g = store.get_message("TopicA", 1, 0, 32, 1 << 20, &all);
     assert_eq!(g.status, GetStatus::Found);
@@ -252,7 +252,7 @@ fn ipv6_hosts_set_sysflag_bits() {
     m.born_host = "[fe80::2]:4000".parse().unwrap();
     let r = rt.block_on(store.put_message(m));
     let a = r.append.unwrap();
-    assert_eq!(a.msg_ids[0].len(), 56);
+    assert_eq!(a.msg_ids()[0].len(), 56);
     let raw = store.look_message_by_offset(0).unwrap();
     let d = decode_record(&raw, true).unwrap();
     assert_eq!(d.sys_flag & 0x30, 0x30);
@@ -665,4 +665,48 @@ fn bounded_reads_stop_at_the_confirm_offset() {
     assert_eq!(store.confirm_offset(), 0);
     store.set_confirm_offset(ends[1]);
     assert_eq!(store.confirm_offset(), ends[1]);
+}
+
+#[test]
+fn warm_up_thread_running_ahead_leaves_records_exact_across_files() {
+    // Files large enough for the background warm-up thread (>= 16 MiB) and background
+    // services on, so it pre-faults ahead of the writer while records roll across files.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = small_config(dir.path());
+    cfg.commitlog_file_size = 16 << 20;
+    cfg.cq_entries_per_file = 100_000;
+    cfg.background_services = true;
+    let store = open(cfg.clone());
+    let rt = rt();
+    let body: Vec<u8> = (0..4000u32).map(|i| (i % 253) as u8).collect();
+    let mut ends = 0;
+    for _ in 0..(40 << 20) / (body.len() * 16) {
+        let batch = (0..16).map(|_| msg("Warm", 0, &body)).collect();
+        let r = rt.block_on(store.put_messages(batch));
+        assert_eq!(r.status, PutStatus::PutOk);
+        ends += r.append.unwrap().count as i64;
+    }
+    assert!(
+        store.commitlog_max_offset() > 2 * (16 << 20),
+        "rolled into a third file"
+    );
+    let check = |store: &MessageStore| {
+        let mut q = 0;
+        while q < ends {
+            let g = store.get_message("Warm", 0, q, 32, 1 << 20, &all);
+            assert_eq!(g.status, GetStatus::Found);
+            for (raw, qo) in g.messages.iter().zip(&g.queue_offsets) {
+                let d = decode_record(raw, true).unwrap();
+                assert_eq!((d.body, d.queue_offset), (body.as_slice(), *qo));
+            }
+            q = g.next_begin_offset;
+        }
+    };
+    check(&store);
+    store.shutdown().unwrap();
+    drop(store);
+    let store = open(cfg);
+    assert_eq!(store.max_offset_in_queue("Warm", 0), ends);
+    check(&store);
+    store.shutdown().unwrap();
 }
