@@ -132,7 +132,8 @@ pub struct DLedgerConfig {
     /// How often the leader contacts an idle follower.
     pub heartbeat_interval: Duration,
     /// A leader that has not heard from a majority for this long stops acknowledging writes
-    /// and steps down. Must be shorter than `election_timeout_min`.
+    /// (it steps down after `election_timeout_min` without a majority). Must be shorter than
+    /// `election_timeout_min`.
     pub lease: Duration,
     /// Timeout of one RPC (vote, append, timeout-now).
     pub rpc_timeout: Duration,

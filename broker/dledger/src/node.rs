@@ -10,7 +10,8 @@
 //!
 //! * the **server** accepts peer connections (`crate::transport::serve`);
 //! * the **ticker** starts elections when the election deadline passes and, on the leader,
-//!   checks the lease;
+//!   steps down once no majority has answered for a minimum election timeout (writes stop
+//!   earlier, when the lease lapses);
 //! * an **election** task per campaign (pre-vote, then vote), at most one at a time;
 //! * a **replicator** per follower while leading, which streams record-aligned CommitLog
 //!   chunks, probes after a mismatch and sends heartbeats when idle.
@@ -543,8 +544,13 @@ impl Core {
     }
 
     fn lease_ok(&self, st: &State) -> bool {
+        self.majority_heard_within(st, self.cfg.lease)
+    }
+
+    /// Whether a majority (this member included) answered requests sent within `d`.
+    fn majority_heard_within(&self, st: &State, d: Duration) -> bool {
         let acks: Vec<Option<Instant>> = st.progress.values().map(|p| p.last_ack).collect();
-        lease_holds(&acks, self.cfg.quorum(), self.cfg.lease, Instant::now())
+        lease_holds(&acks, self.cfg.quorum(), d, Instant::now())
     }
 
     fn publish(&self, st: &State) {
@@ -615,7 +621,7 @@ impl Core {
         let term = st.hs.term;
         tracing::warn!(
             term,
-            "leader lease expired (no majority heard from); stepping down"
+            "no majority heard from for an election timeout; stepping down"
         );
         st.stepped_down = Some((term, StepDown::LeaseExpired));
         st.role = Role::Follower;
@@ -1024,7 +1030,14 @@ async fn run_ticker(core: Arc<Core>) {
         let mut st = core.state.lock();
         match st.role {
             Role::Leader => {
-                if !core.lease_ok(&st) {
+                // Writes stop as soon as the lease lapses (`is_writable`, `wait_committed`);
+                // the leader itself steps down only when no majority has answered for a whole
+                // minimum election timeout (Raft's check-quorum). Stepping down at the lease
+                // made a new leader give up at once whenever its first heartbeat round took
+                // longer than what was left of its lease — the lease counts from the vote
+                // requests, and both ends fsync the new epoch before that round completes —
+                // costing the group another election timeout and term.
+                if !core.majority_heard_within(&st, core.cfg.election_timeout_min) {
                     core.step_down_from_lease(&mut st);
                 }
             }
