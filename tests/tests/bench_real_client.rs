@@ -14,7 +14,8 @@
 //! Optional: `FLOTILLA_BENCH_SECS` (seconds per phase, default 5), `FLOTILLA_BENCH_CONSUME=0`
 //! (skip the push-consume phase, e.g. against the fake broker, which stores nothing),
 //! `FLOTILLA_BENCH_TOPIC` (default `RealClientBench<pid>`, fresh per run so the consume phase
-//! reads exactly what this run produced).
+//! reads exactly what this run produced), `FLOTILLA_BENCH_PULL_BATCH` (the push consumer's
+//! `pullBatchSize`, messages per pull request; default 32 as in RocketMQ).
 //!
 //! Phases, all with 1 KiB bodies: sync send one by one (throughput and p50/p99 latency),
 //! 16 concurrent sync senders, sync batches of 32 (1 and 4 senders), then a push consumer
@@ -199,6 +200,11 @@ async fn real_client_throughput() {
         let mut consumer = client
             .push_consumer(&ns, "RealClientBenchCG")
             .consume_message_batch_max_size(32)
+            .pull_batch_size(
+                env_or("FLOTILLA_BENCH_PULL_BATCH", "32")
+                    .parse()
+                    .unwrap_or(32),
+            )
             .build();
         consumer.subscribe(&topic, "*").await.expect("subscribe");
         consumer.register_message_listener_concurrently(counter.clone());
