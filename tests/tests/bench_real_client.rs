@@ -15,7 +15,9 @@
 //! (skip the push-consume phase, e.g. against the fake broker, which stores nothing),
 //! `FLOTILLA_BENCH_TOPIC` (default `RealClientBench<pid>`, fresh per run so the consume phase
 //! reads exactly what this run produced), `FLOTILLA_BENCH_PULL_BATCH` (the push consumer's
-//! `pullBatchSize`, messages per pull request; default 32 as in RocketMQ).
+//! `pullBatchSize`, messages per pull request; default 32 as in RocketMQ),
+//! `FLOTILLA_BENCH_PROFILE=throughput` (the client's own `ConsumerTuningProfile::Throughput`
+//! instead of the explicit settings).
 //!
 //! Phases, all with 1 KiB bodies: sync send one by one (throughput and p50/p99 latency),
 //! 16 concurrent sync senders, sync batches of 32 (1 and 4 senders), then a push consumer
@@ -197,15 +199,17 @@ async fn real_client_throughput() {
             first: Arc::default(),
             last: Arc::default(),
         };
-        let mut consumer = client
-            .push_consumer(&ns, "RealClientBenchCG")
-            .consume_message_batch_max_size(32)
-            .pull_batch_size(
+        let builder = client.push_consumer(&ns, "RealClientBenchCG");
+        let builder = if env_or("FLOTILLA_BENCH_PROFILE", "") == "throughput" {
+            builder.tuning_profile(rocketmq_client_rust::ConsumerTuningProfile::Throughput)
+        } else {
+            builder.consume_message_batch_max_size(32).pull_batch_size(
                 env_or("FLOTILLA_BENCH_PULL_BATCH", "32")
                     .parse()
                     .unwrap_or(32),
             )
-            .build();
+        };
+        let mut consumer = builder.build();
         consumer.subscribe(&topic, "*").await.expect("subscribe");
         consumer.register_message_listener_concurrently(counter.clone());
         let start = Instant::now();
