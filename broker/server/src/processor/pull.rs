@@ -47,27 +47,16 @@ fn attempt(b: &Broker, h: &PullHeader, filter: &TagFilter) -> Outcome {
         .min(8 << 20);
     // DLedger: only committed records exist for consumers (the bound is i64::MAX otherwise).
     let bound = b.read_bound();
-    let r = if filter.is_all() {
-        b.store.get_message_below(
-            &h.topic,
-            h.queue_id,
-            h.queue_offset,
-            h.max_msg_nums,
-            max_bytes,
-            &|_| true,
-            bound,
-        )
-    } else {
-        b.store.get_message_below(
-            &h.topic,
-            h.queue_id,
-            h.queue_offset,
-            h.max_msg_nums,
-            max_bytes,
-            &|c| filter.matches_code(c),
-            bound,
-        )
-    };
+    // `matches_code` already accepts every code when the subscription is `*`.
+    let r = b.store.get_message_below(
+        &h.topic,
+        h.queue_id,
+        h.queue_offset,
+        h.max_msg_nums,
+        max_bytes,
+        &|c| filter.matches_code(c),
+        bound,
+    );
     let (mut c, mut next) = (code::SUCCESS, r.next_begin_offset);
     match r.status {
         GetStatus::Found => {}
