@@ -9,15 +9,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{render, segment};
+use common::{echo_server, render, segment};
 use flotilla_remoting::codec::DEFAULT_MAX_FRAME;
-use flotilla_remoting::{
-    ClientConfig, RemotingClient, RemotingCommand, RemotingServer, SerializeType, processor_fn,
-};
+use flotilla_remoting::{ClientConfig, RemotingClient, RemotingCommand, SerializeType};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,28 +32,6 @@ fn count_panics() {
         PANICS.fetch_add(1, Ordering::SeqCst);
         prev(info);
     }));
-}
-
-async fn echo_server() -> RemotingServer {
-    RemotingServer::builder()
-        .register(
-            1,
-            Arc::new(processor_fn(|_ch, req: RemotingCommand| async move {
-                let mut resp = RemotingCommand::success().with_body(req.body.clone());
-                resp.ext_fields = req.ext_fields.clone();
-                Ok(Some(resp))
-            })),
-        )
-        .register(
-            2,
-            Arc::new(processor_fn(|_ch, req: RemotingCommand| async move {
-                let n = req.ext_i32("n")?;
-                Ok(Some(RemotingCommand::success().with_ext("n2", n * 2)))
-            })),
-        )
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap()
 }
 
 /// Polls `cond` every 10 ms for up to `within`.

@@ -14,38 +14,11 @@ use flotilla_remoting::{
 };
 use tokio::sync::Notify;
 
-const T: Duration = Duration::from_secs(5);
+mod common;
 
-async fn echo_server() -> RemotingServer {
-    RemotingServer::builder()
-        .register(
-            1,
-            Arc::new(processor_fn(|_ch, req: RemotingCommand| async move {
-                let mut resp = RemotingCommand::success().with_body(req.body.clone());
-                resp.ext_fields = req.ext_fields.clone();
-                Ok(Some(resp))
-            })),
-        )
-        .register(
-            2,
-            Arc::new(processor_fn(|_ch, req: RemotingCommand| async move {
-                let n = req.ext_i32("n")?;
-                Ok(Some(RemotingCommand::success().with_ext("n2", n * 2)))
-            })),
-        )
-        .register(
-            3,
-            Arc::new(processor_fn(|_ch, _req| async move {
-                Err(ProcessError::new(
-                    response_code::TOPIC_NOT_EXIST,
-                    "no topic",
-                ))
-            })),
-        )
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap()
-}
+use common::echo_server;
+
+const T: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn request_response_and_errors() {

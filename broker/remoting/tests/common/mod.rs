@@ -1,13 +1,17 @@
-//! Generators shared by the codec property tests and the live-server fuzz test: arbitrary
-//! commands in either header encoding, and hostile byte streams made of valid, corrupted,
-//! truncated and lying frames mixed with random bytes.
+//! Shared by the remoting integration tests: generators of arbitrary commands in either
+//! header encoding and of hostile byte streams (valid, corrupted, truncated and lying frames
+//! mixed with random bytes), and the echo server the transport and fuzz tests talk to.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::BufMut;
 use flotilla_remoting::codec::{DEFAULT_MAX_FRAME, encode};
-use flotilla_remoting::{LanguageCode, RemotingCommand, SerializeType};
+use flotilla_remoting::{
+    LanguageCode, ProcessError, RemotingCommand, RemotingServer, SerializeType, processor_fn,
+    response_code,
+};
 use proptest::prelude::*;
 
 /// Arbitrary commands that the given header encoding can carry: the binary header holds
@@ -134,4 +138,37 @@ pub fn render(segments: &[Segment]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A server on 127.0.0.1:0 answering code 1 with an echo (body and extFields), code 2 with
+/// `n2 = 2 × n`, and code 3 with TOPIC_NOT_EXIST.
+pub async fn echo_server() -> RemotingServer {
+    RemotingServer::builder()
+        .register(
+            1,
+            Arc::new(processor_fn(|_ch, req: RemotingCommand| async move {
+                let mut resp = RemotingCommand::success().with_body(req.body.clone());
+                resp.ext_fields = req.ext_fields.clone();
+                Ok(Some(resp))
+            })),
+        )
+        .register(
+            2,
+            Arc::new(processor_fn(|_ch, req: RemotingCommand| async move {
+                let n = req.ext_i32("n")?;
+                Ok(Some(RemotingCommand::success().with_ext("n2", n * 2)))
+            })),
+        )
+        .register(
+            3,
+            Arc::new(processor_fn(|_ch, _req| async move {
+                Err(ProcessError::new(
+                    response_code::TOPIC_NOT_EXIST,
+                    "no topic",
+                ))
+            })),
+        )
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap()
 }
