@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use flotilla_remoting::protocol::{KVTable, decode_body};
 use flotilla_remoting::{RemotingClient, RemotingCommand, request_code};
-use flotilla_tests::broker_proc::{Namesrv, registered_at, route};
+use flotilla_tests::broker_proc::{self, Namesrv, registered_at, route};
 use flotilla_tests::rmq::{self, Client, Collector, body_of};
 use flotilla_tests::{Proc, bin_path, free_broker_port, temp_dir, wait_for_port, wait_until};
 use std::sync::Mutex as StdMutex;
@@ -145,20 +145,7 @@ impl Cluster {
     }
 
     async fn create_topic(&self, topic: &str, queues: i32, perm: i32) {
-        let r = self
-            .admin(
-                RemotingCommand::request(request_code::UPDATE_AND_CREATE_TOPIC)
-                    .with_ext("topic", topic)
-                    .with_ext("defaultTopic", "TBW102")
-                    .with_ext("readQueueNums", queues)
-                    .with_ext("writeQueueNums", queues)
-                    .with_ext("perm", perm)
-                    .with_ext("topicFilterType", "SINGLE_TAG")
-                    .with_ext("topicSysFlag", 0)
-                    .with_ext("order", false),
-            )
-            .await;
-        assert_eq!(r.code, 0, "create topic: {:?}", r.remark);
+        broker_proc::create_topic(&self.admin, &self.broker.addr, topic, queues, perm).await;
         let (admin, ns, topic) = (self.admin.clone(), self.ns.addr.clone(), topic.to_string());
         wait_until("route with the new perm", WAIT, || {
             let (admin, ns, topic) = (admin.clone(), ns.clone(), topic.clone());
