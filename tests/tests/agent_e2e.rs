@@ -14,8 +14,8 @@ use flotilla_proto::agent::v1::{
     RestartPolicy, TransferLeadership, agent_message, command, control_message,
 };
 use flotilla_proto::v1::{BrokerMode, Cluster, InstanceKind, Topic};
-use flotilla_remoting::protocol::{ClusterInfo, TopicConfigSerializeWrapper, decode_body};
 use flotilla_remoting::{RemotingClient, RemotingCommand, request_code};
+use flotilla_tests::broker_proc::{registered_at, topic_queues};
 use flotilla_tests::fleet::{self, Fleet, alive, brokers, namesrv_addr, pids};
 use flotilla_tests::rmq::{self, Client};
 use flotilla_tests::{Proc, bin_path, free_port, temp_dir, wait_until};
@@ -52,26 +52,6 @@ fn assert_untouched(c: &Cluster, before: &BTreeMap<String, i64>, fleet: &Fleet, 
         "{what}: no restart counted: {:?}",
         fleet::members(c)
     );
-}
-
-async fn broker_registered_at(ns: &str, broker_addr: &str) -> bool {
-    let client = RemotingClient::default();
-    let Ok(resp) = client
-        .invoke(
-            ns,
-            RemotingCommand::request(request_code::GET_BROKER_CLUSTER_INFO),
-            Duration::from_secs(3),
-        )
-        .await
-    else {
-        return false;
-    };
-    let Ok(info) = decode_body::<ClusterInfo>(&resp.body) else {
-        return false;
-    };
-    info.broker_addr_table
-        .values()
-        .any(|b| b.broker_addrs.values().any(|a| a == broker_addr))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +104,11 @@ async fn agent_runs_an_applied_cluster_and_restarts_a_killed_broker() {
     let c2 = c.clone();
     wait_until("restarted broker registered", WAIT, || {
         let (ns, addr) = (namesrv_addr(&c2), restarted.address.clone());
-        async move { broker_registered_at(&ns, &addr).await.then_some(()) }
+        async move {
+            registered_at(&RemotingClient::default(), &ns, &addr)
+                .await
+                .then_some(())
+        }
     })
     .await
     .expect("the restarted broker registers with the nameserver");
@@ -238,7 +222,11 @@ async fn a_nameserver_list_change_reaches_brokers_without_a_restart() {
         let (ns, addr) = (ns.to_string(), broker.address.clone());
         wait_until("broker registered with every nameserver", WAIT, || {
             let (ns, addr) = (ns.clone(), addr.clone());
-            async move { broker_registered_at(&ns, &addr).await.then_some(()) }
+            async move {
+                registered_at(&RemotingClient::default(), &ns, &addr)
+                    .await
+                    .then_some(())
+            }
         })
         .await
         .unwrap_or_else(|e| panic!("{e}: {ns}\n{}", fleet.logs()));
@@ -307,22 +295,6 @@ async fn next_result(
             return r;
         }
     }
-}
-
-async fn topic_exists(broker: &str, topic: &str) -> bool {
-    let client = RemotingClient::default();
-    let Ok(resp) = client
-        .invoke(
-            broker,
-            RemotingCommand::request(request_code::GET_ALL_TOPIC_CONFIG),
-            Duration::from_secs(3),
-        )
-        .await
-    else {
-        return false;
-    };
-    decode_body::<TopicConfigSerializeWrapper>(&resp.body)
-        .is_ok_and(|w| w.topic_config_table.contains_key(topic))
 }
 
 fn create_topic(id: &str, epoch: i64, topic: &str) -> ControlMessage {
@@ -451,7 +423,11 @@ async fn commands_are_applied_once_and_stale_epochs_are_refused() {
         .expect("send");
     let r = next_result(&mut in_rx, "c-1").await;
     assert!(r.success && !r.duplicate, "{r:?}");
-    assert!(topic_exists(&broker_addr, "CmdTopic").await);
+    assert!(
+        topic_queues(&RemotingClient::default(), &broker_addr, "CmdTopic")
+            .await
+            .is_some()
+    );
 
     // Remove the topic behind the agent's back; a repeat of c-1 must not re-apply it.
     let del = RemotingClient::default()
@@ -474,7 +450,9 @@ async fn commands_are_applied_once_and_stale_epochs_are_refused() {
         "the repeat returns the recorded result: {r:?}"
     );
     assert!(
-        !topic_exists(&broker_addr, "CmdTopic").await,
+        topic_queues(&RemotingClient::default(), &broker_addr, "CmdTopic")
+            .await
+            .is_none(),
         "applied once only"
     );
 
@@ -490,7 +468,11 @@ async fn commands_are_applied_once_and_stale_epochs_are_refused() {
         Some("STALE_EPOCH"),
         "{r:?}"
     );
-    assert!(!topic_exists(&broker_addr, "Stale").await);
+    assert!(
+        topic_queues(&RemotingClient::default(), &broker_addr, "Stale")
+            .await
+            .is_none()
+    );
 
     // The current epoch still works.
     out_tx
@@ -499,7 +481,11 @@ async fn commands_are_applied_once_and_stale_epochs_are_refused() {
         .expect("send");
     let r = next_result(&mut in_rx, "c-3").await;
     assert!(r.success && !r.duplicate, "{r:?}");
-    assert!(topic_exists(&broker_addr, "Fresh").await);
+    assert!(
+        topic_queues(&RemotingClient::default(), &broker_addr, "Fresh")
+            .await
+            .is_some()
+    );
 
     // Leadership transfer needs a DLedger leader: this classic broker answers NOT_DLEDGER.
     out_tx
