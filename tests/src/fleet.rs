@@ -179,14 +179,18 @@ impl Fleet {
             .expect("connect to the control plane")
     }
 
-    async fn try_clusters(&self) -> Option<ClusterServiceClient<Channel>> {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.cp_addr))
+    /// A gRPC channel to the control plane (`None`: not reachable now).
+    async fn channel(&self) -> Option<Channel> {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.cp_addr))
             .ok()?
             .connect_timeout(Duration::from_secs(3))
             .connect()
             .await
-            .ok()?;
-        Some(ClusterServiceClient::new(ch))
+            .ok()
+    }
+
+    async fn try_clusters(&self) -> Option<ClusterServiceClient<Channel>> {
+        Some(ClusterServiceClient::new(self.channel().await?))
     }
 
     /// Creates a cluster through the API.
@@ -275,13 +279,7 @@ impl Fleet {
             "nodes ready with fresh heartbeats",
             FLEET_WAIT,
             || async move {
-                let ch =
-                    tonic::transport::Endpoint::from_shared(format!("http://{}", self.cp_addr))
-                        .ok()?
-                        .connect()
-                        .await
-                        .ok()?;
-                let mut client = NodeServiceClient::new(ch);
+                let mut client = NodeServiceClient::new(self.channel().await?);
                 for n in nodes {
                     let node = client
                         .get_node(GetNodeRequest { name: n.clone() })
