@@ -397,6 +397,15 @@ async fn start_inner(
     sc.disk_max_used_ratio =
         (f64::from(cfg.disk_max_used_space_ratio) / 100.0).min(sc.disk_force_clean_ratio);
     sc.store_host = store_host;
+    sc.page_cache_window = cfg
+        .page_cache_window
+        .resolve(crate::page_cache::cgroup_memory_limit());
+    if let Some(w) = sc.page_cache_window {
+        tracing::info!(
+            bytes = w,
+            "CommitLog page cache bounded behind the flushed offset"
+        );
+    }
     let store = tokio::task::spawn_blocking(move || MessageStore::open(sc))
         .await
         .map_err(|e| BrokerError::Task(e.to_string()))??;

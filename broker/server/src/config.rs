@@ -134,6 +134,9 @@ const KNOWN: &[(&str, &str)] = &[
     ("traceOn", "true"),
     ("maxReconsumeTimes", "16"),
     ("flushConsumerOffsetInterval", "5000"),
+    // Page cache kept behind the CommitLog's flushed offset (see `crate::page_cache`):
+    // "" = half the cgroup memory limit if any, "0" = no bound, else bytes.
+    ("flotillaCommitLogPageCacheWindow", ""),
     // Classic HA (see `crate::ha`); "" = unset.
     ("haListenPort", ""),
     ("haMasterAddress", ""),
@@ -227,6 +230,8 @@ pub struct BrokerConfig {
     pub max_reconsume_times: i32,
     /// `flushConsumerOffsetInterval`.
     pub flush_consumer_offset_interval: Duration,
+    /// `flotillaCommitLogPageCacheWindow`: page cache kept behind the flushed offset.
+    pub page_cache_window: crate::page_cache::PageCacheWindow,
     /// Classic HA keys (`haMasterAddress`, `inSyncReplicas`, `slaveReadEnable`, …).
     pub ha: crate::ha::HaConfig,
     /// DLedger mode (`enableDLegerCommitLog=true`): the group, peers and timings.
@@ -468,6 +473,16 @@ impl BrokerConfig {
             trace_on: r.bool("traceOn")?,
             max_reconsume_times: r.int("maxReconsumeTimes", "a count 0..1000")?,
             flush_consumer_offset_interval: r.millis("flushConsumerOffsetInterval")?,
+            page_cache_window: {
+                let v = r.raw("flotillaCommitLogPageCacheWindow");
+                crate::page_cache::PageCacheWindow::parse(&v).ok_or_else(|| {
+                    invalid(
+                        "flotillaCommitLogPageCacheWindow",
+                        &v,
+                        "bytes (at least 16777216), 0 for no bound, or empty for automatic",
+                    )
+                })?
+            },
             ha: crate::ha::HaConfig::parse(|k| r.raw(k))?,
             dledger: None,
             given: given.clone(),
@@ -705,11 +720,20 @@ mod tests {
             ("messageDelayLevel=1x", "messageDelayLevel"),
             ("deleteWhen=25", "deleteWhen"),
             ("mappedFileSizeCommitLog=10", "mappedFileSizeCommitLog"),
+            (
+                "flotillaCommitLogPageCacheWindow=1048576",
+                "flotillaCommitLogPageCacheWindow",
+            ),
         ] {
             let e = BrokerConfig::parse(text).unwrap_err();
             assert_eq!(e.code(), "CONFIG_INVALID_VALUE", "{text}");
             assert!(e.to_string().contains(key), "{e}");
         }
+        let c = BrokerConfig::parse("flotillaCommitLogPageCacheWindow=268435456").unwrap();
+        assert_eq!(
+            c.page_cache_window,
+            crate::page_cache::PageCacheWindow::Bytes(256 << 20)
+        );
         let e = BrokerConfig::parse("brokerRole=SLAVE\nbrokerId=0").unwrap_err();
         assert_eq!(e.code(), "CONFIG_INCONSISTENT");
         assert!(BrokerConfig::parse("brokerRole=SLAVE\nbrokerId=1").is_ok());

@@ -30,6 +30,7 @@ pub mod filter;
 pub mod ha;
 pub mod headers;
 pub mod long_polling;
+pub mod page_cache;
 pub mod processor;
 pub mod properties;
 pub mod register;

@@ -22,6 +22,8 @@ pub struct CommitLog {
     files: FileQueue,
     wrote: AtomicI64,
     flushed: AtomicI64,
+    /// Pages below this offset were handed back by [`CommitLog::release_behind`].
+    released: AtomicI64,
     flush_lock: Mutex<()>,
 }
 
@@ -43,6 +45,7 @@ impl CommitLog {
             files: FileQueue::load(dir, file_size)?,
             wrote: AtomicI64::new(0),
             flushed: AtomicI64::new(0),
+            released: AtomicI64::new(0),
             flush_lock: Mutex::new(()),
         })
     }
@@ -199,7 +202,39 @@ impl CommitLog {
         self.wrote.store(offset, Ordering::Release);
         let f = self.flushed_offset().min(offset);
         self.flushed.store(f, Ordering::Release);
+        self.released.fetch_min(f, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Hands the page-cache memory of flushed bytes more than `window` behind the flushed
+    /// offset back to the kernel (the store's `page_cache_window`). Returns the offset below
+    /// which pages were released.
+    ///
+    /// Only flushed (clean) bytes are released, so nothing is lost and nothing is written:
+    /// readers of older records fault them back in from disk. The point is where the freed
+    /// memory goes next. New CommitLog pages are then taken from memory this log just used,
+    /// not from memory the system has not touched. Such fresh memory costs a zero-fill and,
+    /// in a VM, often a host fault, which is the main cost of an append on a growing log
+    /// (see `broker/BENCHMARKS.md`). Page cache for the log stays bounded by about
+    /// `window` plus the dirty bytes. Work is done in steps of at least 4 MiB.
+    pub fn release_behind(&self, window: u64) -> Result<i64, StoreError> {
+        const STEP: i64 = 4 << 20;
+        let _g = self.flush_lock.lock();
+        let window = i64::try_from(window).unwrap_or(i64::MAX);
+        let target = self.flushed_offset().saturating_sub(window);
+        let done = self.released.load(Ordering::Acquire);
+        if target < done.saturating_add(STEP) {
+            return Ok(done);
+        }
+        for seg in self.files.segments() {
+            let (s, e) = (seg.start().max(done), seg.end().min(target));
+            if s < e {
+                seg.release((s - seg.start()) as usize, (e - seg.start()) as usize)
+                    .map_err(StoreError::from)?;
+            }
+        }
+        self.released.store(target, Ordering::Release);
+        Ok(target)
     }
 
     /// Walks records from `from` (a record boundary) up to `limit`, calling `on_record` for

@@ -73,6 +73,10 @@ impl DiskUsageProbe for FsDiskUsage {
     }
 }
 
+/// Smallest accepted [`StoreConfig::page_cache_window`]: below this, consumers only a moment
+/// behind the producers would already read from disk.
+pub const MIN_PAGE_CACHE_WINDOW: u64 = 16 << 20;
+
 /// Configuration of a [`crate::MessageStore`].
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -96,6 +100,10 @@ pub struct StoreConfig {
     pub flush_thorough_interval: Duration,
     /// Dirty bytes beyond which an append wakes the flusher at once (bounds dirty data).
     pub max_dirty_bytes: u64,
+    /// Page cache the CommitLog may keep behind its flushed offset (`None`: no bound, the
+    /// kernel decides, as in RocketMQ). With a bound, the flusher hands older pages back and
+    /// new appends reuse that memory; see [`crate::commitlog::CommitLog::release_behind`].
+    pub page_cache_window: Option<u64>,
     /// How often ConsumeQueues and the index are flushed and the checkpoint written (1 s).
     pub checkpoint_interval: Duration,
     /// How often retention runs in the background (10 s).
@@ -140,6 +148,7 @@ impl StoreConfig {
             flush_least_bytes: 4 * 4096,
             flush_thorough_interval: Duration::from_secs(10),
             max_dirty_bytes: 64 << 20,
+            page_cache_window: None,
             checkpoint_interval: Duration::from_secs(1),
             retention_interval: Duration::from_secs(10),
             max_message_size: 4 << 20,
@@ -171,6 +180,12 @@ impl StoreConfig {
         }
         if self.max_message_size == 0 {
             return bad("max_message_size must be positive");
+        }
+        if self
+            .page_cache_window
+            .is_some_and(|w| w < MIN_PAGE_CACHE_WINDOW)
+        {
+            return bad("page_cache_window must be at least 16 MiB");
         }
         if !(self.disk_max_used_ratio <= self.disk_force_clean_ratio
             && self.disk_force_clean_ratio <= self.disk_full_ratio)

@@ -11,6 +11,9 @@
 //!   and answers every request it covered; appends arriving during that `msync` form the next
 //!   group. This is group commit: N concurrent writers cost about one flush, not N.
 //!
+//! After a flush, with a `page_cache_window` configured, the thread also hands the page cache
+//! of flushed bytes further behind than the window back to the kernel, off the put path.
+//!
 //! A separate housekeeping thread flushes ConsumeQueues and the index, writes the checkpoint
 //! and runs retention (see `store.rs`). Neither thread sleeps: they wait on condition
 //! variables with timeouts, and shutdown wakes them.
@@ -114,6 +117,11 @@ pub(crate) fn run_flusher(weak: Weak<Inner>, signals: std::sync::Arc<FlushSignal
             }
             if thorough || dirty == 0 {
                 last_thorough = Instant::now();
+            }
+            if let Some(window) = inner.cfg.page_cache_window
+                && let Err(e) = cl.release_behind(window)
+            {
+                tracing::warn!(error = %e, code = e.code(), "releasing CommitLog page cache failed");
             }
         }
         if stop {

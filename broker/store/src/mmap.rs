@@ -108,7 +108,7 @@ pub struct MappedSegment {
     path: PathBuf,
     start: i64,
     size: usize,
-    _file: File,
+    file: File,
     map: MmapRaw,
     lock: RwLock<()>,
     /// Bytes below this position have been pre-faulted (or tried to be).
@@ -161,7 +161,7 @@ impl MappedSegment {
             path: path.to_path_buf(),
             start,
             size,
-            _file: file,
+            file,
             map,
             lock: RwLock::new(()),
             prefaulted: AtomicUsize::new(0),
@@ -255,6 +255,85 @@ impl MappedSegment {
             }
             let from = done.max(pos);
             self.populate(from, from.saturating_add(chunk).min(to));
+        }
+    }
+
+    /// Drops the pages of `[from, to)` from this mapping and, where they are clean, from the
+    /// page cache, so their memory goes back to the kernel's free lists (see
+    /// [`crate::commitlog::CommitLog::release_behind`]). The range is shrunk inward to whole
+    /// pages. The file's bytes are unchanged: a later access faults them back in from the
+    /// page cache or the disk. Pages still dirty stay cached until written back.
+    pub fn release(&self, from: usize, to: usize) -> Result<(), MmapError> {
+        const PAGE: usize = 4096;
+        let from = from.next_multiple_of(PAGE);
+        let to = to.min(self.size) / PAGE * PAGE;
+        if to <= from {
+            return Ok(());
+        }
+        self.check(from, to - from)?;
+        {
+            // Shared lock: no writer is mid-copy into these pages while their mappings go.
+            let _guard = self.lock.read();
+            #[cfg(unix)]
+            // SAFETY: bounds checked above. This is a shared (`MAP_SHARED`) mapping of a
+            // regular file, so `MADV_DONTNEED` only removes page-table entries (moving a dirty
+            // bit to the page cache): the next access reads the same bytes back from the page
+            // cache or the file. No byte a Rust reference could observe changes, unlike for a
+            // private or anonymous mapping, where it would read zeros.
+            unsafe {
+                self.map
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from)
+                    .map_err(io_err(&self.path))?;
+            }
+        }
+        #[cfg(target_os = "linux")]
+        nix::fcntl::posix_fadvise(
+            &self.file,
+            from as i64,
+            (to - from) as i64,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        )
+        .map_err(|e| MmapError::Io {
+            path: self.path.clone(),
+            source: io::Error::from(e),
+        })?;
+        Ok(())
+    }
+
+    /// How many of the pages of `[from, to)` are in the page cache (`mincore`): what
+    /// [`MappedSegment::release`] and the warm-up thread change. `None` where the system
+    /// cannot tell.
+    pub fn resident_pages(&self, from: usize, to: usize) -> Option<usize> {
+        const PAGE: usize = 4096;
+        let from = from / PAGE * PAGE;
+        let to = to.min(self.size);
+        if to <= from || self.check(from, to - from).is_err() {
+            return Some(0);
+        }
+        let pages = (to - from).div_ceil(PAGE);
+        let mut vec = vec![0u8; pages];
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: `[from, to)` lies inside the live mapping (checked above) and `from` is
+            // page-aligned (the mapping itself is). `mincore` only reads page tables and
+            // writes one byte per page into `vec`, which has exactly `pages` bytes. No
+            // reference into the mapping is created.
+            let rc = unsafe {
+                libc::mincore(
+                    self.map.as_mut_ptr().add(from).cast(),
+                    to - from,
+                    vec.as_mut_ptr(),
+                )
+            };
+            if rc != 0 {
+                return None;
+            }
+            Some(vec.iter().filter(|b| **b & 1 == 1).count())
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = &mut vec;
+            None
         }
     }
 
@@ -423,5 +502,39 @@ mod tests {
                 .iter()
                 .all(|b| *b == 0)
         );
+    }
+
+    #[test]
+    fn release_drops_clean_pages_and_keeps_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000");
+        let size = 4 << 20;
+        let seg = MappedSegment::create(&path, 0, size).unwrap();
+        let rec: Vec<u8> = (0..4096u32).map(|i| (i % 253) as u8 + 1).collect();
+        for pos in (0..size).step_by(rec.len()) {
+            seg.write(pos, &rec).unwrap();
+        }
+        let Some(before) = seg.resident_pages(0, size) else {
+            return; // no mincore here: nothing to observe
+        };
+        assert_eq!(before, size / 4096, "written pages are cached");
+        // Dirty pages survive a release: nothing is lost before the flush.
+        seg.release(0, size).unwrap();
+        assert_eq!(seg.read_vec(8192, rec.len()).unwrap(), rec);
+        seg.flush(0, size).unwrap();
+        // A range not on page boundaries is shrunk inward: pages 1..3 go, 0 and 3 stay.
+        seg.release(100, 3 * 4096 + 100).unwrap();
+        assert_eq!(seg.resident_pages(4096, 3 * 4096), Some(0));
+        assert_eq!(seg.resident_pages(0, 4096), Some(1));
+        assert_eq!(seg.resident_pages(3 * 4096, 4 * 4096), Some(1));
+        seg.release(0, size).unwrap();
+        assert_eq!(seg.resident_pages(0, size), Some(0));
+        // Every byte reads back from the file unchanged.
+        for pos in (0..size).step_by(rec.len()) {
+            assert_eq!(seg.read_vec(pos, rec.len()).unwrap(), rec);
+        }
+        drop(seg);
+        let seg = MappedSegment::open(&path, 0, size).unwrap();
+        assert_eq!(seg.read_vec(size - rec.len(), rec.len()).unwrap(), rec);
     }
 }

@@ -843,6 +843,21 @@ impl MessageStore {
         self.inner.commitlog.max_offset()
     }
 
+    /// Bytes of CommitLog `[from, to)` currently in the page cache (`mincore`), a
+    /// multiple of the page size; `None` where the system cannot tell. For runtime info and
+    /// for checking the `page_cache_window`.
+    pub fn commitlog_resident_bytes(&self, from: i64, to: i64) -> Option<u64> {
+        let mut pages = 0usize;
+        for seg in self.inner.commitlog.files().segments() {
+            let (s, e) = (seg.start().max(from), seg.end().min(to));
+            if s < e {
+                pages +=
+                    seg.resident_pages((s - seg.start()) as usize, (e - seg.start()) as usize)?;
+            }
+        }
+        Some(pages as u64 * 4096)
+    }
+
     /// CommitLog offset up to which data is durable.
     pub fn flushed_offset(&self) -> i64 {
         self.inner.commitlog.flushed_offset()
