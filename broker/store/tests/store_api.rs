@@ -735,7 +735,7 @@ fn resident_settles(store: &MessageStore, below: i64, max: u64) -> Option<u64> {
             return Some(r);
         }
         // The flusher releases on its own schedule; poll it, bounded by the deadline.
-        rt.block_on(tokio::time::sleep(std::time::Duration::from_millis(20)));
+        rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(20)).await });
     }
 }
 
