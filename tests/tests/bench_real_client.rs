@@ -17,7 +17,11 @@
 //! reads exactly what this run produced), `FLOTILLA_BENCH_PULL_BATCH` (the push consumer's
 //! `pullBatchSize`, messages per pull request; default 32 as in RocketMQ),
 //! `FLOTILLA_BENCH_PROFILE=throughput` (the client's own `ConsumerTuningProfile::Throughput`
-//! instead of the explicit settings).
+//! instead of the explicit settings), and the push consumer's `consumeMessageBatchMaxSize`
+//! (`FLOTILLA_BENCH_CONSUME_BATCH`, default 32), `consumeThreadMin` (`FLOTILLA_BENCH_CONSUME_THREADS`,
+//! default 20, RocketMQ's), `consumeThreadMax` (`FLOTILLA_BENCH_CONSUME_THREADS_MAX`, default
+//! 64), `pullThresholdForQueue` (`FLOTILLA_BENCH_PULL_THRESHOLD`, default 1000) and
+//! `consumeConcurrentlyMaxSpan` (`FLOTILLA_BENCH_MAX_SPAN`, default 2000).
 //!
 //! Phases, all with 1 KiB bodies: sync send one by one (throughput and p50/p99 latency),
 //! 16 concurrent sync senders, sync batches of 32 (1 and 4 senders), then a push consumer
@@ -203,11 +207,17 @@ async fn real_client_throughput() {
         let builder = if env_or("FLOTILLA_BENCH_PROFILE", "") == "throughput" {
             builder.tuning_profile(rocketmq_client_rust::ConsumerTuningProfile::Throughput)
         } else {
-            builder.consume_message_batch_max_size(32).pull_batch_size(
-                env_or("FLOTILLA_BENCH_PULL_BATCH", "32")
-                    .parse()
-                    .unwrap_or(32),
-            )
+            let num = |key: &str, default: u32| env_or(key, "").parse().unwrap_or(default);
+            let pull_batch = num("FLOTILLA_BENCH_PULL_BATCH", 32);
+            let threads = num("FLOTILLA_BENCH_CONSUME_THREADS", 20);
+            builder
+                .consume_message_batch_max_size(num("FLOTILLA_BENCH_CONSUME_BATCH", 32))
+                .pull_batch_size(pull_batch)
+                .pull_batch_size_in_bytes((pull_batch * 1200).max(256 << 10))
+                .consume_thread_min(threads)
+                .consume_thread_max(threads.max(num("FLOTILLA_BENCH_CONSUME_THREADS_MAX", 64)))
+                .pull_threshold_for_queue(num("FLOTILLA_BENCH_PULL_THRESHOLD", 1000))
+                .consume_concurrently_max_span(num("FLOTILLA_BENCH_MAX_SPAN", 2000))
         };
         let mut consumer = builder.build();
         consumer.subscribe(&topic, "*").await.expect("subscribe");
