@@ -397,9 +397,10 @@ async fn start_inner(
     sc.disk_max_used_ratio =
         (f64::from(cfg.disk_max_used_space_ratio) / 100.0).min(sc.disk_force_clean_ratio);
     sc.store_host = store_host;
-    sc.page_cache_window = cfg
-        .page_cache_window
-        .resolve(crate::page_cache::cgroup_memory_limit());
+    sc.page_cache_window = cfg.page_cache_window.resolve(
+        crate::page_cache::broker_memory(),
+        cfg.ha.access_message_in_memory_max_ratio,
+    );
     if let Some(w) = sc.page_cache_window {
         tracing::info!(
             bytes = w,

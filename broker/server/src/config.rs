@@ -135,7 +135,7 @@ const KNOWN: &[(&str, &str)] = &[
     ("maxReconsumeTimes", "16"),
     ("flushConsumerOffsetInterval", "5000"),
     // Page cache kept behind the CommitLog's flushed offset (see `crate::page_cache`):
-    // "" = half the cgroup memory limit if any, "0" = no bound, else bytes.
+    // "" = accessMessageInMemoryMaxRatio of the broker's memory, "0" = no bound, else bytes.
     ("flotillaCommitLogPageCacheWindow", ""),
     // Classic HA (see `crate::ha`); "" = unset.
     ("haListenPort", ""),

@@ -16,8 +16,10 @@
 //! `accessMessageInMemoryMaxRatio` it treats messages as not in memory.
 //!
 //! The key takes bytes. `0` means no bound, which is RocketMQ's behaviour. Unset means
-//! automatic: half the memory limit of the broker's cgroup when it runs under one (a
-//! Kubernetes pod with `resources.limits.memory`), otherwise no bound.
+//! automatic: `accessMessageInMemoryMaxRatio` (40 %) of the broker's memory, which is the
+//! smaller of physical memory and its cgroup's limit (a Kubernetes pod's
+//! `resources.limits.memory`). The page cache kept is then what RocketMQ itself calls "in
+//! memory" when it decides whether a pull should go to a slave.
 
 use std::path::Path;
 
@@ -26,7 +28,7 @@ use flotilla_message_store::config::MIN_PAGE_CACHE_WINDOW;
 /// What the key asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageCacheWindow {
-    /// Unset: derive it from the cgroup memory limit, if any.
+    /// Unset: a share of the broker's memory (see [`broker_memory`]).
     Auto,
     /// `0`: no bound.
     Unbounded,
@@ -48,14 +50,41 @@ impl PageCacheWindow {
         }
     }
 
-    /// The store's `page_cache_window`, given the cgroup memory limit (if any).
-    pub fn resolve(self, memory_limit: Option<u64>) -> Option<u64> {
+    /// The store's `page_cache_window`, given the broker's memory in bytes and
+    /// `accessMessageInMemoryMaxRatio` (percent) for the automatic case.
+    pub fn resolve(self, memory: u64, in_memory_ratio: u32) -> Option<u64> {
         match self {
             PageCacheWindow::Bytes(b) => Some(b),
             PageCacheWindow::Unbounded => None,
-            PageCacheWindow::Auto => memory_limit.map(|l| (l / 2).max(MIN_PAGE_CACHE_WINDOW)),
+            PageCacheWindow::Auto => Some(
+                (memory / 100)
+                    .saturating_mul(u64::from(in_memory_ratio.min(100)))
+                    .max(MIN_PAGE_CACHE_WINDOW),
+            ),
         }
     }
+}
+
+/// The memory the broker may use: physical memory, or its cgroup's limit when smaller.
+pub fn broker_memory() -> u64 {
+    static MEM: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MEM.get_or_init(|| {
+        let physical = physical_memory();
+        cgroup_memory_limit().map_or(physical, |l| l.min(physical))
+    })
+}
+
+/// Physical memory in bytes (from `/proc/meminfo`; 8 GiB when unknown).
+fn physical_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(8 << 30, |kb| kb.saturating_mul(1024))
 }
 
 /// Limits at or above this are "no limit" (cgroup v1 reports about `i64::MAX` rounded down
@@ -129,18 +158,26 @@ mod tests {
     }
 
     #[test]
-    fn auto_is_half_the_limit_and_nothing_without_one() {
-        assert_eq!(PageCacheWindow::Auto.resolve(Some(2 << 30)), Some(1 << 30));
+    fn auto_is_the_in_memory_share_and_explicit_values_win() {
         assert_eq!(
-            PageCacheWindow::Auto.resolve(Some(1 << 20)),
+            PageCacheWindow::Auto.resolve(10 << 30, 40),
+            Some((10 << 30) / 100 * 40)
+        );
+        assert_eq!(
+            PageCacheWindow::Auto.resolve(1 << 20, 40),
             Some(MIN_PAGE_CACHE_WINDOW)
         );
-        assert_eq!(PageCacheWindow::Auto.resolve(None), None);
-        assert_eq!(PageCacheWindow::Unbounded.resolve(Some(2 << 30)), None);
         assert_eq!(
-            PageCacheWindow::Bytes(64 << 20).resolve(Some(2 << 30)),
+            PageCacheWindow::Auto.resolve(1 << 30, 250),
+            Some((1 << 30) / 100 * 100)
+        );
+        assert_eq!(PageCacheWindow::Unbounded.resolve(2 << 30, 40), None);
+        assert_eq!(
+            PageCacheWindow::Bytes(64 << 20).resolve(2 << 30, 40),
             Some(64 << 20)
         );
+        let mem = broker_memory();
+        assert!(mem >= 16 << 20, "some memory is known: {mem}");
     }
 
     fn files(entries: &[(&str, &str)]) -> impl Fn(&Path) -> Option<String> {

@@ -563,22 +563,6 @@ pub fn runtime_info(b: &Broker, t: &mut BTreeMap<String, String>) {
     );
 }
 
-/// Physical memory in bytes (from `/proc/meminfo`; 8 GiB when unknown).
-fn physical_memory() -> u64 {
-    static MEM: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *MEM.get_or_init(|| {
-        std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find(|l| l.starts_with("MemTotal:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|kb| kb.parse::<u64>().ok())
-            })
-            .map_or(8 << 30, |kb| kb.saturating_mul(1024))
-    })
-}
-
 /// The broker id a pull response suggests (`suggestWhichBrokerId`), when it is not the
 /// master: on a master with `slaveReadEnable`, a connected slave, and a consumer whose last
 /// returned message (at `last_phys`) lags the CommitLog end by more than the threshold, the
@@ -589,7 +573,8 @@ pub fn suggest_broker_id(b: &Broker, group: &str, last_phys: i64) -> Option<i64>
         return None;
     }
     let threshold = ha.cfg.slave_read_lag_bytes.unwrap_or_else(|| {
-        physical_memory() / 100 * u64::from(ha.cfg.access_message_in_memory_max_ratio)
+        crate::page_cache::broker_memory() / 100
+            * u64::from(ha.cfg.access_message_in_memory_max_ratio)
     });
     let behind = u64::try_from(b.store.commitlog_max_offset() - last_phys).unwrap_or(0);
     if behind <= threshold || ha.slaves.lock().is_empty() {
