@@ -118,6 +118,7 @@ impl ClientManager {
                 }
             }
             let id = info.channel.id();
+            tracing::debug!(group = %data.group_name, conn = id, client_id = %info.client_id, "consumer heartbeat");
             match g.clients.get_mut(&id) {
                 Some(existing) => {
                     existing.last_update = info.last_update;

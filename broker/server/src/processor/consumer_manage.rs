@@ -56,6 +56,7 @@ pub fn update_offset(b: &Broker, req: &RemotingCommand) -> ProcessResult {
 pub fn consumer_list(b: &Broker, req: &RemotingCommand) -> ProcessResult {
     let group = Ext(req).string("consumerGroup").map_err(bad_header)?;
     let ids = b.clients.consumer_ids(group);
+    tracing::debug!(group, ?ids, "consumer list");
     if ids.is_empty() {
         return Err(ProcessError::system(format!(
             "no consumer for this group, {group}"

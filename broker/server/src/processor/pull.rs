@@ -216,11 +216,30 @@ pub async fn pull(b: &Broker, _ch: &Channel, req: RemotingCommand) -> ProcessRes
                     b.offsets
                         .record_pull(&h.consumer_group, &h.topic, h.queue_id, next);
                 }
+                tracing::debug!(
+                    group = %h.consumer_group,
+                    topic = %h.topic,
+                    queue = h.queue_id,
+                    offset = h.queue_offset,
+                    commit = h.commit_offset,
+                    code = resp.code,
+                    next = resp.ext("nextBeginOffset").unwrap_or(""),
+                    "pull answered"
+                );
                 return Ok(Some(resp));
             }
             Outcome::NotFound(r) => {
                 let now = tokio::time::Instant::now();
                 if now >= deadline || b.stop.is_cancelled() {
+                    tracing::debug!(
+                        group = %h.consumer_group,
+                        topic = %h.topic,
+                        queue = h.queue_id,
+                        offset = h.queue_offset,
+                        status = ?r.status,
+                        next = r.next_begin_offset,
+                        "pull found nothing"
+                    );
                     b.stats.on_get(0);
                     return Ok(Some(not_found(&h, &r)));
                 }
