@@ -292,6 +292,34 @@ async fn broker_sends_of_every_kind_reach_a_push_consumer() {
     client.shutdown().await;
 }
 
+/// The TAGS of what one raw PULL_MESSAGE as group `cg-tags` returns from queue 0, offset 0,
+/// with the given sysFlag and `subscription` header.
+async fn pulled_tags(cluster: &Cluster, topic: &str, flag: i32, sub: &str) -> BTreeSet<String> {
+    let cmd = RemotingCommand::request(request_code::PULL_MESSAGE)
+        .with_ext("consumerGroup", "cg-tags")
+        .with_ext("topic", topic)
+        .with_ext("queueId", 0)
+        .with_ext("queueOffset", 0)
+        .with_ext("maxMsgNums", 32)
+        .with_ext("sysFlag", flag)
+        .with_ext("commitOffset", -1)
+        .with_ext("suspendTimeoutMillis", 0)
+        .with_ext("subscription", sub)
+        .with_ext("subVersion", 0);
+    let r = cluster.admin(cmd).await;
+    assert_eq!(r.code, 0, "pull: {:?}", r.remark);
+    let mut tags = BTreeSet::new();
+    let mut at = 0;
+    while at < r.body.len() {
+        let d = flotilla_message_store::codec::decode_record(&r.body[at..], false)
+            .expect("stored record");
+        let tag = flotilla_message_store::codec::property(d.properties, "TAGS");
+        tags.insert(tag.unwrap_or("").to_string());
+        at += d.total_size as usize;
+    }
+    tags
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_tag_filtering_query_and_pull_consumer() {
     let cluster = Cluster::start(&[]).await;
@@ -323,6 +351,22 @@ async fn broker_tag_filtering_query_and_pull_consumer() {
     consumer.start().await.expect("start");
     wait_count("tagged messages", &collector, 20).await;
     assert!(collector.distinct().iter().all(|b| !b.starts_with("TagB")));
+    // The broker filters too, not only the client. A push consumer's pull leaves the
+    // subscription flag clear and sends `subscription=""`; the broker must filter by what the
+    // group registered by heartbeat ("TagA || TagC"), as Java does.
+    let expected: BTreeSet<String> = ["TagA", "TagC"].map(String::from).into();
+    assert_eq!(
+        pulled_tags(&cluster, topic, 0, "").await,
+        expected,
+        "push pull: registered filter"
+    );
+    // With the flag set, the request's own expression wins (pull consumers).
+    let only_b: BTreeSet<String> = ["TagB"].map(String::from).into();
+    assert_eq!(
+        pulled_tags(&cluster, topic, 4, "TagB").await,
+        only_b,
+        "flagged pull: header filter"
+    );
 
     // Lite pull consumer on TagB.
     let pull = DefaultLitePullConsumer::builder(client.runtime())

@@ -247,6 +247,16 @@ impl ClientManager {
         self.consumers.lock().get(group).cloned()
     }
 
+    /// The subscription expression and its type that `group` registered for `topic` by
+    /// heartbeat, if any (what a pull without the subscription flag filters by).
+    pub fn subscription(&self, group: &str, topic: &str) -> Option<(String, String)> {
+        self.consumers
+            .lock()
+            .get(group)
+            .and_then(|g| g.subscriptions.get(topic))
+            .map(|s| (s.sub_string.clone(), s.expression_type.clone()))
+    }
+
     /// Every online consumer group name.
     pub fn consumer_groups(&self) -> Vec<String> {
         self.consumers.lock().keys().cloned().collect()

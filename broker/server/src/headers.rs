@@ -276,6 +276,11 @@ impl PullHeader {
     pub fn commit(&self) -> bool {
         self.sys_flag & PULL_FLAG_COMMIT_OFFSET != 0
     }
+
+    /// Whether the request carries its own subscription (`subscription`, `expressionType`).
+    pub fn has_subscription(&self) -> bool {
+        self.sys_flag & PULL_FLAG_SUBSCRIPTION != 0
+    }
 }
 
 /// Generic accessors used by the smaller handlers.

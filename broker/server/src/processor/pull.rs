@@ -168,14 +168,20 @@ pub async fn pull(b: &Broker, _ch: &Channel, req: RemotingCommand) -> ProcessRes
             h.queue_id, h.topic
         )));
     }
-    let expression = match &h.subscription {
-        Some(s) => Some(s.clone()),
-        None => b
-            .clients
-            .consumer_group(&h.consumer_group)
-            .and_then(|g| g.subscriptions.get(&h.topic).map(|s| s.sub_string.clone())),
+    // As in Java: the request's own subscription counts only when its sysFlag says it carries
+    // one (pull consumers). Push consumers leave the flag clear and send an empty
+    // `subscription`; their filter is what they registered by heartbeat. Without a registered
+    // subscription we fall back to the header (Java answers SUBSCRIPTION_NOT_EXIST instead,
+    // which only delays a consumer whose heartbeat has not arrived yet).
+    let (expression, expression_type) = if h.has_subscription() {
+        (h.subscription.clone(), h.expression_type.clone())
+    } else {
+        match b.clients.subscription(&h.consumer_group, &h.topic) {
+            Some((expr, kind)) => (Some(expr), Some(kind)),
+            None => (h.subscription.clone(), h.expression_type.clone()),
+        }
     };
-    let filter = TagFilter::parse(expression.as_deref(), h.expression_type.as_deref())
+    let filter = TagFilter::parse(expression.as_deref(), expression_type.as_deref())
         .map_err(|e| ProcessError::new(code::SUBSCRIPTION_PARSE_FAILED, e.to_string()))?;
     if let Some(reset) = b
         .offsets
