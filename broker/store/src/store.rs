@@ -259,7 +259,11 @@ impl Inner {
     }
 
     fn notify(&self, touched: &[(&str, i32, i64)]) {
-        self.notifier.send_replace(self.commitlog.max_offset());
+        // Waking a watch costs a few percent of an append; skip it while nobody watches
+        // (`new_message_notifier` publishes the current value when someone subscribes).
+        if self.notifier.receiver_count() > 0 {
+            self.notifier.send_replace(self.commitlog.max_offset());
+        }
         if self.arrivals.receiver_count() > 0 {
             for (topic, queue_id, max_offset) in touched {
                 let _ = self.arrivals.send(Arrival {
@@ -1010,7 +1014,15 @@ impl MessageStore {
 
     /// A watch of the CommitLog max offset, updated after every dispatch (wakes long polls).
     pub fn new_message_notifier(&self) -> watch::Receiver<i64> {
-        self.inner.notifier.subscribe()
+        // Subscribe first, then publish: an append racing with this call either sees the
+        // receiver and notifies, or is covered by this value. The new receiver starts with
+        // the current value seen, as a plain `subscribe` would.
+        let mut rx = self.inner.notifier.subscribe();
+        self.inner
+            .notifier
+            .send_replace(self.inner.commitlog.max_offset());
+        rx.borrow_and_update();
+        rx
     }
 
     /// Per-queue arrival notifications (topic, queue, new max offset).

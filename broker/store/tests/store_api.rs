@@ -429,6 +429,12 @@ fn notifier_and_arrivals_fire_on_append() {
         assert_eq!((&*a.topic, a.queue_id, a.max_offset), ("N", 3, 1));
         assert!(h.await.unwrap().is_ok());
     });
+    // Appends made while nobody watches are not lost to a later watcher.
+    drop(watch);
+    assert!(rt.block_on(store.put_message(msg("N", 3, b"y"))).is_ok());
+    let late = store.new_message_notifier();
+    assert_eq!(*late.borrow(), store.commitlog_max_offset());
+    assert!(!late.has_changed().unwrap(), "starts with the current value seen");
 }
 
 #[test]
