@@ -19,7 +19,8 @@
 //! Servers started here always bind loopback addresses (127.0.0.0/8).
 
 pub mod broker_proc;
-pub mod fault_proxy;
+/// The loopback fault proxy, shared with `broker/dledger`'s own tests.
+pub use flotilla_test_support::fault_proxy;
 pub mod fleet;
 pub mod rmq;
 

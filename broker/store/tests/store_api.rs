@@ -434,7 +434,10 @@ fn notifier_and_arrivals_fire_on_append() {
     assert!(rt.block_on(store.put_message(msg("N", 3, b"y"))).is_ok());
     let late = store.new_message_notifier();
     assert_eq!(*late.borrow(), store.commitlog_max_offset());
-    assert!(!late.has_changed().unwrap(), "starts with the current value seen");
+    assert!(
+        !late.has_changed().unwrap(),
+        "starts with the current value seen"
+    );
 }
 
 #[test]

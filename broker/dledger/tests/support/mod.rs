@@ -11,8 +11,7 @@ use flotilla_dledger::{DLedger, DLedgerConfig, Peer, Role, RoleState};
 use flotilla_message_store::{MessageInner, MessageStore, PutStatus, StoreConfig};
 use parking_lot::Mutex;
 use tempfile::TempDir;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Polls `f` every 10 ms until it holds; panics after `timeout` naming `what`.
@@ -30,66 +29,8 @@ pub async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bo
     }
 }
 
-/// A loopback TCP proxy the test can block: while blocked, existing connections are cut and
-/// new ones are accepted and closed at once (a peer sees a dead link, not a hang).
-pub struct Proxy {
-    addr: SocketAddr,
-    blocked: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Proxy {
-    pub async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (blocked, _) = watch::channel(false);
-        let rx = blocked.subscribe();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                if *rx.borrow() {
-                    drop(inbound);
-                    continue;
-                }
-                let mut rx = rx.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = rx.wait_for(|b| *b) => {}
-                    }
-                });
-            }
-        });
-        Proxy {
-            addr,
-            blocked,
-            task,
-        }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub fn block(&self) {
-        self.blocked.send_replace(true);
-    }
-
-    pub fn unblock(&self) {
-        self.blocked.send_replace(false);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+/// The loopback fault proxy (shared with the end-to-end tests).
+pub use flotilla_test_support::FaultProxy as Proxy;
 
 /// Test timings: heartbeat 50 ms, lease 400 ms, election timeout 800–1600 ms (generous, so a
 /// loaded 2-core machine does not see spurious elections).
@@ -142,7 +83,7 @@ impl Cluster {
                 row.push(if i == j {
                     None
                 } else {
-                    Some(Proxy::start(*addr).await)
+                    Some(Proxy::start(*addr).await.expect("fault proxy"))
                 });
             }
             proxies.push(row);
