@@ -22,6 +22,8 @@
 //! default 20, RocketMQ's), `consumeThreadMax` (`FLOTILLA_BENCH_CONSUME_THREADS_MAX`, default
 //! 64), `pullThresholdForQueue` (`FLOTILLA_BENCH_PULL_THRESHOLD`, default 1000) and
 //! `consumeConcurrentlyMaxSpan` (`FLOTILLA_BENCH_MAX_SPAN`, default 2000).
+//! `FLOTILLA_BENCH_CLIENT_LOG` (a tracing filter such as
+//! `warn,rocketmq_client_rust::consumer=info`) prints the client's own log to stderr.
 //!
 //! Phases, all with 1 KiB bodies: sync send one by one (throughput and p50/p99 latency),
 //! 16 concurrent sync senders, sync batches of 32 (1 and 4 senders), then a push consumer
@@ -172,6 +174,13 @@ async fn real_client_throughput() {
         eprintln!("FLOTILLA_BENCH_NAMESRV is not set: nothing to measure");
         return;
     };
+    if let Ok(filter) = std::env::var("FLOTILLA_BENCH_CLIENT_LOG") {
+        // The client's own log, e.g. `warn,rocketmq_client_rust::consumer=info`.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let label = env_or("FLOTILLA_BENCH_LABEL", "broker");
     let secs = Duration::from_secs(env_or("FLOTILLA_BENCH_SECS", "5").parse().unwrap_or(5));
     let consume = env_or("FLOTILLA_BENCH_CONSUME", "1") != "0";
