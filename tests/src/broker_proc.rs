@@ -54,6 +54,11 @@ pub fn write_conf(dir: &Path, base: &str, extra: &[(&str, &str)]) -> PathBuf {
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
+    for (k, v) in crate::TEST_DISK_KEYS {
+        if !text.contains(&format!("{k}=")) && !extra.iter().any(|(e, _)| e == &k) {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+    }
     for (k, v) in extra {
         text.push_str(&format!("{k}={v}\n"));
     }

@@ -372,8 +372,9 @@ pub fn cluster(
                 groups,
                 replicas_per_group: replicas,
                 mode: mode as i32,
-                config: config
+                config: crate::TEST_DISK_KEYS
                     .iter()
+                    .chain(config)
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 ..Default::default()

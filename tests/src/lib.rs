@@ -19,6 +19,16 @@
 //! Servers started here always bind loopback addresses (127.0.0.0/8).
 
 pub mod broker_proc;
+
+/// Disk thresholds for every broker a test starts: the tests check behaviour, not the
+/// machine's disk, and a shared CI disk can be over RocketMQ's defaults (85 % forced cleaning,
+/// 90 % writes refused) before a test writes a byte. Retention and disk-full behaviour have
+/// their own tests with an injected disk probe (`broker/store/tests/store_retention.rs`).
+pub const TEST_DISK_KEYS: [(&str, &str); 3] = [
+    ("diskMaxUsedSpaceRatio", "95"),
+    ("diskSpaceCleanForciblyRatio", "98"),
+    ("diskSpaceWarningLevelRatio", "99"),
+];
 /// The loopback fault proxy, shared with `broker/dledger`'s own tests.
 pub use flotilla_test_support::fault_proxy;
 pub mod fleet;

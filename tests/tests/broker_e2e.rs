@@ -61,7 +61,7 @@ fn write_conf(dir: &Path, port: u16, namesrv: &str, extra: &[(&str, &str)]) -> P
          flushConsumerOffsetInterval=500\n",
         store.display()
     );
-    for (k, v) in extra {
+    for (k, v) in flotilla_tests::TEST_DISK_KEYS.iter().chain(extra) {
         text.push_str(&format!("{k}={v}\n"));
     }
     let path = dir.join("broker.conf");

@@ -115,8 +115,7 @@ impl Group {
                 peers.join(";"),
                 ids[i],
             );
-            let conf = mdir.join("broker.conf");
-            std::fs::write(&conf, text).expect("write broker.conf");
+            let conf = flotilla_tests::broker_proc::write_conf(&mdir, &text, &[]);
             let proc = spawn_broker(&mdir, &conf, &ids[i]);
             members.push(Member {
                 id: ids[i].clone(),

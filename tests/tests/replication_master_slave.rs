@@ -50,7 +50,7 @@ impl Node {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).expect("node dir");
         let port = free_broker_port();
-        let mut text = format!(
+        let text = format!(
             "brokerClusterName={CLUSTER}\nbrokerName={BROKER}\nbrokerId={id}\nbrokerRole={role}\n\
              namesrvAddr={ns}\nlistenPort={port}\nbindAddress=127.0.0.1\nbrokerIP1=127.0.0.1\n\
              storePathRootDir={}\nflushDiskType=ASYNC_FLUSH\nregisterNameServerPeriod=1000\n\
@@ -58,11 +58,7 @@ impl Node {
              flushConsumerOffsetInterval=500\n",
             dir.join("store").display()
         );
-        for (k, v) in extra {
-            text.push_str(&format!("{k}={v}\n"));
-        }
-        let conf = dir.join("broker.conf");
-        std::fs::write(&conf, text).expect("write broker.conf");
+        let conf = flotilla_tests::broker_proc::write_conf(&dir, &text, extra);
         let proc = spawn_broker(&dir, &conf, name);
         Node {
             proc,

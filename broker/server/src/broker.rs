@@ -394,6 +394,8 @@ async fn start_inner(
     sc.max_message_size = cfg.max_message_size.saturating_add(64 * 1024);
     sc.file_reserved_hours = cfg.file_reserved_time;
     sc.delete_when = cfg.delete_when.clone();
+    sc.disk_full_ratio = f64::from(cfg.disk_space_warning_level_ratio) / 100.0;
+    sc.disk_force_clean_ratio = f64::from(cfg.disk_space_clean_forcibly_ratio) / 100.0;
     sc.disk_max_used_ratio =
         (f64::from(cfg.disk_max_used_space_ratio) / 100.0).min(sc.disk_force_clean_ratio);
     sc.store_host = store_host;

@@ -114,6 +114,10 @@ const KNOWN: &[(&str, &str)] = &[
     ("deleteWhen", "04"),
     ("fileReservedTime", "72"),
     ("diskMaxUsedSpaceRatio", "75"),
+    // RocketMQ 5's store keys (percent): above the first, the oldest CommitLog files are
+    // deleted even if not expired; at the second, writes are refused.
+    ("diskSpaceCleanForciblyRatio", "85"),
+    ("diskSpaceWarningLevelRatio", "90"),
     ("autoCreateTopicEnable", "true"),
     ("autoCreateSubscriptionGroup", "true"),
     ("brokerPermission", "6"),
@@ -192,6 +196,10 @@ pub struct BrokerConfig {
     pub file_reserved_time: u32,
     /// `diskMaxUsedSpaceRatio` (percent).
     pub disk_max_used_space_ratio: u32,
+    /// `diskSpaceCleanForciblyRatio` (percent): force-delete the oldest files above this.
+    pub disk_space_clean_forcibly_ratio: u32,
+    /// `diskSpaceWarningLevelRatio` (percent): refuse writes at this disk usage.
+    pub disk_space_warning_level_ratio: u32,
     /// `autoCreateTopicEnable`.
     pub auto_create_topic_enable: bool,
     /// `autoCreateSubscriptionGroup`.
@@ -433,6 +441,22 @@ impl BrokerConfig {
             ));
         }
         let ratio: u32 = r.int("diskMaxUsedSpaceRatio", "a percentage 10..95")?;
+        let pct = |key: &str| -> Result<u32, ConfigError> {
+            let v: u32 = r.int(key, "a percentage 10..99")?;
+            if (10..=99).contains(&v) {
+                Ok(v)
+            } else {
+                Err(invalid(key, &v.to_string(), "a percentage 10..99"))
+            }
+        };
+        let forcibly = pct("diskSpaceCleanForciblyRatio")?;
+        let warning = pct("diskSpaceWarningLevelRatio")?;
+        if forcibly > warning {
+            return Err(ConfigError::Inconsistent(format!(
+                "diskSpaceCleanForciblyRatio ({forcibly}) must not exceed \
+                 diskSpaceWarningLevelRatio ({warning})"
+            )));
+        }
         let broker_name = r.string("brokerName");
         if broker_name.is_empty() {
             return Err(invalid("brokerName", "", "a non-empty name"));
@@ -452,6 +476,8 @@ impl BrokerConfig {
             delete_when,
             file_reserved_time: r.int("fileReservedTime", "hours (a non-negative integer)")?,
             disk_max_used_space_ratio: ratio.clamp(10, 95),
+            disk_space_clean_forcibly_ratio: forcibly,
+            disk_space_warning_level_ratio: warning,
             auto_create_topic_enable: r.bool("autoCreateTopicEnable")?,
             auto_create_subscription_group: r.bool("autoCreateSubscriptionGroup")?,
             broker_permission,
@@ -724,6 +750,10 @@ mod tests {
                 "flotillaCommitLogPageCacheWindow=1048576",
                 "flotillaCommitLogPageCacheWindow",
             ),
+            (
+                "diskSpaceWarningLevelRatio=100",
+                "diskSpaceWarningLevelRatio",
+            ),
         ] {
             let e = BrokerConfig::parse(text).unwrap_err();
             assert_eq!(e.code(), "CONFIG_INVALID_VALUE", "{text}");
@@ -734,6 +764,10 @@ mod tests {
             c.page_cache_window,
             crate::page_cache::PageCacheWindow::Bytes(256 << 20)
         );
+        let e =
+            BrokerConfig::parse("diskSpaceCleanForciblyRatio=95\ndiskSpaceWarningLevelRatio=90")
+                .unwrap_err();
+        assert_eq!(e.code(), "CONFIG_INCONSISTENT");
         let e = BrokerConfig::parse("brokerRole=SLAVE\nbrokerId=0").unwrap_err();
         assert_eq!(e.code(), "CONFIG_INCONSISTENT");
         assert!(BrokerConfig::parse("brokerRole=SLAVE\nbrokerId=1").is_ok());

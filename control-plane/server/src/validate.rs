@@ -280,6 +280,11 @@ pub fn broker_config_entry(key: &str, value: &str) -> Option<String> {
         {
             Some("must be hours 00..23 separated by ';' (e.g. \"04\" or \"04;16\")".into())
         }
+        "diskMaxUsedSpaceRatio" | "diskSpaceCleanForciblyRatio" | "diskSpaceWarningLevelRatio"
+            if !value.parse::<u32>().is_ok_and(|p| (10..=99).contains(&p)) =>
+        {
+            Some("must be a percentage 10..99".into())
+        }
         "brokerPermission" if !matches!(value, "0" | "2" | "4" | "6") => {
             Some("must be 2 (write), 4 (read), 6 (read-write) or 0".into())
         }
@@ -559,6 +564,8 @@ mod tests {
         assert!(broker_config_entry("deleteWhen", "25").is_some());
         assert!(broker_config_entry("fileReservedTime", "48").is_none());
         assert!(broker_config_entry("fileReservedTime", "-1").is_some());
+        assert!(broker_config_entry("diskSpaceWarningLevelRatio", "98").is_none());
+        assert!(broker_config_entry("diskSpaceWarningLevelRatio", "100").is_some());
         assert!(broker_config_entry("autoCreateTopicEnable", "yes").is_some());
         assert!(broker_config_entry("someUnknownKey", "anything").is_none());
         assert!(broker_config_entry("bad key", "x").is_some());
