@@ -31,6 +31,11 @@ impl FileQueue {
     pub fn load(dir: &Path, file_size: usize) -> Result<FileQueue, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(StoreError::io(format!("create {}", dir.display())))?;
+        let removed = crate::mmap::remove_incomplete(dir)
+            .map_err(StoreError::io(format!("clean {}", dir.display())))?;
+        if removed > 0 {
+            tracing::warn!(dir = %dir.display(), removed, "removed segment files left half-created by a crash");
+        }
         let mut starts = Vec::new();
         for entry in
             std::fs::read_dir(dir).map_err(StoreError::io(format!("list {}", dir.display())))?

@@ -118,16 +118,25 @@ pub struct MappedSegment {
 impl MappedSegment {
     /// Creates a new zero-filled file of `size` bytes (sparse), syncs it and its directory so
     /// the file survives a power loss, and maps it.
+    ///
+    /// The file is sized under a temporary name ([`CREATING_SUFFIX`]) and renamed into place,
+    /// so a crash (SIGKILL, power loss) at any moment leaves either no segment or a whole one,
+    /// never a short file that recovery would have to refuse. A leftover temporary file is
+    /// removed by [`remove_incomplete`].
     pub fn create(path: &Path, start: i64, size: usize) -> Result<MappedSegment, MmapError> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(CREATING_SUFFIX);
+        let tmp = std::path::PathBuf::from(tmp);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_err(path))?;
-        file.set_len(size as u64).map_err(io_err(path))?;
-        file.sync_all().map_err(io_err(path))?;
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        file.set_len(size as u64).map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io_err(path))?;
         if let Some(dir) = path.parent() {
             sync_dir(dir).map_err(io_err(path))?;
         }
@@ -413,6 +422,27 @@ impl MappedSegment {
     }
 }
 
+/// Suffix of a segment file still being created (see [`MappedSegment::create`]).
+pub const CREATING_SUFFIX: &str = ".creating";
+
+/// Removes segment files whose creation a crash interrupted (named with
+/// [`CREATING_SUFFIX`]); they never held data. Returns how many were removed.
+pub fn remove_incomplete(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(CREATING_SUFFIX))
+        {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Fsyncs a directory so that file creations, renames and deletions in it are durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -536,5 +566,28 @@ mod tests {
         drop(seg);
         let seg = MappedSegment::open(&path, 0, size).unwrap();
         assert_eq!(seg.read_vec(size - rec.len(), rec.len()).unwrap(), rec);
+    }
+
+    #[test]
+    fn create_is_atomic_and_leftovers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a crash between creating and sizing used to leave: a short file. Now such a
+        // file can only exist under the temporary name, which loading removes.
+        let stale = dir
+            .path()
+            .join(format!("00000000000000065536{CREATING_SUFFIX}"));
+        std::fs::write(&stale, b"").unwrap();
+        assert_eq!(remove_incomplete(dir.path()).unwrap(), 1);
+        assert!(!stale.exists());
+        let path = dir.path().join("00000000000000000000");
+        let seg = MappedSegment::create(&path, 0, 8192).unwrap();
+        seg.write(0, b"x").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8192);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["00000000000000000000".to_string()]);
+        assert_eq!(remove_incomplete(dir.path()).unwrap(), 0);
     }
 }
