@@ -226,12 +226,8 @@ impl CommitLog {
         if target < done.saturating_add(STEP) {
             return Ok(done);
         }
-        for seg in self.files.segments() {
-            let (s, e) = (seg.start().max(done), seg.end().min(target));
-            if s < e {
-                seg.release((s - seg.start()) as usize, (e - seg.start()) as usize)
-                    .map_err(StoreError::from)?;
-            }
+        for (seg, s, e) in self.files.spans(done, target) {
+            seg.release(s, e)?;
         }
         self.released.store(target, Ordering::Release);
         Ok(target)

@@ -203,16 +203,26 @@ impl FileQueue {
         }
     }
 
+    /// The files that logical range `[from, to)` touches, each with the part of the range
+    /// inside it as positions within the file.
+    pub fn spans(&self, from: i64, to: i64) -> Vec<(Arc<MappedSegment>, usize, usize)> {
+        if to <= from {
+            return Vec::new();
+        }
+        self.segments()
+            .into_iter()
+            .filter_map(|seg| {
+                let (s, e) = (seg.start().max(from), seg.end().min(to));
+                let (start, end) = ((s - seg.start()) as usize, (e - seg.start()) as usize);
+                (s < e).then_some((seg, start, end))
+            })
+            .collect()
+    }
+
     /// Makes `[from, to)` durable across the files it spans.
     pub fn flush(&self, from: i64, to: i64) -> Result<(), StoreError> {
-        if to <= from {
-            return Ok(());
-        }
-        for seg in self.segments() {
-            let (s, e) = (seg.start().max(from), seg.end().min(to));
-            if s < e {
-                seg.flush((s - seg.start()) as usize, (e - seg.start()) as usize)?;
-            }
+        for (seg, s, e) in self.spans(from, to) {
+            seg.flush(s, e)?;
         }
         Ok(())
     }

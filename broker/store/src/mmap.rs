@@ -87,6 +87,9 @@ const PREFAULT_AHEAD: usize = 1 << 20;
 /// Segments whose share (1/64 of their size) is below this are not pre-faulted: their
 /// faults are too few to matter and the system calls would cost more.
 const PREFAULT_MIN: usize = 64 << 10;
+/// The page size that `release`, `resident_pages` and pre-faulting round to (4 KiB, the
+/// base page on every platform the store runs on).
+pub const PAGE_SIZE: usize = 4096;
 /// Set once the kernel rejects `MADV_POPULATE_WRITE` (before Linux 5.14): stop trying.
 static PREFAULT_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
@@ -256,7 +259,7 @@ impl MappedSegment {
     /// own pre-faulting it changes no byte and creates no reference into the mapping.
     pub fn warm(&self, pos: usize, to: usize, chunk: usize) -> usize {
         let to = to.min(self.size);
-        let chunk = chunk.max(4096);
+        let chunk = chunk.max(PAGE_SIZE);
         loop {
             let done = self.prefaulted.load(Ordering::Relaxed);
             if done >= to || PREFAULT_UNSUPPORTED.load(Ordering::Relaxed) {
@@ -273,9 +276,8 @@ impl MappedSegment {
     /// pages. The file's bytes are unchanged: a later access faults them back in from the
     /// page cache or the disk. Pages still dirty stay cached until written back.
     pub fn release(&self, from: usize, to: usize) -> Result<(), MmapError> {
-        const PAGE: usize = 4096;
-        let from = from.next_multiple_of(PAGE);
-        let to = to.min(self.size) / PAGE * PAGE;
+        let from = from.next_multiple_of(PAGE_SIZE);
+        let to = to.min(self.size) / PAGE_SIZE * PAGE_SIZE;
         if to <= from {
             return Ok(());
         }
@@ -313,13 +315,12 @@ impl MappedSegment {
     /// [`MappedSegment::release`] and the warm-up thread change. `None` where the system
     /// cannot tell.
     pub fn resident_pages(&self, from: usize, to: usize) -> Option<usize> {
-        const PAGE: usize = 4096;
-        let from = from / PAGE * PAGE;
+        let from = from / PAGE_SIZE * PAGE_SIZE;
         let to = to.min(self.size);
         if to <= from || self.check(from, to - from).is_err() {
             return Some(0);
         }
-        let pages = (to - from).div_ceil(PAGE);
+        let pages = (to - from).div_ceil(PAGE_SIZE);
         let mut vec = vec![0u8; pages];
         #[cfg(target_os = "linux")]
         {

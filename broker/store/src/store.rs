@@ -852,14 +852,10 @@ impl MessageStore {
     /// for checking the `page_cache_window`.
     pub fn commitlog_resident_bytes(&self, from: i64, to: i64) -> Option<u64> {
         let mut pages = 0usize;
-        for seg in self.inner.commitlog.files().segments() {
-            let (s, e) = (seg.start().max(from), seg.end().min(to));
-            if s < e {
-                pages +=
-                    seg.resident_pages((s - seg.start()) as usize, (e - seg.start()) as usize)?;
-            }
+        for (seg, s, e) in self.inner.commitlog.files().spans(from, to) {
+            pages += seg.resident_pages(s, e)?;
         }
-        Some(pages as u64 * 4096)
+        Some((pages * crate::mmap::PAGE_SIZE) as u64)
     }
 
     /// CommitLog offset up to which data is durable.
