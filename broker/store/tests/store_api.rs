@@ -681,46 +681,50 @@ fn warm_up_thread_running_ahead_leaves_records_exact_across_files() {
     // Files large enough for the background warm-up thread (>= 16 MiB) and background
     // services on, so it pre-faults ahead of the writer while records roll across files.
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = small_config(dir.path());
-    cfg.commitlog_file_size = 16 << 20;
-    cfg.cq_entries_per_file = 100_000;
-    cfg.background_services = true;
+    let cfg = background_config(dir.path());
     let store = open(cfg.clone());
-    let rt = rt();
     let body: Vec<u8> = (0..4000u32).map(|i| (i % 253) as u8).collect();
-    let mut ends = 0;
-    for _ in 0..(40 << 20) / (body.len() * 16) {
-        let batch = (0..16).map(|_| msg("Warm", 0, &body)).collect();
-        let r = rt.block_on(store.put_messages(batch));
-        assert_eq!(r.status, PutStatus::PutOk);
-        ends += r.append.unwrap().count as i64;
-    }
+    let ends = fill(&store, "Warm", 40, &body);
     assert!(
         store.commitlog_max_offset() > 2 * (16 << 20),
         "rolled into a third file"
     );
-    let check = |store: &MessageStore| {
-        let mut q = 0;
-        while q < ends {
-            let g = store.get_message("Warm", 0, q, 32, 1 << 20, &all);
-            assert_eq!(g.status, GetStatus::Found);
-            for (raw, qo) in g.messages.iter().zip(&g.queue_offsets) {
-                let d = decode_record(raw, true).unwrap();
-                assert_eq!((d.body, d.queue_offset), (body.as_slice(), *qo));
-            }
-            q = g.next_begin_offset;
-        }
-    };
-    check(&store);
+    assert_queue_exact(&store, "Warm", ends, &body);
     store.shutdown().unwrap();
     drop(store);
     let store = open(cfg);
     assert_eq!(store.max_offset_in_queue("Warm", 0), ends);
-    check(&store);
+    assert_queue_exact(&store, "Warm", ends, &body);
     store.shutdown().unwrap();
 }
 
-/// Appends `mib` MiB of 4000-byte records to queue 0 of `topic`; returns how many.
+/// Files large enough (16 MiB) for the background warm-up thread, with the background
+/// flush, checkpoint and retention threads running.
+fn background_config(root: &std::path::Path) -> StoreConfig {
+    let mut cfg = small_config(root);
+    cfg.commitlog_file_size = 16 << 20;
+    cfg.cq_entries_per_file = 100_000;
+    cfg.background_services = true;
+    cfg
+}
+
+/// Reads queue 0 of `topic` from the start and checks that all `n` records are there, in
+/// order, each with exactly `body`.
+fn assert_queue_exact(store: &MessageStore, topic: &str, n: i64, body: &[u8]) {
+    let mut q = 0;
+    while q < n {
+        let g = store.get_message(topic, 0, q, 32, 1 << 20, &all);
+        assert_eq!(g.status, GetStatus::Found);
+        for (raw, qo) in g.messages.iter().zip(&g.queue_offsets) {
+            let d = decode_record(raw, true).unwrap();
+            assert_eq!((d.body, d.queue_offset), (body, *qo));
+        }
+        q = g.next_begin_offset;
+    }
+}
+
+/// Appends about `mib` MiB of `body` records to queue 0 of `topic`, in batches of 16;
+/// returns how many.
 fn fill(store: &MessageStore, topic: &str, mib: usize, body: &[u8]) -> i64 {
     let rt = rt();
     let mut n = 0;
@@ -755,11 +759,7 @@ fn page_cache_window_releases_flushed_pages_behind_and_keeps_every_record() {
     // Control: without a window every written page stays cached (this test's premise).
     {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = small_config(dir.path());
-        cfg.commitlog_file_size = 16 << 20;
-        cfg.cq_entries_per_file = 100_000;
-        cfg.background_services = true;
-        let store = open(cfg);
+        let store = open(background_config(dir.path()));
         fill(&store, "Cache", 48, &body);
         store.flush().unwrap();
         let Some(r) = store.commitlog_resident_bytes(0, 16 << 20) else {
@@ -772,10 +772,7 @@ fn page_cache_window_releases_flushed_pages_behind_and_keeps_every_record() {
         store.shutdown().unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = small_config(dir.path());
-    cfg.commitlog_file_size = 16 << 20;
-    cfg.cq_entries_per_file = 100_000;
-    cfg.background_services = true;
+    let mut cfg = background_config(dir.path());
     cfg.page_cache_window = Some(window);
     let store = open(cfg.clone());
     let n = fill(&store, "Cache", 48, &body);
@@ -793,16 +790,7 @@ fn page_cache_window_releases_flushed_pages_behind_and_keeps_every_record() {
             > 0
     );
     // Released pages read back from disk unchanged, through the normal read path.
-    let mut q = 0;
-    while q < n {
-        let g = store.get_message("Cache", 0, q, 32, 1 << 20, &all);
-        assert_eq!(g.status, GetStatus::Found);
-        for (raw, qo) in g.messages.iter().zip(&g.queue_offsets) {
-            let d = decode_record(raw, true).unwrap();
-            assert_eq!((d.body, d.queue_offset), (body.as_slice(), *qo));
-        }
-        q = g.next_begin_offset;
-    }
+    assert_queue_exact(&store, "Cache", n, &body);
     store.shutdown().unwrap();
     drop(store);
     let store = open(cfg);
