@@ -252,20 +252,23 @@ pub async fn pull_raw(
     from: i64,
     n: i32,
 ) -> RemotingCommand {
-    call(
-        admin,
-        addr,
-        RemotingCommand::request(request_code::PULL_MESSAGE)
-            .with_ext("consumerGroup", "cg-raw")
-            .with_ext("topic", topic)
-            .with_ext("queueId", queue)
-            .with_ext("queueOffset", from)
-            .with_ext("maxMsgNums", n)
-            .with_ext("sysFlag", 0)
-            .with_ext("commitOffset", 0)
-            .with_ext("suspendTimeoutMillis", 0)
-            .with_ext("subVersion", 0),
-    )
-    .await
-    .expect("PULL_MESSAGE")
+    call(admin, addr, pull_request("cg-raw", topic, queue, from, n))
+        .await
+        .expect("PULL_MESSAGE")
+}
+
+/// A PULL_MESSAGE of at most `n` messages of one queue from `from` as `group`: sysFlag 0 (no
+/// commit, no suspend, no subscription of its own). Callers add or override fields with
+/// `with_ext`.
+pub fn pull_request(group: &str, topic: &str, queue: i32, from: i64, n: i32) -> RemotingCommand {
+    RemotingCommand::request(request_code::PULL_MESSAGE)
+        .with_ext("consumerGroup", group)
+        .with_ext("topic", topic)
+        .with_ext("queueId", queue)
+        .with_ext("queueOffset", from)
+        .with_ext("maxMsgNums", n)
+        .with_ext("sysFlag", 0)
+        .with_ext("commitOffset", 0)
+        .with_ext("suspendTimeoutMillis", 0)
+        .with_ext("subVersion", 0)
 }

@@ -295,17 +295,9 @@ async fn broker_sends_of_every_kind_reach_a_push_consumer() {
 /// The TAGS of what one raw PULL_MESSAGE as group `cg-tags` returns from queue 0, offset 0,
 /// with the given sysFlag and `subscription` header.
 async fn pulled_tags(cluster: &Cluster, topic: &str, flag: i32, sub: &str) -> BTreeSet<String> {
-    let cmd = RemotingCommand::request(request_code::PULL_MESSAGE)
-        .with_ext("consumerGroup", "cg-tags")
-        .with_ext("topic", topic)
-        .with_ext("queueId", 0)
-        .with_ext("queueOffset", 0)
-        .with_ext("maxMsgNums", 32)
+    let cmd = broker_proc::pull_request("cg-tags", topic, 0, 0, 32)
         .with_ext("sysFlag", flag)
-        .with_ext("commitOffset", -1)
-        .with_ext("suspendTimeoutMillis", 0)
-        .with_ext("subscription", sub)
-        .with_ext("subVersion", 0);
+        .with_ext("subscription", sub);
     let r = cluster.admin(cmd).await;
     assert_eq!(r.code, 0, "pull: {:?}", r.remark);
     let mut tags = BTreeSet::new();
