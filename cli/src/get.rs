@@ -1,5 +1,9 @@
-//! `flotilla get clusters|nodes`: one line per resource, the columns an operator looks at
-//! first (phase, ready members, nameserver address; node phase, address, instances).
+//! `flotilla get clusters|nodes|members`: one line per resource, the columns an operator
+//! looks at first (phase, ready members, writable groups, nameserver address; node phase,
+//! address, instances; each member's role, id, readiness and offsets).
+//!
+//! Everything is fetched before anything is printed, so a failure prints only the error (on
+//! stderr, by `main`) and never a table header without rows on the same terminal line.
 
 use flotilla_proto::v1::{
     Cluster, ClusterPhase, GetClusterRequest, InstanceKind, ListClustersRequest, ListNodesRequest,
@@ -45,12 +49,23 @@ pub fn cluster_line(c: &Cluster) -> String {
     let name = c.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
     let st = c.status.clone().unwrap_or_default();
     let ready = st.members.iter().filter(|m| m.ready).count();
+    let writable = st.groups.iter().filter(|g| g.ready).count();
     format!(
-        "{name:<20} {:<13} {:>3}/{:<3} {}",
+        "{name:<20} {:<13} {:>3}/{:<3} {:>3}/{:<3} {}",
         phase_name(st.phase),
         ready,
         st.members.len(),
+        writable,
+        st.groups.len(),
         st.namesrv_addr
+    )
+}
+
+/// The header of [`cluster_line`] rows.
+pub fn cluster_header() -> String {
+    format!(
+        "{:<20} {:<13} {:>7} {:>7} NAMESRV",
+        "NAME", "PHASE", "READY", "GROUPS"
     )
 }
 
@@ -58,7 +73,7 @@ pub fn cluster_line(c: &Cluster) -> String {
 pub async fn clusters(server: &str) -> Result<(), GetError> {
     let mut c = client::clusters(server).await?;
     let mut token = String::new();
-    println!("{:<20} {:<13} {:>7} NAMESRV", "NAME", "PHASE", "READY");
+    let mut rows = Vec::new();
     loop {
         let resp = c
             .list_clusters(ListClustersRequest {
@@ -68,13 +83,15 @@ pub async fn clusters(server: &str) -> Result<(), GetError> {
             })
             .await?
             .into_inner();
-        for cl in &resp.clusters {
-            println!("{}", cluster_line(cl));
-        }
+        rows.extend(resp.clusters.iter().map(cluster_line));
         if resp.next_page_token.is_empty() {
             break;
         }
         token = resp.next_page_token;
+    }
+    println!("{}", cluster_header());
+    for r in rows {
+        println!("{r}");
     }
     Ok(())
 }
@@ -102,10 +119,7 @@ fn node_line(n: &Node) -> String {
 pub async fn nodes(server: &str) -> Result<(), GetError> {
     let mut c = client::nodes(server).await?;
     let mut token = String::new();
-    println!(
-        "{:<12} {:<9} {:<16} {:<8} INSTANCES",
-        "NAME", "PHASE", "ADDRESS", "LIMITS"
-    );
+    let mut rows = Vec::new();
     loop {
         let resp = c
             .list_nodes(ListNodesRequest {
@@ -115,13 +129,18 @@ pub async fn nodes(server: &str) -> Result<(), GetError> {
             })
             .await?
             .into_inner();
-        for n in &resp.nodes {
-            println!("{}", node_line(n));
-        }
+        rows.extend(resp.nodes.iter().map(node_line));
         if resp.next_page_token.is_empty() {
             break;
         }
         token = resp.next_page_token;
+    }
+    println!(
+        "{:<12} {:<9} {:<16} {:<8} INSTANCES",
+        "NAME", "PHASE", "ADDRESS", "LIMITS"
+    );
+    for r in rows {
+        println!("{r}");
     }
     Ok(())
 }
@@ -155,8 +174,13 @@ pub fn member_line(m: &Member) -> String {
         (Some(o), true) => format!("{}/{}", o.max_offset, o.confirmed_offset),
         _ => "-".to_string(),
     };
+    let writable = match (broker, m.writable) {
+        (false, _) => "-",
+        (true, true) => "yes",
+        (true, false) => "no",
+    };
     format!(
-        "{:<22} {:<10} {:>3} {:>5} {:<10} {:<22} {:>8} {:<5} {:>9} {:<10} {}",
+        "{:<22} {:<10} {:>3} {:>5} {:<10} {:<22} {:>8} {:<5} {:<8} {:>9} {:<10} {}",
         m.name,
         role_name(m.role),
         id,
@@ -165,10 +189,38 @@ pub fn member_line(m: &Member) -> String {
         m.address,
         m.pid,
         if m.ready { "yes" } else { "no" },
+        writable,
         m.restarts,
         m.state,
         offsets
     )
+}
+
+/// The header of [`member_line`] rows.
+pub fn member_header() -> String {
+    format!(
+        "{:<22} {:<10} {:>3} {:>5} {:<10} {:<22} {:>8} {:<5} {:<8} {:>9} {:<10} MAX/CONFIRMED",
+        "MEMBER",
+        "ROLE",
+        "ID",
+        "TERM",
+        "NODE",
+        "ADDRESS",
+        "PID",
+        "READY",
+        "WRITABLE",
+        "RESTARTS",
+        "STATE"
+    )
+}
+
+/// One line of a group's readiness under `flotilla get members`.
+pub fn group_line(g: &flotilla_proto::v1::GroupStatus) -> String {
+    if g.ready {
+        format!("group {}: Ready, master {}", g.name, g.master)
+    } else {
+        format!("group {}: not Ready ({}): {}", g.name, g.reason, g.message)
+    }
 }
 
 /// Prints every member of one cluster: role, id, term, placement, process, readiness, offsets.
@@ -180,18 +232,16 @@ pub async fn members(server: &str, cluster: &str) -> Result<(), GetError> {
         })
         .await?
         .into_inner();
-    println!("{}", cluster_line(&cl));
-    println!(
-        "{:<22} {:<10} {:>3} {:>5} {:<10} {:<22} {:>8} {:<5} {:>9} {:<10} MAX/CONFIRMED",
-        "MEMBER", "ROLE", "ID", "TERM", "NODE", "ADDRESS", "PID", "READY", "RESTARTS", "STATE"
-    );
-    for m in cl
-        .status
-        .as_ref()
-        .map(|s| s.members.as_slice())
-        .unwrap_or(&[])
-    {
+    let st = cl.status.clone().unwrap_or_default();
+    println!("{}", member_header());
+    for m in &st.members {
         println!("{}", member_line(m));
+    }
+    println!();
+    println!("{}", cluster_header());
+    println!("{}", cluster_line(&cl));
+    for g in &st.groups {
+        println!("{}", group_line(g));
     }
     Ok(())
 }
@@ -213,6 +263,7 @@ mod tests {
             address: "127.0.0.2:10911".into(),
             pid: 4242,
             ready: true,
+            writable: true,
             state: "Running".into(),
             commit_log: Some(CommitLogOffsets {
                 min_offset: 0,
@@ -222,6 +273,11 @@ mod tests {
             ..Default::default()
         };
         let row = member_line(&m);
+        assert_eq!(
+            row.split_whitespace().count(),
+            member_header().split_whitespace().count(),
+            "one value per column: {row:?}"
+        );
         for part in [
             "c-0-1",
             "leader",

@@ -9,10 +9,20 @@
 //! runs until SIGINT/SIGTERM. Then it stops the agents (which stop their instances) and the
 //! control plane, in that order.
 //!
+//! "Flotilla is up" is printed only when the cluster's `Ready` condition is True by the one
+//! readiness rule (`flotilla_cp::reconcile::readiness`): every group has exactly one writable
+//! master registered as brokerId 0 with every nameserver and caught-up replicas. Before that a
+//! client's first send would fail with "route not exist".
+//!
 //! Everything lives under the data dir (default `./flotilla-data`), including the ports chosen
 //! on the first run (`up.json`), so running `flotilla up` again resumes the same cluster.
-//! Children run in their own process groups: a terminal's Ctrl-C reaches only this command,
-//! which then shuts them down in order.
+//!
+//! Process lifecycle: children run in their own process groups, so a terminal's Ctrl-C
+//! reaches only this command, which then shuts them down in order (agents, which stop their
+//! instances, then the control plane), each within a bounded grace. SIGINT, SIGTERM and
+//! SIGHUP (the terminal closed) all do that. If this command is killed outright (SIGKILL),
+//! the kernel sends each child SIGTERM (`PR_SET_PDEATHSIG`), and the agents, started with
+//! `--stop-instances-on-exit`, stop their brokers and nameserver: nothing is left behind.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -21,7 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use flotilla_proto::v1::{Cluster, ClusterPhase, ConditionStatus, GetClusterRequest};
+use flotilla_proto::v1::{Cluster, ConditionStatus, GetClusterRequest};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -35,7 +45,7 @@ pub enum UpError {
     #[error("{0} not found (build it with `cargo build --bins`)")]
     MissingBinary(PathBuf),
     /// A child process exited early.
-    #[error("{0} exited before the cluster was ready; see {1}")]
+    #[error("{0} exited unexpectedly; see its log {1}")]
     ChildExited(String, PathBuf),
     /// The cluster did not become ready in time.
     #[error("the cluster was not ready after {0:?}")]
@@ -63,6 +73,16 @@ pub enum UpMode {
     MasterSlave,
     /// One broker (master only).
     Single,
+}
+
+impl std::fmt::Display for UpMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Dledger => "one DLedger group of three",
+            Self::MasterSlave => "one master and one slave",
+            Self::Single => "one broker",
+        })
+    }
 }
 
 /// Flags of `flotilla up`.
@@ -260,12 +280,14 @@ fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> anyhow::Res
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
     let err = out.try_clone()?;
-    let child = Command::new(program)
-        .args(args)
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
-        .process_group(0)
+        .process_group(0);
+    die_with_parent(&mut cmd);
+    let child = cmd
         .spawn()
         .with_context(|| format!("starting {}", program.display()))?;
     Ok(Managed {
@@ -273,6 +295,34 @@ fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> anyhow::Res
         child,
         log: log.to_path_buf(),
     })
+}
+
+/// Makes the child receive SIGTERM when this process dies, however it dies.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked exits; `flotilla up` spawns from
+/// the runtime's main thread (`block_on`), which lives as long as the process. A parent that
+/// died between fork and `prctl` is caught by comparing the parent pid afterwards.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec. It only makes two system
+    // calls (prctl, getppid), which are async-signal-safe; it allocates nothing and takes no
+    // lock, so it cannot deadlock on state copied from the parent's other threads.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)
+                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc_esrch()));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// ESRCH ("no such process"): the parent is already gone.
+fn libc_esrch() -> i32 {
+    nix::errno::Errno::ESRCH as i32
 }
 
 async fn stop(m: &mut Managed, grace: Duration) {
@@ -294,12 +344,16 @@ async fn stop(m: &mut Managed, grace: Duration) {
     let _ = m.child.wait();
 }
 
+/// The cluster's `Ready` condition, for the generation just applied: the one readiness rule
+/// folded by the control plane (a writable brokerId 0 registered with every nameserver in
+/// every group). Neither "processes started" nor the phase alone.
 fn cluster_ready(c: &Cluster) -> bool {
     let Some(st) = &c.status else {
         return false;
     };
-    st.phase == ClusterPhase::Running as i32
-        || st
+    let generation = c.metadata.as_ref().map(|m| m.generation).unwrap_or(0);
+    st.observed_generation >= generation
+        && st
             .conditions
             .iter()
             .any(|k| k.r#type == "Ready" && k.status == ConditionStatus::True as i32)
@@ -378,17 +432,31 @@ async fn ensure_cluster(server: &str, st: &UpState) -> anyhow::Result<()> {
     }
 }
 
-async fn shutdown_signal() {
-    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-    match term {
-        Ok(mut t) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = t.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// The signals that stop `flotilla up`: SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal
+/// closed). Installed before any child starts, so none of them can kill this process
+/// before it has stopped its children.
+struct ShutdownSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        })
+    }
+
+    /// Waits for the first of them; returns its name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
         }
     }
 }
@@ -406,31 +474,38 @@ async fn stop_all(cp: &mut Managed, agents: &mut [Managed]) {
     stop(cp, Duration::from_secs(20)).await;
 }
 
-fn print_banner(st: &UpState, c: &Cluster, data: &Path) {
+fn print_banner(st: &UpState, c: &Cluster, data: &Path, flotilla: &Path) {
     let status = c.status.clone().unwrap_or_default();
     let namesrv = if status.namesrv_addr.is_empty() {
         format!("127.0.0.1:{}", st.namesrv_port)
     } else {
         status.namesrv_addr.clone()
     };
+    // The writable master the readiness rule found (the elected leader for DLedger).
     let master = status
-        .members
+        .groups
         .iter()
-        .find(|m| m.kind == flotilla_proto::v1::InstanceKind::Broker as i32 && m.broker_id == 0)
+        .find(|g| g.ready)
+        .and_then(|g| status.members.iter().find(|m| m.name == g.master))
         .map(|m| m.address.clone())
         .unwrap_or_default();
+    let exe = flotilla.display();
     println!();
-    println!("Flotilla is up: cluster {:?} ({:?}).", st.cluster, st.mode);
+    println!("Flotilla is up: cluster {:?} ({}).", st.cluster, st.mode);
     println!("  nameserver     {namesrv}");
     println!("  control plane  {}", st.cp_listen);
     println!("  data           {}", data.display());
     println!();
-    println!("Produce with any RocketMQ client using namesrvAddr={namesrv}, for example:");
-    if !master.is_empty() {
-        println!("  flotilla bench --broker {master} --messages 10000");
-    }
     println!(
-        "  flotilla get members {} --server {}   (roles, addresses, offsets)",
+        "Point any RocketMQ client at namesrvAddr={namesrv}; topics are created on first send."
+    );
+    if !master.is_empty() {
+        println!("Produce 10000 messages to the writable master now:");
+        println!("  {exe} bench --broker {master} --messages 10000");
+    }
+    println!("Watch the members (roles, ids, readiness, offsets):");
+    println!(
+        "  {exe} get members {} --server {}",
         st.cluster, st.cp_listen
     );
     println!();
@@ -465,6 +540,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let st = load_or_choose(&args, &data)?;
     let logs = data.join("logs");
+    let mut signals = ShutdownSignals::install()?;
+    let flotilla = std::env::current_exe()?;
     let mut cp = spawn(
         "flotilla-cp",
         &bin_dir.join("flotilla-cp"),
@@ -521,8 +598,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         logs.display()
     );
 
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
     let setup = async {
         if !wait_for_port(&st.cp_listen, Duration::from_secs(30)).await {
             anyhow::bail!(UpError::ChildExited(
@@ -531,50 +606,68 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             ));
         }
         ensure_cluster(&st.cp_listen, &st).await?;
-        println!("Waiting for the cluster to become ready…");
+        println!(
+            "Waiting for the cluster to become ready (a writable master registered with every nameserver)…"
+        );
         Ok::<(), anyhow::Error>(())
     };
     let outcome = tokio::select! {
-        r = setup => r.map(|_| true),
-        _ = &mut signal => Ok(false),
+        r = setup => r.map(|_| None),
+        sig = signals.recv() => Ok(Some(sig)),
     };
-    let proceed = match outcome {
-        Ok(p) => p,
-        Err(e) => {
-            stop_all(&mut cp, &mut agents).await;
-            return Err(e);
+    let mut all: Vec<Managed> = Vec::new();
+    all.push(cp);
+    all.append(&mut agents);
+    let result = match outcome {
+        Err(e) => Err(e),
+        Ok(Some(sig)) => {
+            println!("{sig} received.");
+            Ok(())
         }
-    };
-    if proceed {
-        let ready = {
-            let mut all: Vec<Managed> = Vec::new();
-            std::mem::swap(&mut all, &mut agents);
-            all.insert(0, cp);
-            let r = tokio::select! {
-                r = wait_ready(&st.cp_listen, &st.cluster, &mut all, args.ready_timeout) => Some(r),
-                _ = &mut signal => None,
+        Ok(None) => {
+            let ready = tokio::select! {
+                r = wait_ready(&st.cp_listen, &st.cluster, &mut all, args.ready_timeout) => Ok(r),
+                sig = signals.recv() => Err(sig),
             };
-            cp = all.remove(0);
-            agents = all;
-            r
-        };
-        match ready {
-            Some(Ok(c)) => {
-                print_banner(&st, &c, &data);
-                signal.await;
+            match ready {
+                Ok(Ok(c)) => {
+                    print_banner(&st, &c, &data, &flotilla);
+                    tokio::select! {
+                        sig = signals.recv() => {
+                            println!("{sig} received.");
+                            Ok(())
+                        }
+                        e = child_exit(&mut all) => Err(e),
+                    }
+                }
+                Ok(Err(e)) => Err(e),
+                Err(sig) => {
+                    println!("{sig} received.");
+                    Ok(())
+                }
             }
-            Some(Err(e)) => {
-                stop_all(&mut cp, &mut agents).await;
-                let _ = std::fs::remove_file(data.join("run.json"));
-                return Err(e);
-            }
-            None => {}
         }
-    }
-    stop_all(&mut cp, &mut agents).await;
+    };
+    let mut cp = all.remove(0);
+    stop_all(&mut cp, &mut all).await;
     let _ = std::fs::remove_file(data.join("run.json"));
     println!("Stopped.");
-    Ok(())
+    result
+}
+
+/// Resolves when any child exits on its own (after "is up"): the whole `up` then stops
+/// rather than run on half-dead.
+async fn child_exit(children: &mut [Managed]) -> anyhow::Error {
+    loop {
+        for c in children.iter_mut() {
+            if let Ok(Some(status)) = c.child.try_wait() {
+                let e = UpError::ChildExited(format!("{} ({status})", c.name), c.log.clone());
+                eprintln!("flotilla up: {e}");
+                return e.into();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[cfg(test)]

@@ -92,6 +92,7 @@ fn every_promised_message_exists() {
         "flotilla.v1.Resources",
         "flotilla.v1.Storage",
         "flotilla.v1.Member",
+        "flotilla.v1.GroupStatus",
         "flotilla.v1.CommitLogOffsets",
         "flotilla.v1.Node",
         "flotilla.v1.NodeStatus",

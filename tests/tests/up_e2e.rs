@@ -1,8 +1,13 @@
-//! End-to-end test of the README's main command, `flotilla up`: it starts a control plane
+//! End-to-end tests of the README's main command, `flotilla up`: it starts a control plane
 //! and three agents as processes, creates the default cluster (one nameserver and a
-//! three-member DLedger group), waits until it is ready and
-//! prints the nameserver address; a real RocketMQ client round-trips messages through it;
-//! Ctrl-C (SIGINT) stops every process it started; running it again resumes the cluster.
+//! three-member DLedger group), waits until it is Ready by the readiness rule (a writable
+//! brokerId 0 registered with every nameserver) and prints the nameserver address.
+//!
+//! - Right after "Flotilla is up" — fresh, resumed, and fresh again — a real RocketMQ
+//!   client's first 100 sends all succeed, each on its first try, and the produce command
+//!   the banner prints works as printed.
+//! - SIGINT, SIGHUP (terminal closed) and SIGTERM each stop every process it started;
+//!   SIGKILL of `flotilla up` itself leaves nothing behind either.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -12,6 +17,8 @@ use std::time::Duration;
 use flotilla_tests::fleet::{alive, processes_under};
 use flotilla_tests::rmq::{self, Client};
 use flotilla_tests::{Proc, bin_path, temp_dir, wait_until};
+use nix::sys::signal::Signal;
+use rocketmq_client_rust::SendStatus;
 
 const WAIT: Duration = Duration::from_secs(150);
 
@@ -73,21 +80,69 @@ fn started_processes(data: &Path) -> BTreeSet<i64> {
     pids
 }
 
-async fn stop_with_ctrl_c(up: &mut Proc, log: &Path, pids: &BTreeSet<i64>) {
-    up.signal(nix::sys::signal::Signal::SIGINT);
+/// The first `n` sends of a new producer, each tried exactly once: every one must be
+/// acknowledged (no retries hide a cluster that is "up" but not yet writable).
+async fn first_sends_all_succeed(ns: &str, scope: &str, n: usize) -> BTreeSet<String> {
+    let client = Client::new(scope);
+    let producer = client.producer(ns, &format!("pg-{scope}")).await;
+    let mut acked = BTreeSet::new();
+    let mut failures = Vec::new();
+    for i in 0..n {
+        let body = format!("{scope}-{i}");
+        match producer.send(rmq::msg("UpTopic", "t", &body)).await {
+            Ok(Some(r)) if r.send_status == SendStatus::SendOk => {
+                acked.insert(body);
+            }
+            Ok(other) => failures.push(format!("{body}: {other:?}")),
+            Err(e) => failures.push(format!("{body}: {}", rmq::error_chain(&e))),
+        }
+    }
+    let mut producer = producer;
+    producer.shutdown().await;
+    client.shutdown().await;
+    assert!(
+        failures.is_empty(),
+        "{} of the first {n} sends after \"is up\" failed: {failures:#?}",
+        failures.len()
+    );
+    acked
+}
+
+/// Runs the produce command the banner prints, exactly as printed.
+fn printed_bench_command_works(out: &str) {
+    let line = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains(" bench --broker "))
+        .unwrap_or_else(|| panic!("the banner prints a produce command:\n{out}"));
+    let argv: Vec<&str> = line.split_whitespace().collect();
+    let status = Command::new(argv[0])
+        .args(&argv[1..])
+        .arg("--quiet")
+        .status()
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
+    assert!(status.success(), "`{line}` as printed: {status:?}");
+}
+
+async fn stop_with(sig: Signal, up: &mut Proc, log: &Path, pids: &BTreeSet<i64>) {
+    up.signal(sig);
     let status = up
         .wait_exit(Duration::from_secs(120))
-        .unwrap_or_else(|| panic!("flotilla up did not stop on Ctrl-C"));
+        .unwrap_or_else(|| panic!("flotilla up did not stop on {sig}"));
     let out = std::fs::read_to_string(log).unwrap_or_default();
     assert!(
         status.success(),
-        "flotilla up exits cleanly: {status:?}\n{out}"
+        "flotilla up exits cleanly on {sig}: {status:?}\n{out}"
     );
     assert!(out.contains("Stopped."), "{out}");
+    all_gone(pids).await;
+}
+
+async fn all_gone(pids: &BTreeSet<i64>) {
     let pids = pids.clone();
     wait_until(
         "every started process gone",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         || {
             let pids = pids.clone();
             async move { pids.iter().all(|p| !alive(*p)).then_some(()) }
@@ -101,19 +156,22 @@ async fn stop_with_ctrl_c(up: &mut Proc, log: &Path, pids: &BTreeSet<i64>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flotilla_up_serves_a_real_client_stops_on_ctrl_c_and_resumes() {
+async fn flotilla_up_is_writable_when_it_says_so_fresh_resumed_and_fresh_again() {
     let dir = temp_dir("flotilla-up-");
     let data = dir.path().join("data");
     let log = dir.path().join("up-1.log");
     let mut up = start_up(&data, &log);
     let out = wait_for_line(&log, "Flotilla is up", &mut up).await;
     assert!(out.contains("Created cluster"), "{out}");
+    assert!(
+        out.contains("DLedger"),
+        "spelled as RocketMQ spells it: {out}"
+    );
     let ns = nameserver_of(&out);
+    let sent = first_sends_all_succeed(&ns, "up-fresh", 100).await;
+    printed_bench_command_works(&out);
 
     let client = Client::new("up-e2e");
-    let producer = client.producer(&ns, "pg-up").await;
-    let sent = rmq::send_all(&producer, "UpTopic", (0..20).map(|i| format!("up-{i}")), 20).await;
-    assert_eq!(sent.len(), 20, "every send is acknowledged");
     rmq::consume_all(
         &client,
         &ns,
@@ -123,8 +181,6 @@ async fn flotilla_up_serves_a_real_client_stops_on_ctrl_c_and_resumes() {
         Duration::from_secs(60),
     )
     .await;
-    let mut producer = producer;
-    producer.shutdown().await;
     client.shutdown().await;
 
     let pids = started_processes(&data);
@@ -132,14 +188,44 @@ async fn flotilla_up_serves_a_real_client_stops_on_ctrl_c_and_resumes() {
         pids.len() >= 8,
         "cp, 3 agents, a nameserver and a 3-member DLedger group: {pids:?}"
     );
-    stop_with_ctrl_c(&mut up, &log, &pids).await;
+    stop_with(Signal::SIGINT, &mut up, &log, &pids).await;
 
-    // Running it again resumes the same cluster from the data dir.
+    // Running it again resumes the same cluster from the data dir, by the same rule.
     let log2 = dir.path().join("up-2.log");
     let mut up = start_up(&data, &log2);
     let out = wait_for_line(&log2, "Flotilla is up", &mut up).await;
     assert!(out.contains("Resuming cluster"), "{out}");
     assert_eq!(nameserver_of(&out), ns, "same nameserver address");
+    first_sends_all_succeed(&ns, "up-resumed", 100).await;
     let pids = started_processes(&data);
-    stop_with_ctrl_c(&mut up, &log2, &pids).await;
+    // The terminal closed.
+    stop_with(Signal::SIGHUP, &mut up, &log2, &pids).await;
+
+    // A fresh data dir is a new cluster, and the same rule holds.
+    let data3 = dir.path().join("data-3");
+    let log3 = dir.path().join("up-3.log");
+    let mut up = start_up(&data3, &log3);
+    let out = wait_for_line(&log3, "Flotilla is up", &mut up).await;
+    assert!(out.contains("Created cluster"), "{out}");
+    let ns3 = nameserver_of(&out);
+    first_sends_all_succeed(&ns3, "up-fresh-again", 100).await;
+    let pids = started_processes(&data3);
+    stop_with(Signal::SIGTERM, &mut up, &log3, &pids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flotilla_up_killed_with_sigkill_leaves_no_process_behind() {
+    let dir = temp_dir("flotilla-up-kill-");
+    let data = dir.path().join("data");
+    let log = dir.path().join("up.log");
+    let mut up = start_up(&data, &log);
+    wait_for_line(&log, "Flotilla is up", &mut up).await;
+    let pids = started_processes(&data);
+    assert!(pids.len() >= 8, "{pids:?}");
+    up.signal(Signal::SIGKILL);
+    up.wait_exit(Duration::from_secs(30))
+        .expect("SIGKILL ends flotilla up");
+    // The control plane and agents get SIGTERM from the kernel (parent-death signal); the
+    // agents stop their brokers and nameserver.
+    all_gone(&pids).await;
 }

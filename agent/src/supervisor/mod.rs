@@ -177,6 +177,18 @@ impl Managed {
         }
     }
 
+    /// The nameservers the running broker is configured with (`namesrvAddr`).
+    fn nameservers(&self) -> Vec<String> {
+        let cfg = if self.running_config.is_empty() {
+            render::effective_config(&self.spec, &self.dir)
+        } else {
+            self.running_config.clone()
+        };
+        cfg.get("namesrvAddr")
+            .map(|v| probe::nameservers_of(v))
+            .unwrap_or_default()
+    }
+
     fn listen_address(&self) -> String {
         let cfg = if self.running_config.is_empty() {
             render::effective_config(&self.spec, &self.dir)
@@ -215,7 +227,17 @@ fn exit_of(status: std::process::ExitStatus) -> ProcessExit {
 }
 
 /// A snapshot of what changed-detection compares (to report on every change).
-type Fingerprint = Vec<(String, i32, i32, bool, u32, String)>;
+/// What a report carries that the control plane waits on: a change of any of these sends a
+/// report at once (role, brokerId, writability and registrations included, so an election
+/// reaches the readiness rule without waiting for the periodic report).
+type Fingerprint = Vec<(
+    String,
+    i32,
+    i32,
+    Option<(i32, i64, bool, Vec<String>)>,
+    u32,
+    String,
+)>;
 
 /// The supervisor of one node. Driven by [`Supervisor::apply`] and a periodic
 /// [`Supervisor::tick`].
@@ -837,14 +859,22 @@ impl Supervisor {
     }
 
     async fn probe_all(&mut self) {
-        let targets: Vec<(String, InstanceKind, String)> = self
+        let targets: Vec<(String, InstanceKind, String, Vec<String>)> = self
             .instances
             .iter()
             .filter(|(_, m)| m.proc_.is_some() && m.stopping.is_none())
-            .map(|(n, m)| (n.clone(), m.kind, m.listen_address()))
+            .map(|(n, m)| (n.clone(), m.kind, m.listen_address(), m.nameservers()))
             .collect();
-        for (name, kind, addr) in targets {
-            let res = probe::probe(&self.client, kind, &addr).await;
+        // Each nameserver is asked once per round, for every broker of this node.
+        let mut infos = probe::ClusterInfos::new();
+        for (name, kind, addr, nameservers) in targets {
+            let mut res = probe::probe(&self.client, kind, &addr).await;
+            if let Ok(p) = res.as_mut()
+                && kind == InstanceKind::Broker
+            {
+                probe::fetch_cluster_infos(&self.client, &nameservers, &mut infos).await;
+                p.registered_nameservers = probe::registered_at(p, &nameservers, &infos);
+            }
             let Some(m) = self.instances.get_mut(&name) else {
                 continue;
             };
@@ -934,6 +964,7 @@ impl Supervisor {
                     config_hash: m.running_config_hash.clone(),
                     commit_log: probe.commit_log,
                     registered_nameservers: probe.registered_nameservers,
+                    writable: probe.writable,
                     ready: m.state == InstanceState::Running && m.probe.is_some(),
                     listen_address: m.listen_address(),
                     message: m.message.clone(),
@@ -950,7 +981,14 @@ impl Supervisor {
                     n.clone(),
                     m.state as i32,
                     m.proc_.as_ref().map(|p| p.pid).unwrap_or(0),
-                    m.probe.is_some(),
+                    m.probe.as_ref().map(|p| {
+                        (
+                            p.role as i32,
+                            p.broker_id,
+                            p.writable,
+                            p.registered_nameservers.clone(),
+                        )
+                    }),
                     m.restarts,
                     m.running_config_hash.clone(),
                 )

@@ -131,6 +131,10 @@ pub fn echo_report(ds: &DesiredState, seq: u64, highest_epoch: i64) -> Report {
                 broker_id,
                 config_hash: i.config_hash.clone(),
                 ready: true,
+                writable: i.kind == InstanceKind::Broker as i32 && broker_id == 0,
+                // Caught up: every member of a group reports the same CommitLog.
+                commit_log: (i.kind == InstanceKind::Broker as i32)
+                    .then(flotilla_proto::v1::CommitLogOffsets::default),
                 listen_address: listen,
                 // A real broker registers with every nameserver of its config.
                 registered_nameservers: i

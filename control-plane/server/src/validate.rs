@@ -328,7 +328,7 @@ fn broker(v: &mut Violations, field: &str, b: Option<&BrokerSpec>) {
             if rpg_ok && b.replicas_per_group != 1 && b.replicas_per_group % 2 == 0 {
                 v.add(
                     format!("{field}.replicas_per_group"),
-                    "DLEDGER needs an odd number of members >= 3 (or 1 for tests)",
+                    "a DLedger group needs an odd number of members, 3 or more (1 for tests)",
                 );
             }
             if b.master_role != 0 {

@@ -9,8 +9,8 @@
 //! 1. the instances the spec asks for and where they run (existing placements stay unless
 //!    their node is deleted or draining), their ports and data dirs;
 //! 2. each instance's rendered config, hashes and restart permission (one member per group
-//!    at a time, followers first, master last, only when `allow_restart` and the others are
-//!    ready);
+//!    at a time, followers first, master last, only when `allow_restart` and the group stays
+//!    Ready by the rule of [`readiness`] without it);
 //! 3. each affected node's new `DesiredState` (a per-node generation that moves only when the
 //!    content changes);
 //! 4. the folded `Cluster.status` (which never bumps the generation).
@@ -25,6 +25,7 @@
 
 pub mod placement;
 pub mod queue;
+pub mod readiness;
 pub mod render;
 pub mod status;
 
@@ -442,13 +443,31 @@ pub fn plan(
         let chosen = holder.map(|(s, _)| s.name.clone()).or_else(|| {
             let mut cands: Vec<&&(&Slot, &SlotKind)> = needing.iter().collect();
             cands.sort_by_key(|(s, k)| (is_master(obs_of(s), k), s.name.clone()));
+            // Brokers: the group rule of `readiness` (the group keeps a writable, registered
+            // master and a caught-up copy). Nameservers: every other one answers.
+            let group_view: Vec<readiness::GroupMember> = members
+                .iter()
+                .map(|(o, _)| {
+                    let node_ok = placed
+                        .get(&o.name)
+                        .and_then(|p| node_ready.get(&p.node))
+                        .copied()
+                        .unwrap_or(false);
+                    readiness::GroupMember::observed(&o.name, obs_of(o), node_ok, &ns_addrs)
+                })
+                .collect();
             cands
                 .into_iter()
-                .find(|(s, _)| {
-                    members
+                .find(|(s, k)| match k {
+                    SlotKind::Broker { .. } => readiness::may_restart(
+                        &s.name,
+                        &group_view,
+                        readiness::DEFAULT_MAX_LAG_BYTES,
+                    ),
+                    SlotKind::Namesrv => members
                         .iter()
                         .filter(|(o, _)| o.name != s.name)
-                        .all(|(o, _)| obs_of(o).is_some_and(|ob| ob.ready))
+                        .all(|(o, _)| obs_of(o).is_some_and(|ob| ob.ready)),
                 })
                 .map(|(s, _)| s.name.clone())
         });
@@ -552,6 +571,7 @@ pub fn plan(
         restart_blocked,
         nameserver_addresses: ns_addrs,
         active_operations,
+        max_lag_bytes: readiness::DEFAULT_MAX_LAG_BYTES,
         previous: cluster.status.as_ref(),
         now,
     });

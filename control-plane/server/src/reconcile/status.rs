@@ -2,8 +2,11 @@
 //!
 //! Observed state comes only from agent reports (principle 1): each member's role, pid,
 //! readiness, offsets, registered nameservers, restarts, config hash and state are copied from
-//! the observation of that instance on the node it is placed on. Phase and the conditions
-//! `Ready`, `Progressing` and `Degraded` (CamelCase reasons) are derived from them. A
+//! the observation of that instance on the node it is placed on. Group readiness and the
+//! `Ready` condition follow the one rule of [`super::readiness`]; phase and the conditions
+//! `Progressing` and `Degraded` (CamelCase reasons) are derived from the same members.
+//! `Ready` says the cluster serves (every group has its writable master, every nameserver
+//! answers); the phase is `Running` only when it is also on the desired config everywhere. A
 //! condition's `last_transition_time` only moves when its status changes, and nothing in the
 //! result depends on the time otherwise, so an unchanged world folds to an identical status
 //! (and the reconciler writes nothing).
@@ -12,9 +15,12 @@ use std::collections::HashMap;
 
 use flotilla_proto::agent::v1::{InstanceObservation, InstanceState};
 use flotilla_proto::v1::{
-    ClusterPhase, ClusterStatus, Condition, ConditionStatus, InstanceKind, Member, MemberRole,
+    ClusterPhase, ClusterStatus, Condition, ConditionStatus, GroupStatus, InstanceKind, Member,
+    MemberRole,
 };
 use prost_types::Timestamp;
+
+use super::readiness::{self, GroupMember};
 
 /// One planned member, as the reconciler placed and rendered it.
 #[derive(Debug, Clone, Default)]
@@ -58,6 +64,8 @@ pub struct FoldInput<'a> {
     pub nameserver_addresses: Vec<String>,
     /// Operations still running on the cluster.
     pub active_operations: Vec<String>,
+    /// Lag threshold of the group rule ([`readiness::DEFAULT_MAX_LAG_BYTES`]).
+    pub max_lag_bytes: i64,
     /// The status currently stored.
     pub previous: Option<&'a ClusterStatus>,
     /// Now.
@@ -77,14 +85,6 @@ pub fn state_name(s: i32) -> &'static str {
         Ok(InstanceState::Failed) => "Failed",
         _ => "Unknown",
     }
-}
-
-/// Whether a broker has registered with every nameserver of the cluster: until it has,
-/// clients cannot find it, so it does not count as ready.
-fn registered_everywhere(registered: &[String], nameservers: &[String]) -> bool {
-    nameservers
-        .iter()
-        .all(|ns| registered.iter().any(|r| r == ns))
 }
 
 fn member(
@@ -121,10 +121,8 @@ fn member(
                 m.broker_id = o.broker_id;
             }
             m.pid = o.pid;
-            m.ready = o.ready
-                && node_ready
-                && (plan.kind != InstanceKind::Broker
-                    || registered_everywhere(&o.registered_nameservers, nameservers));
+            m.ready = readiness::member_ready(plan.kind, o, node_ready, nameservers);
+            m.writable = plan.kind == InstanceKind::Broker && o.writable;
             m.commit_log = o.commit_log;
             m.registered_nameservers = o.registered_nameservers.clone();
             m.restarts = o.restarts;
@@ -201,7 +199,40 @@ pub fn fold(input: &FoldInput<'_>) -> ClusterStatus {
             )
         })
         .collect();
-    let all_good = total > 0 && ready == total && stale == 0;
+    // Groups, in plan order.
+    let mut group_names: Vec<&str> = Vec::new();
+    for p in input
+        .members
+        .iter()
+        .filter(|p| p.kind == InstanceKind::Broker)
+    {
+        if !group_names.contains(&p.group.as_str()) {
+            group_names.push(&p.group);
+        }
+    }
+    let groups: Vec<GroupStatus> = group_names
+        .iter()
+        .map(|g| {
+            let gm: Vec<GroupMember> = members
+                .iter()
+                .filter(|m| m.kind == InstanceKind::Broker as i32 && m.group == *g)
+                .map(GroupMember::of)
+                .collect();
+            readiness::group_status(g, &gm, input.max_lag_bytes)
+        })
+        .collect();
+    let nameservers_not_ready: Vec<&str> = members
+        .iter()
+        .filter(|m| m.kind == InstanceKind::Namesrv as i32 && !m.ready)
+        .map(|m| m.name.as_str())
+        .collect();
+    let groups_not_ready: Vec<&GroupStatus> = groups.iter().filter(|g| !g.ready).collect();
+    let cluster_ready = total > 0
+        && unplaced == 0
+        && nameservers_not_ready.is_empty()
+        && groups_not_ready.is_empty()
+        && ready == total;
+    let all_good = cluster_ready && stale == 0;
 
     let phase = if input.deleting {
         ClusterPhase::Deleting
@@ -218,11 +249,13 @@ pub fn fold(input: &FoldInput<'_>) -> ClusterStatus {
     let g = input.generation;
     let now = input.now;
     let prev = input.previous;
-    let (ready_status, ready_reason, ready_msg) = if all_good {
+    let (ready_status, ready_reason, ready_msg) = if cluster_ready {
         (
             ConditionStatus::True,
-            "AllMembersReady",
-            format!("{ready}/{total} members ready"),
+            "AllGroupsWritable",
+            format!(
+                "{ready}/{total} members ready; every group has a writable master registered with every nameserver"
+            ),
         )
     } else if unplaced > 0 {
         (
@@ -230,11 +263,31 @@ pub fn fold(input: &FoldInput<'_>) -> ClusterStatus {
             "Unschedulable",
             format!("{unplaced} of {total} members cannot be placed"),
         )
+    } else if !nameservers_not_ready.is_empty() {
+        (
+            ConditionStatus::False,
+            "NameserverNotReady",
+            format!("{} not answering", nameservers_not_ready.join(", ")),
+        )
+    } else if let Some(g) = groups_not_ready.first() {
+        (
+            ConditionStatus::False,
+            if g.reason.is_empty() {
+                "MembersNotReady"
+            } else {
+                g.reason.as_str()
+            },
+            groups_not_ready
+                .iter()
+                .map(|g| format!("{}: {}", g.name, g.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     } else {
         (
             ConditionStatus::False,
             "MembersNotReady",
-            format!("{ready}/{total} members ready, {stale} not on the desired config"),
+            format!("{ready}/{total} members ready"),
         )
     };
     let (prog_status, prog_reason, prog_msg) = if input.deleting {
@@ -314,6 +367,7 @@ pub fn fold(input: &FoldInput<'_>) -> ClusterStatus {
         nameserver_addresses: input.nameserver_addresses.clone(),
         members,
         active_operations: input.active_operations.clone(),
+        groups,
     }
 }
 
@@ -341,6 +395,8 @@ mod tests {
             pid: 42,
             config_hash: hash.into(),
             role: MemberRole::Master as i32,
+            writable: true,
+            commit_log: Some(flotilla_proto::v1::CommitLogOffsets::default()),
             registered_nameservers: vec!["h:9876".into()],
             ..Default::default()
         }
@@ -366,6 +422,58 @@ mod tests {
         assert!(s.members[0].ready, "extra registrations do not matter");
     }
 
+    #[test]
+    fn a_dledger_group_is_not_ready_until_a_leader_is_registered_as_broker_id_0() {
+        let members: Vec<MemberPlan> = ["g-0", "g-1", "g-2"]
+            .iter()
+            .map(|n| MemberPlan {
+                group: "g".into(),
+                ..plan(n, Some("n1"))
+            })
+            .collect();
+        let nodes: HashMap<_, _> = [("n1".to_string(), true)].into();
+        // Every member answers and is registered, but as followers (ids 1, 2, 3).
+        let follower = |name: &str, id: i64| {
+            let mut o = obs(name, true, "h1");
+            o.role = MemberRole::Follower as i32;
+            o.broker_id = id;
+            o.writable = false;
+            o
+        };
+        let mut observed: HashMap<_, _> = [
+            ("g-0".to_string(), follower("g-0", 1)),
+            ("g-1".to_string(), follower("g-1", 2)),
+            ("g-2".to_string(), follower("g-2", 3)),
+        ]
+        .into();
+        let s = fold(&input(&members, &observed, &nodes, None, 1));
+        assert_eq!(s.conditions[0].status, ConditionStatus::False as i32);
+        assert_eq!(
+            s.conditions[0].reason,
+            readiness::reason::NO_WRITABLE_MASTER
+        );
+        assert_ne!(s.phase, ClusterPhase::Running as i32);
+        assert!(!s.groups[0].ready);
+        // Elected, writable, but the nameserver still lists it under its follower id.
+        let mut leader = obs("g-1", true, "h1");
+        leader.role = MemberRole::Leader as i32;
+        leader.registered_nameservers.clear();
+        observed.insert("g-1".into(), leader.clone());
+        let s = fold(&input(&members, &observed, &nodes, None, 2));
+        assert_eq!(
+            s.conditions[0].reason,
+            readiness::reason::MASTER_NOT_REGISTERED
+        );
+        // Registered as brokerId 0 everywhere: Ready, Running.
+        leader.registered_nameservers = vec!["h:9876".into()];
+        observed.insert("g-1".into(), leader);
+        let s = fold(&input(&members, &observed, &nodes, None, 3));
+        assert_eq!(s.conditions[0].status, ConditionStatus::True as i32);
+        assert_eq!(s.phase, ClusterPhase::Running as i32);
+        assert_eq!(s.groups[0].master, "g-1");
+        assert!(s.members.iter().any(|m| m.writable && m.name == "g-1"));
+    }
+
     fn input<'a>(
         members: &'a [MemberPlan],
         observed: &'a HashMap<String, InstanceObservation>,
@@ -383,6 +491,7 @@ mod tests {
             restart_blocked: false,
             nameserver_addresses: vec!["h:9876".into()],
             active_operations: vec![],
+            max_lag_bytes: readiness::DEFAULT_MAX_LAG_BYTES,
             previous,
             now: Timestamp {
                 seconds: now,
