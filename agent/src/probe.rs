@@ -14,9 +14,8 @@
 //! plane's readiness rule (`reconcile::readiness`) needs this outside view, not the broker's
 //! own claim.
 
-use std::time::Duration;
-
 use std::collections::HashMap;
+use std::time::Duration;
 
 use flotilla_proto::v1::{CommitLogOffsets, InstanceKind, MemberRole};
 use flotilla_remoting::protocol::{ClusterInfo, KVTable, decode_body};

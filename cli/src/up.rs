@@ -313,16 +313,14 @@ fn die_with_parent(cmd: &mut Command) {
             nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)
                 .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
             if nix::unistd::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc_esrch()));
+                // ESRCH: the parent is already gone.
+                return Err(std::io::Error::from_raw_os_error(
+                    nix::errno::Errno::ESRCH as i32,
+                ));
             }
             Ok(())
         });
     }
-}
-
-/// ESRCH ("no such process"): the parent is already gone.
-fn libc_esrch() -> i32 {
-    nix::errno::Errno::ESRCH as i32
 }
 
 async fn stop(m: &mut Managed, grace: Duration) {
@@ -368,13 +366,8 @@ async fn wait_ready(
     let deadline = Instant::now() + timeout;
     let mut last = String::new();
     loop {
-        for c in children.iter_mut() {
-            if let Ok(Some(status)) = c.child.try_wait() {
-                anyhow::bail!(UpError::ChildExited(
-                    format!("{} ({status})", c.name),
-                    c.log.clone()
-                ));
-            }
+        if let Some(e) = exited_child(children) {
+            anyhow::bail!(e);
         }
         if let Ok(mut client) = crate::client::clusters(server).await
             && let Ok(resp) = client
@@ -598,7 +591,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         logs.display()
     );
 
-    let setup = async {
+    let mut all: Vec<Managed> = Vec::new();
+    all.push(cp);
+    all.append(&mut agents);
+    // Everything up does until it is stopped: only an error ends it on its own.
+    let work = async {
         if !wait_for_port(&st.cp_listen, Duration::from_secs(30)).await {
             anyhow::bail!(UpError::ChildExited(
                 "flotilla-cp".into(),
@@ -609,43 +606,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         println!(
             "Waiting for the cluster to become ready (a writable master registered with every nameserver)…"
         );
-        Ok::<(), anyhow::Error>(())
+        let c = wait_ready(&st.cp_listen, &st.cluster, &mut all, args.ready_timeout).await?;
+        print_banner(&st, &c, &data, &flotilla);
+        Err(child_exit(&mut all).await.into())
     };
-    let outcome = tokio::select! {
-        r = setup => r.map(|_| None),
-        sig = signals.recv() => Ok(Some(sig)),
-    };
-    let mut all: Vec<Managed> = Vec::new();
-    all.push(cp);
-    all.append(&mut agents);
-    let result = match outcome {
-        Err(e) => Err(e),
-        Ok(Some(sig)) => {
+    let result = tokio::select! {
+        r = work => r,
+        sig = signals.recv() => {
             println!("{sig} received.");
             Ok(())
-        }
-        Ok(None) => {
-            let ready = tokio::select! {
-                r = wait_ready(&st.cp_listen, &st.cluster, &mut all, args.ready_timeout) => Ok(r),
-                sig = signals.recv() => Err(sig),
-            };
-            match ready {
-                Ok(Ok(c)) => {
-                    print_banner(&st, &c, &data, &flotilla);
-                    tokio::select! {
-                        sig = signals.recv() => {
-                            println!("{sig} received.");
-                            Ok(())
-                        }
-                        e = child_exit(&mut all) => Err(e),
-                    }
-                }
-                Ok(Err(e)) => Err(e),
-                Err(sig) => {
-                    println!("{sig} received.");
-                    Ok(())
-                }
-            }
         }
     };
     let mut cp = all.remove(0);
@@ -655,16 +624,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     result
 }
 
+/// The first child that has exited, as the error `up` stops with.
+fn exited_child(children: &mut [Managed]) -> Option<UpError> {
+    children.iter_mut().find_map(|c| match c.child.try_wait() {
+        Ok(Some(status)) => Some(UpError::ChildExited(
+            format!("{} ({status})", c.name),
+            c.log.clone(),
+        )),
+        _ => None,
+    })
+}
+
 /// Resolves when any child exits on its own (after "is up"): the whole `up` then stops
 /// rather than run on half-dead.
-async fn child_exit(children: &mut [Managed]) -> anyhow::Error {
+async fn child_exit(children: &mut [Managed]) -> UpError {
     loop {
-        for c in children.iter_mut() {
-            if let Ok(Some(status)) = c.child.try_wait() {
-                let e = UpError::ChildExited(format!("{} ({status})", c.name), c.log.clone());
-                eprintln!("flotilla up: {e}");
-                return e.into();
-            }
+        if let Some(e) = exited_child(children) {
+            return e;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

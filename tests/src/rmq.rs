@@ -145,6 +145,18 @@ pub async fn send_all(
     acked
 }
 
+/// A new producer's first `n` sends to `topic`, each tried exactly once (no retry may hide a
+/// cluster that is not writable yet); returns the bodies acknowledged, each failure is
+/// printed by [`send_all`].
+pub async fn first_sends(ns: &str, scope: &str, topic: &str, n: usize) -> BTreeSet<String> {
+    let client = Client::new(scope);
+    let mut producer = client.producer(ns, &format!("pg-{scope}")).await;
+    let acked = send_all(&producer, topic, (0..n).map(|i| format!("{scope}-{i}")), 1).await;
+    producer.shutdown().await;
+    client.shutdown().await;
+    acked
+}
+
 /// An error and its sources, one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

@@ -8,8 +8,7 @@ use flotilla_proto::v1::{BrokerMode, Cluster, ConditionStatus};
 use flotilla_remoting::RemotingClient;
 use flotilla_tests::broker_proc::registered_ids;
 use flotilla_tests::fleet::{self, Fleet, brokers, namesrv_addr};
-use flotilla_tests::rmq::{self, Client};
-use rocketmq_client_rust::SendStatus;
+use flotilla_tests::rmq;
 
 fn ready_condition(c: &Cluster) -> Option<bool> {
     let generation = c.metadata.as_ref().map(|m| m.generation).unwrap_or(-1);
@@ -34,25 +33,8 @@ fn master_of(c: &Cluster) -> Option<(String, String, i64)> {
 }
 
 async fn first_sends_succeed(ns: &str, scope: &str, n: usize) {
-    let client = Client::new(scope);
-    let producer = client.producer(ns, &format!("pg-{scope}")).await;
-    let mut failures = Vec::new();
-    for i in 0..n {
-        match producer
-            .send(rmq::msg("ReadyTopic", "t", &format!("{scope}-{i}")))
-            .await
-        {
-            Ok(Some(r)) if r.send_status == SendStatus::SendOk => {}
-            other => failures.push(format!("{i}: {:?}", other.map_err(|e| e.to_string()))),
-        }
-    }
-    let mut producer = producer;
-    producer.shutdown().await;
-    client.shutdown().await;
-    assert!(
-        failures.is_empty(),
-        "sends after Ready failed: {failures:#?}"
-    );
+    let acked = rmq::first_sends(ns, scope, "ReadyTopic", n).await;
+    assert_eq!(acked.len(), n, "sends after Ready failed (see stderr)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,6 @@ use flotilla_tests::fleet::{alive, processes_under};
 use flotilla_tests::rmq::{self, Client};
 use flotilla_tests::{Proc, bin_path, temp_dir, wait_until};
 use nix::sys::signal::Signal;
-use rocketmq_client_rust::SendStatus;
 
 const WAIT: Duration = Duration::from_secs(150);
 
@@ -32,6 +31,13 @@ fn start_up(data: &Path, log: &Path) -> Proc {
         "140s",
     ]);
     Proc::spawn("flotilla up", &mut cmd, Some(log))
+}
+
+/// Starts `flotilla up` on `data` and waits for "Flotilla is up"; returns it and its output.
+async fn start_until_up(data: &Path, log: &Path) -> (Proc, String) {
+    let mut up = start_up(data, log);
+    let out = wait_for_line(log, "Flotilla is up", &mut up).await;
+    (up, out)
 }
 
 /// Waits until `log` has a line containing `marker`; returns the whole log.
@@ -80,30 +86,14 @@ fn started_processes(data: &Path) -> BTreeSet<i64> {
     pids
 }
 
-/// The first `n` sends of a new producer, each tried exactly once: every one must be
-/// acknowledged (no retries hide a cluster that is "up" but not yet writable).
+/// The first `n` sends after "is up", each tried once: every one is acknowledged.
 async fn first_sends_all_succeed(ns: &str, scope: &str, n: usize) -> BTreeSet<String> {
-    let client = Client::new(scope);
-    let producer = client.producer(ns, &format!("pg-{scope}")).await;
-    let mut acked = BTreeSet::new();
-    let mut failures = Vec::new();
-    for i in 0..n {
-        let body = format!("{scope}-{i}");
-        match producer.send(rmq::msg("UpTopic", "t", &body)).await {
-            Ok(Some(r)) if r.send_status == SendStatus::SendOk => {
-                acked.insert(body);
-            }
-            Ok(other) => failures.push(format!("{body}: {other:?}")),
-            Err(e) => failures.push(format!("{body}: {}", rmq::error_chain(&e))),
-        }
-    }
-    let mut producer = producer;
-    producer.shutdown().await;
-    client.shutdown().await;
-    assert!(
-        failures.is_empty(),
-        "{} of the first {n} sends after \"is up\" failed: {failures:#?}",
-        failures.len()
+    let acked = rmq::first_sends(ns, scope, "UpTopic", n).await;
+    assert_eq!(
+        acked.len(),
+        n,
+        "{} of the first {n} sends after \"is up\" failed (see stderr)",
+        n - acked.len()
     );
     acked
 }
@@ -160,8 +150,7 @@ async fn flotilla_up_is_writable_when_it_says_so_fresh_resumed_and_fresh_again()
     let dir = temp_dir("flotilla-up-");
     let data = dir.path().join("data");
     let log = dir.path().join("up-1.log");
-    let mut up = start_up(&data, &log);
-    let out = wait_for_line(&log, "Flotilla is up", &mut up).await;
+    let (mut up, out) = start_until_up(&data, &log).await;
     assert!(out.contains("Created cluster"), "{out}");
     assert!(
         out.contains("DLedger"),
@@ -192,8 +181,7 @@ async fn flotilla_up_is_writable_when_it_says_so_fresh_resumed_and_fresh_again()
 
     // Running it again resumes the same cluster from the data dir, by the same rule.
     let log2 = dir.path().join("up-2.log");
-    let mut up = start_up(&data, &log2);
-    let out = wait_for_line(&log2, "Flotilla is up", &mut up).await;
+    let (mut up, out) = start_until_up(&data, &log2).await;
     assert!(out.contains("Resuming cluster"), "{out}");
     assert_eq!(nameserver_of(&out), ns, "same nameserver address");
     first_sends_all_succeed(&ns, "up-resumed", 100).await;
@@ -204,8 +192,7 @@ async fn flotilla_up_is_writable_when_it_says_so_fresh_resumed_and_fresh_again()
     // A fresh data dir is a new cluster, and the same rule holds.
     let data3 = dir.path().join("data-3");
     let log3 = dir.path().join("up-3.log");
-    let mut up = start_up(&data3, &log3);
-    let out = wait_for_line(&log3, "Flotilla is up", &mut up).await;
+    let (mut up, out) = start_until_up(&data3, &log3).await;
     assert!(out.contains("Created cluster"), "{out}");
     let ns3 = nameserver_of(&out);
     first_sends_all_succeed(&ns3, "up-fresh-again", 100).await;
@@ -218,8 +205,7 @@ async fn flotilla_up_killed_with_sigkill_leaves_no_process_behind() {
     let dir = temp_dir("flotilla-up-kill-");
     let data = dir.path().join("data");
     let log = dir.path().join("up.log");
-    let mut up = start_up(&data, &log);
-    wait_for_line(&log, "Flotilla is up", &mut up).await;
+    let (mut up, _) = start_until_up(&data, &log).await;
     let pids = started_processes(&data);
     assert!(pids.len() >= 8, "{pids:?}");
     up.signal(Signal::SIGKILL);

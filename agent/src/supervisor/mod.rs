@@ -177,25 +177,25 @@ impl Managed {
         }
     }
 
+    /// The config the process runs with (the rendered one before it first started).
+    fn config(&self) -> std::borrow::Cow<'_, BTreeMap<String, String>> {
+        if self.running_config.is_empty() {
+            std::borrow::Cow::Owned(render::effective_config(&self.spec, &self.dir))
+        } else {
+            std::borrow::Cow::Borrowed(&self.running_config)
+        }
+    }
+
     /// The nameservers the running broker is configured with (`namesrvAddr`).
     fn nameservers(&self) -> Vec<String> {
-        let cfg = if self.running_config.is_empty() {
-            render::effective_config(&self.spec, &self.dir)
-        } else {
-            self.running_config.clone()
-        };
-        cfg.get("namesrvAddr")
+        self.config()
+            .get("namesrvAddr")
             .map(|v| probe::nameservers_of(v))
             .unwrap_or_default()
     }
 
     fn listen_address(&self) -> String {
-        let cfg = if self.running_config.is_empty() {
-            render::effective_config(&self.spec, &self.dir)
-        } else {
-            self.running_config.clone()
-        };
-        render::listen_address(self.kind, &cfg)
+        render::listen_address(self.kind, &self.config())
     }
 }
 
