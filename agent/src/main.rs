@@ -12,7 +12,8 @@ use flotilla_agent::{Agent, AgentConfig};
 #[derive(Debug, Parser)]
 #[command(name = "flotilla-agent", version)]
 struct Args {
-    /// Control-plane address (host:port or http://host:port).
+    /// Control-plane addresses: comma-separated host:port or http://host:port entries (any
+    /// replica; a DNS name with several records counts as each of them).
     #[arg(long, env = "FLOTILLA_CONTROL_PLANE")]
     control_plane: String,
     /// This node's name (DNS-1123 label).

@@ -6,7 +6,11 @@
 //! command. From the control plane come whole `DesiredState`s, applied by the supervisor,
 //! and `Command`s, executed one at a time against local instances. Both are fenced by epoch.
 //!
-//! When the stream breaks the agent reconnects with jittered exponential backoff; in between
+//! The agent is given a list of control-plane addresses (or a DNS name with several
+//! records); any replica will do, since followers forward the stream to the leader. When a
+//! session breaks or is refused, the agent tries the next address at once; after every
+//! address failed once it waits a jittered exponential backoff (capped at 3 s, so agents
+//! find a new leader within seconds of its election). In between
 //! it keeps supervising the last desired state (restarting crashed processes, starting or
 //! stopping nothing new), because `apply` is only ever called with a state received on a live
 //! stream.
@@ -34,6 +38,11 @@ use crate::journal::{self, Journal};
 use crate::state::{AGENT_RECORD_VERSION, AgentRecord, StateDir, proto_to_hex};
 use crate::supervisor::backoff::Backoff;
 use crate::supervisor::{Supervisor, SupervisorConfig};
+use flotilla_client::{Connected, Connector};
+
+/// A session open at least this long counts as healthy: when it breaks, every address gets
+/// an immediate try again.
+const STABLE_SESSION: Duration = Duration::from_secs(10);
 
 /// The agent version sent in Hello.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -44,9 +53,13 @@ pub enum SessionError {
     /// The control-plane address is not a valid URI.
     #[error("invalid control-plane address {0:?}")]
     BadAddress(String),
-    /// Connecting or opening the stream failed.
+    /// No control-plane address accepted a connection.
     #[error("cannot reach the control plane: {0}")]
     Connect(String),
+    /// A replica accepted the connection but not the session (no leader yet, the leader
+    /// unreachable from it, …).
+    #[error("the control plane refused the session: {0}")]
+    Refused(String),
     /// The stream broke.
     #[error("stream to the control plane broke: {0}")]
     Stream(String),
@@ -56,11 +69,18 @@ pub enum SessionError {
 }
 
 impl SessionError {
+    /// Whether the session had been established (the control plane had spoken) before it
+    /// ended: a broken session is retried at once, a refused one counts against the round.
+    pub fn opened(&self) -> bool {
+        matches!(self, Self::Stream(_))
+    }
+
     /// Stable error code.
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadAddress(_) => "AGENT_BAD_CONTROL_PLANE_ADDRESS",
             Self::Connect(_) => "AGENT_CONNECT_FAILED",
+            Self::Refused(_) => "AGENT_SESSION_REFUSED",
             Self::Stream(_) => "AGENT_STREAM_BROKEN",
             Self::State(_) => "AGENT_STATE",
         }
@@ -70,7 +90,8 @@ impl SessionError {
 /// Agent settings (the command-line flags).
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// Control-plane address (`host:port` or a URL).
+    /// Control-plane addresses: a comma-separated list of `host:port` or URLs; a DNS name
+    /// that resolves to several addresses counts as each of them (`flotilla_client`).
     pub control_plane: String,
     /// Node name.
     pub node_id: String,
@@ -94,6 +115,7 @@ pub struct AgentConfig {
 /// The running agent.
 pub struct Agent {
     cfg: AgentConfig,
+    connector: Mutex<Connector>,
     sup: Arc<Mutex<Supervisor>>,
     epoch: Arc<parking_lot::Mutex<EpochGuard>>,
     journal: Arc<Mutex<Journal>>,
@@ -165,7 +187,10 @@ impl Agent {
             flotilla_remoting::RemotingClient::default(),
         );
         sup.recover();
+        let connector = Connector::parse(&cfg.control_plane)
+            .map_err(|e| SessionError::BadAddress(e.to_string()))?;
         Ok(Arc::new(Self {
+            connector: Mutex::new(connector),
             applied_generation: AtomicI64::new(rec.applied_generation),
             cfg,
             sup: Arc::new(Mutex::new(sup)),
@@ -193,18 +218,37 @@ impl Agent {
                 }
             })
         };
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        // Capped low: after a leader dies, agents must find the new one within seconds.
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(3));
+        // Sessions that failed since the last backoff: every address gets one immediate try
+        // before the agent waits.
+        let mut failed_in_round = 0usize;
         loop {
             if *shutdown.borrow() {
                 break;
             }
+            let started = tokio::time::Instant::now();
             match self.clone().session(&mut shutdown, &mut backoff).await {
                 Ok(()) => {}
-                Err(e) => warn!(error = %e, code = e.code(), "session ended"),
+                Err(e) => {
+                    warn!(error = %e, code = e.code(), "session ended");
+                    self.connector.lock().await.failed();
+                    // A session that ran for a while starts a new round; one that broke at
+                    // once counts against it, so a flapping replica still meets the backoff.
+                    if e.opened() && started.elapsed() >= STABLE_SESSION {
+                        failed_in_round = 0;
+                    }
+                    failed_in_round += 1;
+                }
             }
             if *shutdown.borrow() {
                 break;
             }
+            let addresses = self.connector.lock().await.len();
+            if failed_in_round < addresses {
+                continue;
+            }
+            failed_in_round = 0;
             let delay = backoff.next_delay();
             info!(?delay, "reconnecting to the control plane");
             tokio::select! {
@@ -220,15 +264,6 @@ impl Agent {
                 .await
                 .stop_all(Duration::from_secs(30))
                 .await;
-        }
-    }
-
-    fn endpoint_url(&self) -> String {
-        let a = self.cfg.control_plane.trim();
-        if a.contains("://") {
-            a.to_string()
-        } else {
-            format!("http://{a}")
         }
     }
 
@@ -266,12 +301,10 @@ impl Agent {
         shutdown: &mut watch::Receiver<bool>,
         backoff: &mut Backoff,
     ) -> Result<(), SessionError> {
-        let url = self.endpoint_url();
-        let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
-            .map_err(|_| SessionError::BadAddress(url.clone()))?
-            .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true);
-        let channel = endpoint
+        let Connected { url, channel } = self
+            .connector
+            .lock()
+            .await
             .connect()
             .await
             .map_err(|e| SessionError::Connect(e.to_string()))?;
@@ -286,8 +319,14 @@ impl Agent {
         let resp = client
             .connect(ReceiverStream::new(rx))
             .await
-            .map_err(|e| SessionError::Connect(e.to_string()))?;
+            .map_err(|e| SessionError::Refused(format!("{url}: {}", e.message())))?;
         let mut inbound = resp.into_inner();
+        // A follower that cannot reach the leader answers with a status only when the first
+        // message is read: the session counts as open once the control plane has spoken.
+        let first = inbound
+            .message()
+            .await
+            .map_err(|e| SessionError::Refused(format!("{url}: {}", e.message())))?;
         info!(control_plane = %url, "connected");
         backoff.reset();
 
@@ -309,9 +348,16 @@ impl Agent {
         };
         let changed = self.sup.lock().await.changed();
         let mut iv = tokio::time::interval(self.cfg.report_interval);
+        let mut pending_first = Some(first);
         let result = loop {
+            let next = async {
+                match pending_first.take() {
+                    Some(m) => Ok(m),
+                    None => inbound.message().await,
+                }
+            };
             tokio::select! {
-                msg = inbound.message() => match msg {
+                msg = next => match msg {
                     Ok(Some(m)) => match m.message {
                         Some(In::DesiredState(ds)) => {
                             self.handle_desired(ds).await;

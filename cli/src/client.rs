@@ -1,60 +1,25 @@
 //! gRPC clients of the control plane's public API (`flotilla.v1`).
 //!
 //! Generated clients have no `connect` constructor (it would clash with
-//! `AgentService.Connect`), so every command builds a channel here the same way.
+//! `AgentService.Connect`), so every command builds a channel here the same way. `--server`
+//! is a comma-separated list of control-plane replicas (or a DNS name with several records):
+//! the first that accepts a connection is used, and since followers forward to the leader,
+//! any of them serves every call.
 
 use std::time::Duration;
 
+use flotilla_client::Connector;
 use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::node_service_client::NodeServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-/// Connecting to the control plane failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The address is not a valid URI.
-    #[error("invalid control-plane address {0:?}")]
-    BadAddress(String),
-    /// Nothing answered.
-    #[error("cannot reach the control plane at {addr}: {source}")]
-    Connect {
-        /// Address.
-        addr: String,
-        /// Cause.
-        #[source]
-        source: tonic::transport::Error,
-    },
-}
+pub use flotilla_client::ClientError;
 
-impl ClientError {
-    /// Stable error code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::BadAddress(_) => "CLI_BAD_ADDRESS",
-            Self::Connect { .. } => "CLI_CONNECT_FAILED",
-        }
-    }
-}
-
-/// `http://host:port` for a bare `host:port`.
-pub fn url(addr: &str) -> String {
-    if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    }
-}
-
-/// A channel to the control plane.
-pub async fn channel(addr: &str) -> Result<Channel, ClientError> {
-    let u = url(addr);
-    Endpoint::from_shared(u.clone())
-        .map_err(|_| ClientError::BadAddress(u.clone()))?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(30))
-        .connect()
-        .await
-        .map_err(|source| ClientError::Connect { addr: u, source })
+/// A channel to the control plane: the first replica of `addrs` (comma-separated) that
+/// accepts a connection.
+pub async fn channel(addrs: &str) -> Result<Channel, ClientError> {
+    let mut c = Connector::parse(addrs)?.request_timeout(Duration::from_secs(30));
+    Ok(c.connect().await?.channel)
 }
 
 /// ClusterService client.

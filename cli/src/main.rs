@@ -35,7 +35,7 @@ enum Cmd {
         /// The cluster file (see `flotilla apply --help` schema in the docs).
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
-        /// Control-plane address.
+        /// Control-plane addresses (comma-separated replicas, or a DNS name with several records).
         #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
         server: String,
     },
@@ -46,7 +46,7 @@ enum Cmd {
         what: What,
         /// The cluster, for `members`.
         cluster: Option<String>,
-        /// Control-plane address.
+        /// Control-plane addresses (comma-separated replicas, or a DNS name with several records).
         #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
         server: String,
     },

@@ -35,6 +35,9 @@ pub struct Config {
     pub reconcile_workers: usize,
     /// Default timeout of commands sent to agents.
     pub command_timeout: Duration,
+    /// A follower forwards API calls and agent streams to the leader ([`crate::forward`]);
+    /// off, it answers writes and agent streams `NOT_LEADER` itself.
+    pub forward_to_leader: bool,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Default for Config {
             leader_lease_ttl: Duration::from_secs(5),
             reconcile_workers: 2,
             command_timeout: Duration::from_secs(30),
+            forward_to_leader: true,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! | [`api`] | ClusterService, NodeService, OperationService |
 //! | [`validate`], [`errors`] | input rules and the error model (codes, google.rpc details) |
 //! | [`leader`], [`fenced`] | election, epoch, fenced writes |
+//! | [`forward`] | followers forward API calls and agent streams to the leader |
 //! | [`cache`] | the reflector: list + watch of every Flotilla key |
 //! | [`sessions`], [`registry`] | agent streams, heartbeats, commands; node records |
 //! | [`reconcile`] | placement, rendering, desired states, status folding |
@@ -26,6 +27,7 @@ pub mod cache;
 pub mod context;
 pub mod errors;
 pub mod fenced;
+pub mod forward;
 pub mod leader;
 pub mod names;
 pub mod reconcile;

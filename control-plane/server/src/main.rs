@@ -5,8 +5,9 @@
 //!             [--advertise NAME] [--node-heartbeat-timeout 15s] [--resync-interval 60s]
 //! ```
 //!
-//! Replicas sharing one etcd elect a leader; the others serve reads and answer writes with
-//! UNAVAILABLE naming the leader.
+//! Replicas sharing one etcd elect a leader; the others forward API calls and agent streams
+//! to it (`--advertise` must then be a `host:port` the replicas can dial; the default is the
+//! listen address). With `--no-forward` they answer writes UNAVAILABLE naming the leader.
 
 use std::path::Path;
 use std::time::Duration;
@@ -44,6 +45,10 @@ struct Args {
     /// Clusters reconciled in parallel.
     #[arg(long, default_value_t = 2)]
     reconcile_workers: usize,
+    /// Answer NOT_LEADER on a follower instead of forwarding calls and agent streams to the
+    /// leader (forwarding needs `--advertise` to be an address the replicas can dial).
+    #[arg(long)]
+    no_forward: bool,
 }
 
 #[tokio::main]
@@ -71,12 +76,24 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
+    let advertise = args.advertise.unwrap_or_else(|| args.listen.clone());
+    if advertise
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_unspecified())
+    {
+        tracing::warn!(
+            %advertise,
+            "the advertise name is an unspecified address: other replicas cannot forward to \
+             this one; set --advertise to a host:port they can dial"
+        );
+    }
     let config = Config {
-        advertise: args.advertise.unwrap_or_else(|| args.listen.clone()),
+        advertise,
         node_heartbeat_timeout: args.node_heartbeat_timeout,
         resync_interval: args.resync_interval,
         leader_lease_ttl: args.leader_lease_ttl,
         reconcile_workers: args.reconcile_workers,
+        forward_to_leader: !args.no_forward,
         ..Config::default()
     };
     let cp = ControlPlane::start(config, store, listener).await?;

@@ -1,5 +1,5 @@
 //! Assembly: one process serving the public API, the agent service, gRPC health and
-//! reflection on one port, with the election loop, the reflector, the agent-session
+//! reflection on one port (a follower forwards the first two to the leader, [`crate::forward`]), with the election loop, the reflector, the agent-session
 //! background tasks and the reconciler running beside it.
 //!
 //! [`ControlPlane::start`] is what `main` runs and what tests and the benchmark embed: it
@@ -26,6 +26,7 @@ use crate::api::{cluster::ClusterApi, node::NodeApi, operation::OperationApi};
 use crate::cache::Cache;
 use crate::context::{Config, Ctx, Stats};
 use crate::fenced::Writer;
+use crate::forward::{ForwardLayer, LeaderRoute};
 use crate::leader;
 use crate::reconcile::{self, queue::Queue};
 use crate::sessions::{AgentApi, Sessions};
@@ -118,7 +119,13 @@ impl ControlPlane {
             .build_v1()
             .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
+        let route = LeaderRoute::spawn(
+            ctx.leader.clone(),
+            ctx.config.forward_to_leader,
+            shutdown.clone(),
+        );
         let router = tonic::transport::Server::builder()
+            .layer(ForwardLayer::new(route))
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .max_concurrent_streams(Some(65_536))

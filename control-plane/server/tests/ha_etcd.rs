@@ -222,3 +222,75 @@ async fn etcd_stale_leader_cannot_write() {
     b.cp.shutdown().await;
     let _ = Arc::clone(&store);
 }
+
+/// With forwarding on (the default), a follower serves every call by passing it to the
+/// leader: writes, node commands and the agents' stream all work through either replica.
+#[tokio::test]
+async fn etcd_followers_forward_writes_and_agent_streams_to_the_leader() {
+    let etcd = EtcdServer::start().await;
+    let a = start_forwarding(etcd.store().await).await;
+    let b = start_forwarding(etcd.store().await).await;
+    wait_until("one of two replicas leads", || async {
+        (a.epoch().is_some() || b.epoch().is_some()).then_some(())
+    })
+    .await;
+    let (leader, follower) = if a.epoch().is_some() { (a, b) } else { (b, a) };
+    let epoch = leader.epoch().unwrap();
+    // The follower has read who leads.
+    wait_until("follower knows the leader", || async {
+        (follower.cp.ctx.leader.leader_name().await.as_deref() == Some(leader.cp.ctx.leader.name()))
+            .then_some(())
+    })
+    .await;
+
+    // Writes sent to the follower are made by the leader.
+    let created = wait_until("create through the follower", || async {
+        follower
+            .clusters()
+            .create_cluster(create_small("orders"))
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    })
+    .await;
+    let on_leader = leader.get_cluster("orders").await;
+    assert_eq!(
+        on_leader.metadata.as_ref().unwrap().uid,
+        created.metadata.as_ref().unwrap().uid
+    );
+    follower
+        .clusters()
+        .update_cluster(update_req(on_leader, ""))
+        .await
+        .expect("update through the follower");
+    // Errors come back with their details.
+    let dup = follower
+        .clusters()
+        .create_cluster(create_small("orders"))
+        .await
+        .unwrap_err();
+    assert_error(&dup, Code::AlreadyExists, "CLUSTER_ALREADY_EXISTS");
+
+    // An agent given the follower's address gets a session with the leader.
+    let agent = follower.agent("node-a").await;
+    assert_eq!(agent.highest_epoch(), epoch);
+    assert!(leader.cp.ctx.sessions.is_connected("node-a"));
+    assert!(!follower.cp.ctx.sessions.is_connected("node-a"));
+
+    // The leader goes away: the proxied stream ends, and the agent, reconnecting through the
+    // same address, gets the new leader's epoch.
+    leader.cp.shutdown().await;
+    let second = wait_until("follower takes over", || async { follower.epoch() }).await;
+    assert!(second > epoch);
+    let agent = wait_until("agent reconnects through the same address", || async {
+        let a = FakeAgent::connect(follower.channel.clone(), FakeAgentOptions::new("node-a"))
+            .await
+            .ok()?;
+        a.wait_desired(PATIENCE, |d| d.epoch == second).await?;
+        Some(a)
+    })
+    .await;
+    assert!(follower.cp.ctx.sessions.is_connected("node-a"));
+    drop(agent);
+    follower.cp.shutdown().await;
+}

@@ -31,6 +31,9 @@ pub fn test_config(name: &str) -> Config {
         leader_lease_ttl: Duration::from_secs(2),
         reconcile_workers: 2,
         command_timeout: Duration::from_secs(5),
+        // These replicas advertise names, not addresses: followers answer NOT_LEADER
+        // themselves. `start_forwarding` starts replicas that forward.
+        forward_to_leader: false,
     }
 }
 
@@ -140,6 +143,28 @@ pub async fn start_on(store: Arc<dyn IntentStore>, config: Config, expect_leader
         h.cp.ctx.cache.wait_ready().await;
     }
     h
+}
+
+/// Starts a replica on `store` that advertises its real address and forwards to the leader
+/// when it follows.
+pub async fn start_forwarding(store: Arc<dyn IntentStore>) -> Harness {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("bound address").to_string();
+    let config = Config {
+        forward_to_leader: true,
+        ..test_config(&addr)
+    };
+    let cp = ControlPlane::start(config, store, listener)
+        .await
+        .expect("start control plane");
+    let channel = channel(cp.addr);
+    Harness {
+        cp,
+        channel,
+        dir: None,
+    }
 }
 
 /// How the tests open an embedded store: leases left by an earlier process expire on reopen.
