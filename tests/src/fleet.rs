@@ -35,15 +35,36 @@ pub struct AgentProc {
     pub node: String,
     /// The node's loopback address.
     pub ip: String,
+    /// The `--control-plane` this agent is given (default: the fleet's `cp_addr`).
+    pub control_plane: Option<String>,
     proc: Option<Proc>,
+}
+
+/// One `flotilla-cp` replica.
+pub struct CpReplica {
+    /// Its gRPC address (also its advertise name).
+    pub addr: String,
+    proc: Option<Proc>,
+}
+
+/// Where the fleet's control plane keeps intent.
+enum CpStore {
+    /// The embedded store under the fleet's directory (one replica).
+    Embedded,
+    /// A real etcd at these endpoints (any number of replicas).
+    Etcd(String),
 }
 
 /// A running control plane and its agents.
 pub struct Fleet {
     dir: tempfile::TempDir,
-    /// The control plane's gRPC address.
+    /// The address clients of the fleet use: the one replica's address, or the list of every
+    /// replica (`a,b,c`) for an HA fleet.
     pub cp_addr: String,
-    cp: Option<Proc>,
+    /// The control-plane replicas.
+    pub cps: Vec<CpReplica>,
+    store: CpStore,
+    block: String,
     /// Agents by node id.
     pub agents: BTreeMap<String, AgentProc>,
 }
@@ -57,29 +78,57 @@ fn random_block() -> String {
 impl Fleet {
     /// Starts a control plane and `nodes` agents (`node-1` … on `127.x.y.1` …).
     pub async fn start(nodes: usize) -> Fleet {
-        let dir = temp_dir("flotilla-fleet-");
-        let cp_addr = format!("127.0.0.1:{}", free_port());
-        let block = random_block();
-        let mut fleet = Fleet {
-            dir,
-            cp_addr,
-            cp: None,
-            agents: BTreeMap::new(),
-        };
+        let mut fleet = Self::new(CpStore::Embedded, 1);
         fleet.start_cp().await;
         for i in 1..=nodes {
-            let node = format!("node-{i}");
-            fleet.agents.insert(
-                node.clone(),
-                AgentProc {
-                    node: node.clone(),
-                    ip: format!("{block}.{i}"),
-                    proc: None,
-                },
-            );
-            fleet.start_agent(&node);
+            fleet.add_agent(&format!("node-{i}"), None);
         }
         fleet
+    }
+
+    /// Starts `replicas` control planes on the etcd at `etcd_endpoints`, and no agents
+    /// (add them with [`Fleet::add_agent`]).
+    pub async fn start_ha(etcd_endpoints: &str, replicas: usize) -> Fleet {
+        let mut fleet = Self::new(CpStore::Etcd(etcd_endpoints.to_string()), replicas);
+        fleet.start_cp().await;
+        fleet
+    }
+
+    fn new(store: CpStore, replicas: usize) -> Fleet {
+        let cps: Vec<CpReplica> = (0..replicas)
+            .map(|_| CpReplica {
+                addr: format!("127.0.0.1:{}", free_port()),
+                proc: None,
+            })
+            .collect();
+        Fleet {
+            dir: temp_dir("flotilla-fleet-"),
+            cp_addr: cps
+                .iter()
+                .map(|c| c.addr.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            cps,
+            store,
+            block: random_block(),
+            agents: BTreeMap::new(),
+        }
+    }
+
+    /// Adds node `node` (on the next loopback address of the block) and starts its agent,
+    /// given `control_plane` (default: the fleet's `cp_addr`).
+    pub fn add_agent(&mut self, node: &str, control_plane: Option<&str>) {
+        let i = self.agents.len() + 1;
+        self.agents.insert(
+            node.to_string(),
+            AgentProc {
+                node: node.to_string(),
+                ip: format!("{}.{i}", self.block),
+                control_plane: control_plane.map(str::to_string),
+                proc: None,
+            },
+        );
+        self.start_agent(node);
     }
 
     /// The fleet's directory (logs, store, agent data).
@@ -91,34 +140,59 @@ impl Fleet {
         self.dir().join(format!("{name}.log"))
     }
 
-    /// Starts (or restarts) the control plane on the same address and store.
+    /// Starts (or restarts) every control-plane replica that is not running, on the same
+    /// addresses and store.
     pub async fn start_cp(&mut self) {
-        let store = format!("embedded:{}", self.dir().join("cp").display());
+        for i in 0..self.cps.len() {
+            self.start_cp_replica(i).await;
+        }
+    }
+
+    /// Starts (or restarts) replica `i` on its address, unless it runs.
+    pub async fn start_cp_replica(&mut self, i: usize) {
+        if self.cps[i].proc.is_some() {
+            return;
+        }
+        let addr = self.cps[i].addr.clone();
         let mut cmd = Command::new(bin_path("flotilla-cp"));
-        cmd.args([
-            "--listen",
-            &self.cp_addr,
-            "--store",
-            &store,
-            "--node-heartbeat-timeout",
-            "6s",
-            "--resync-interval",
-            "5s",
-        ]);
+        cmd.args(["--listen", &addr]);
+        match &self.store {
+            CpStore::Embedded => {
+                let store = format!("embedded:{}", self.dir().join("cp").display());
+                cmd.args(["--store", &store]);
+            }
+            CpStore::Etcd(endpoints) => {
+                cmd.args(["--etcd-endpoints", endpoints, "--leader-lease-ttl", "3s"]);
+            }
+        }
+        cmd.args(["--node-heartbeat-timeout", "6s", "--resync-interval", "5s"]);
         cmd.env("RUST_LOG", "info");
-        let log = self.log("cp");
-        self.cp = Some(Proc::spawn("flotilla-cp", &mut cmd, Some(&log)));
-        wait_for_port(&self.cp_addr, FLEET_WAIT)
+        let log = if self.cps.len() == 1 {
+            self.log("cp")
+        } else {
+            self.log(&format!("cp-{i}"))
+        };
+        self.cps[i].proc = Some(Proc::spawn("flotilla-cp", &mut cmd, Some(&log)));
+        wait_for_port(&addr, FLEET_WAIT)
             .await
             .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
     }
 
-    /// Stops the control plane with SIGTERM and waits for it to exit.
+    /// SIGKILLs control-plane replica `i`.
+    pub fn kill_cp_replica(&mut self, i: usize) {
+        if let Some(mut p) = self.cps[i].proc.take() {
+            p.kill();
+        }
+    }
+
+    /// Stops every control-plane replica with SIGTERM and waits for them to exit.
     pub fn stop_cp(&mut self) {
-        if let Some(mut p) = self.cp.take() {
-            p.signal(nix::sys::signal::Signal::SIGTERM);
-            if p.wait_exit(Duration::from_secs(20)).is_none() {
-                p.kill();
+        for cp in &mut self.cps {
+            if let Some(mut p) = cp.proc.take() {
+                p.signal(nix::sys::signal::Signal::SIGTERM);
+                if p.wait_exit(Duration::from_secs(20)).is_none() {
+                    p.kill();
+                }
             }
         }
     }
@@ -127,8 +201,9 @@ impl Fleet {
     pub fn start_agent(&mut self, node: &str) {
         let data = self.dir().join(node);
         let log = self.log(node);
-        let cp = self.cp_addr.clone();
+        let fleet_cp = self.cp_addr.clone();
         let a = self.agents.get_mut(node).expect("a node of this fleet");
+        let cp = a.control_plane.clone().unwrap_or(fleet_cp);
         let mut cmd = Command::new(bin_path("flotilla-agent"));
         cmd.args([
             "--control-plane",
@@ -179,14 +254,13 @@ impl Fleet {
             .expect("connect to the control plane")
     }
 
-    /// A gRPC channel to the control plane (`None`: not reachable now).
-    async fn channel(&self) -> Option<Channel> {
-        tonic::transport::Endpoint::from_shared(format!("http://{}", self.cp_addr))
+    /// A gRPC channel to the control plane: the first replica that accepts a connection
+    /// (`None`: none reachable now).
+    pub async fn channel(&self) -> Option<Channel> {
+        let mut c = flotilla_client::Connector::parse(&self.cp_addr)
             .ok()?
-            .connect_timeout(Duration::from_secs(3))
-            .connect()
-            .await
-            .ok()
+            .connect_timeout(Duration::from_secs(3));
+        c.connect().await.ok().map(|c| c.channel)
     }
 
     async fn try_clusters(&self) -> Option<ClusterServiceClient<Channel>> {
@@ -457,8 +531,10 @@ impl Drop for Fleet {
                 p.kill();
             }
         }
-        if let Some(mut p) = self.cp.take() {
-            p.kill();
+        for cp in &mut self.cps {
+            if let Some(mut p) = cp.proc.take() {
+                p.kill();
+            }
         }
         for pid in processes_under(self.dir.path()) {
             let _ = nix::sys::signal::kill(
