@@ -289,6 +289,7 @@ pub async fn apply(server: &str, cluster: Cluster) -> Result<(Applied, Cluster),
                     cluster: Some(c),
                     request_id: String::new(),
                     validate_only: false,
+                    force: false,
                 })
                 .await?
                 .into_inner();

@@ -308,6 +308,7 @@ impl Fleet {
                     cluster: Some(c),
                     request_id: String::new(),
                     validate_only: false,
+                    force: false,
                 })
                 .await
             {

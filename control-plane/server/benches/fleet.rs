@@ -293,6 +293,7 @@ async fn run() -> anyhow::Result<()> {
                     cluster: Some(c),
                     request_id: String::new(),
                     validate_only: false,
+                    force: false,
                 })
                 .await
             {

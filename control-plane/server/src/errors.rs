@@ -104,6 +104,15 @@ pub enum ApiError {
         /// The method it was first used with.
         method: String,
     },
+    /// A scale-in would lose messages (unconsumed messages on a leaving group, or a topic
+    /// that lives on no remaining group); `force` overrides.
+    #[error("scale-in of cluster {cluster} refused: {why} (drain the consumers first, or force)")]
+    ScaleInRefused {
+        /// Cluster.
+        cluster: String,
+        /// What stands in the way.
+        why: String,
+    },
     /// The object is being deleted; no more changes are accepted.
     #[error("cluster {0} is being deleted")]
     ClusterDeleting(String),
@@ -163,6 +172,7 @@ impl ApiError {
             ApiError::WatchRevisionCompacted { .. } => "WATCH_REVISION_COMPACTED",
             ApiError::RequestIdReused { .. } => "REQUEST_ID_REUSED",
             ApiError::ClusterDeleting(_) => "CLUSTER_DELETING",
+            ApiError::ScaleInRefused { .. } => "SCALE_IN_REFUSED",
             ApiError::Store(e) => e.code(),
             ApiError::CorruptRecord { .. } => "CORRUPT_RECORD",
         }
@@ -180,9 +190,9 @@ impl ApiError {
             ApiError::ClusterAlreadyExists(_) => Code::AlreadyExists,
             ApiError::EtagMismatch { .. } | ApiError::ConcurrentModification(_) => Code::Aborted,
             ApiError::NotLeader { .. } => Code::Unavailable,
-            ApiError::OperationNotCancellable { .. } | ApiError::ClusterDeleting(_) => {
-                Code::FailedPrecondition
-            }
+            ApiError::OperationNotCancellable { .. }
+            | ApiError::ClusterDeleting(_)
+            | ApiError::ScaleInRefused { .. } => Code::FailedPrecondition,
             ApiError::WatchRevisionCompacted { .. } => Code::OutOfRange,
             ApiError::Store(e) if e.is_retryable() => Code::Unavailable,
             ApiError::Store(StoreError::Compacted { .. }) => Code::OutOfRange,
@@ -199,7 +209,8 @@ impl ApiError {
             }
             ApiError::ClusterNotFound(n)
             | ApiError::ClusterAlreadyExists(n)
-            | ApiError::ClusterDeleting(n) => {
+            | ApiError::ClusterDeleting(n)
+            | ApiError::ScaleInRefused { cluster: n, .. } => {
                 m.insert("cluster".to_string(), n.clone());
             }
             ApiError::NodeNotFound(n) => {

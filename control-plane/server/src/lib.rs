@@ -17,6 +17,7 @@
 //! | [`sessions`], [`registry`] | agent streams, heartbeats, commands; node records |
 //! | [`reconcile`] | placement, rendering, desired states, status folding |
 //! | [`requests`] | request-id idempotency |
+//! | [`workflow`] | the engine that drives Operations step by step (scale-in, …) |
 //! | [`testing`] | a fake agent speaking the real protocol (tests, benchmark) |
 //!
 //! [`IntentStore`]: flotilla_intent_store::IntentStore
@@ -37,6 +38,7 @@ pub mod server;
 pub mod sessions;
 pub mod testing;
 pub mod validate;
+pub mod workflow;
 
 pub use context::{Config, Ctx};
 pub use server::ControlPlane;

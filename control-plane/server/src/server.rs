@@ -104,6 +104,7 @@ impl ControlPlane {
         });
         crate::sessions::spawn_background(&ctx);
         let queue = reconcile::spawn(&ctx);
+        crate::workflow::spawn(&ctx);
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health

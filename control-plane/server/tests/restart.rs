@@ -8,7 +8,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use flotilla_proto::v1::{BrokerMode, ListClustersRequest, ListNodesRequest};
+use flotilla_proto::v1::{
+    BrokerMode, ListClustersRequest, ListNodesRequest, OperationPhase, UpdateClusterRequest,
+};
 
 /// Everything the API lists, by name, with etag and generation (what must survive).
 async fn snapshot(h: &Harness) -> BTreeMap<String, (String, i64)> {
@@ -65,18 +67,33 @@ async fn restart_on_embedded_store_keeps_intent_and_raises_epoch() {
     create_cluster(&h, cluster("orders", 1, 2, 2, BrokerMode::MasterSlave)).await;
     create_cluster(&h, cluster("billing", 1, 1, 1, BrokerMode::Dledger)).await;
     settle(&h).await;
-    // Scale "orders" in: the update also stores a pending ScaleIn operation.
+    // Scale "orders" in: the update also stores a ScaleIn operation. Fake agents cannot
+    // answer the drain check (no brokers behind them), so it is forced; the workflow runs it
+    // to the end before the restart.
     let mut orders = h.get_cluster("orders").await;
     broker_mut(&mut orders).groups = 1;
     // No etag: the reconciler keeps writing status while the agents report.
     orders.metadata.as_mut().unwrap().etag.clear();
     let up = h
         .clusters()
-        .update_cluster(update_req(orders, ""))
+        .update_cluster(UpdateClusterRequest {
+            force: true,
+            ..update_req(orders, "")
+        })
         .await
         .unwrap()
         .into_inner();
-    assert!(up.operation.is_some(), "scale-in creates an operation");
+    let op = up.operation.expect("scale-in creates an operation");
+    let op_name = op.metadata.unwrap().name;
+    wait_until("the scale-in workflow finishes", || async {
+        h.all_operations()
+            .await
+            .into_iter()
+            .find(|o| o.metadata.as_ref().is_some_and(|m| m.name == op_name))
+            .and_then(|o| o.status)
+            .filter(|s| s.done && s.phase == OperationPhase::Succeeded as i32)
+    })
+    .await;
     settle(&h).await;
     let before = snapshot(&h).await;
     assert_eq!(

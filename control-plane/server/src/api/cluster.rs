@@ -189,6 +189,17 @@ impl ClusterApi {
         next.spec = Some(new_spec.clone());
         let old_groups = old_spec.broker.as_ref().map_or(0, |b| b.groups);
         let new_groups = new_spec.broker.as_ref().map_or(0, |b| b.groups);
+        if new_groups < old_groups && !r.force {
+            let leaving: std::collections::BTreeSet<String> = (new_groups..old_groups)
+                .map(|i| names::group(&meta.name, i))
+                .collect();
+            crate::workflow::scale_in::precondition(ctx, &meta.name, &leaving)
+                .await
+                .map_err(|why| ApiError::ScaleInRefused {
+                    cluster: meta.name.clone(),
+                    why,
+                })?;
+        }
         let operation = (new_groups < old_groups).then(|| {
             let groups = (new_groups..old_groups)
                 .map(|i| names::group(&meta.name, i))
@@ -205,7 +216,7 @@ impl ClusterApi {
                     cluster: meta.name.clone(),
                     kind: Some(operation_spec::Kind::ScaleIn(ScaleInSpec {
                         groups,
-                        force: false,
+                        force: r.force,
                     })),
                 }),
                 status: Some(OperationStatus {

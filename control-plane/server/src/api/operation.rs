@@ -1,6 +1,6 @@
 //! `flotilla.v1.OperationService`: read, list, cancel, wait for and watch Operations.
 //!
-//! The workflows that drive operations come later; here operations are stored records.
+//! The workflows that drive operations live in [`crate::workflow`].
 //! Cancel follows the proto: refused (FAILED_PRECONDITION) once done or past the point of no
 //! return; a pending operation is cancelled at once; a node drain is undone (the node stays
 //! cordoned, stops draining); any other running operation moves to CANCELLING for its
@@ -124,7 +124,12 @@ impl OperationApi {
         };
         let now = prost_types::Timestamp::from(SystemTime::now());
         let st = op.status.get_or_insert_with(Default::default);
-        if status.phase == OperationPhase::Pending as i32 || drain_node.is_some() {
+        // A pending scale-in goes through its workflow's undo too (it restores the groups).
+        let scale_in = matches!(
+            op.spec.as_ref().and_then(|s| s.kind.as_ref()),
+            Some(operation_spec::Kind::ScaleIn(_))
+        );
+        if (status.phase == OperationPhase::Pending as i32 && !scale_in) || drain_node.is_some() {
             st.phase = OperationPhase::Cancelled as i32;
             st.done = true;
             st.end_time = Some(now);

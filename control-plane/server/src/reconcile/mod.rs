@@ -246,12 +246,16 @@ pub fn plan(
                 SlotKind::Namesrv,
             ));
         }
-        // Groups above spec.groups stay while a scale-in operation for them is unfinished.
+        // Groups above spec.groups stay while a scale-in operation for them has not reached
+        // its StopMembers step (the workflow sets `stopping`), or was cancelled (the
+        // workflow then restores spec.groups).
         let mut group_ids: BTreeSet<u32> = (0..b.groups).collect();
         for op in st.operations.values() {
             let op = &op.value;
             let spec_op = op.spec.clone().unwrap_or_default();
-            let done = op.status.as_ref().is_some_and(|s| s.done);
+            let done = op.status.as_ref().is_some_and(|s| {
+                s.done || s.handles.contains_key(crate::workflow::scale_in::STOPPING)
+            });
             if spec_op.cluster != name || done {
                 continue;
             }

@@ -221,6 +221,7 @@ pub fn update_req(c: Cluster, request_id: &str) -> UpdateClusterRequest {
         cluster: Some(c),
         request_id: request_id.into(),
         validate_only: false,
+        force: false,
     }
 }
 
