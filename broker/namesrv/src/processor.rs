@@ -223,10 +223,10 @@ impl NamesrvProcessor {
         let broker_name = non_empty(req, "brokerName")?;
         let broker_id = req.ext_i64("brokerId")?;
         let ha_server_addr = req.ext("haServerAddr").unwrap_or_default().to_string();
-        let heartbeat_timeout_millis = req.ext_i64_opt("heartbeatTimeoutMillis")?;
-        let enable_acting_master = req.ext_bool_opt("enableActingMaster")?;
-        let compressed = req.ext_bool_opt("compressed")?.unwrap_or(false);
-        let body_crc32 = req.ext_i64_opt("bodyCrc32")?.unwrap_or(0);
+        let heartbeat_timeout_millis = req.ext_i64_opt("heartbeatTimeoutMillis");
+        let enable_acting_master = req.ext_bool_opt("enableActingMaster");
+        let compressed = req.ext_bool("compressed");
+        let body_crc32 = req.ext_i64_opt("bodyCrc32").unwrap_or(0);
         if body_crc32 != 0 && !crc32_matches(body_crc32, &req.body) {
             warn!(
                 broker = broker_name,
@@ -540,10 +540,7 @@ fn non_empty<'a>(req: &'a RemotingCommand, key: &'static str) -> Result<&'a str,
 /// Standard JSON for clients of V4_9_4 or newer, or that ask for it; Java's legacy form
 /// (unquoted integer keys) otherwise.
 fn wants_standard_json(req: &RemotingCommand) -> bool {
-    req.version >= version::V4_9_4
-        || req
-            .ext("acceptStandardJsonOnly")
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    req.version >= version::V4_9_4 || req.ext_bool("acceptStandardJsonOnly")
 }
 
 fn encode_route(route: &TopicRouteData, standard: bool) -> Result<Vec<u8>, FastJsonError> {

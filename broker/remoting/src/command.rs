@@ -3,9 +3,11 @@
 //! Every frame on a remoting connection carries one command: a header (code, language,
 //! version, opaque, flag, remark, `extFields`) and an opaque body. This module holds the
 //! in-memory form, the builders brokers and clients use, and typed accessors for the
-//! string-valued `extFields` (RocketMQ's "custom header"). Accessors parse leniently, as
-//! Java does (surrounding whitespace is ignored, booleans accept any case), and fail with
-//! a [`HeaderError`] naming the field, so a handler can answer with a clear remark.
+//! string-valued `extFields` (RocketMQ's "custom header"). The accessors apply Java's
+//! decoding rules from [`crate::lenient`] — optional numbers that do not parse are absent,
+//! booleans are `Boolean.parseBoolean`, enums take names or ordinals — and required fields
+//! fail with a [`HeaderError`] naming the field, so a handler can answer with a clear remark.
+//! Broker and nameserver handlers both read their headers through these accessors only.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -48,33 +50,8 @@ impl SerializeType {
     }
 }
 
-/// A typed header accessor could not produce a value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HeaderError {
-    /// The field is not in `extFields`.
-    #[error("missing header field {0}")]
-    Missing(String),
-    /// The field is present but does not parse as the requested type.
-    #[error("invalid header field {field}: {value:?} is not a valid {expected}")]
-    Invalid {
-        /// The field name.
-        field: String,
-        /// The raw value.
-        value: String,
-        /// The expected type (`i32`, `i64`, `bool`).
-        expected: &'static str,
-    },
-}
-
-impl HeaderError {
-    /// Stable error code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Missing(_) => "HEADER_FIELD_MISSING",
-            Self::Invalid { .. } => "HEADER_FIELD_INVALID",
-        }
-    }
-}
+pub use crate::lenient::HeaderError;
+use crate::lenient::{JavaEnum, parse_bool, parse_num};
 
 static NEXT_OPAQUE: AtomicI32 = AtomicI32::new(1);
 
@@ -206,62 +183,73 @@ impl RemotingCommand {
         self.ext_fields.get(key).map(String::as_str)
     }
 
-    /// A required string field.
+    /// A required string field; an empty value passes through, as in Java.
     pub fn ext_str(&self, key: &str) -> Result<&str, HeaderError> {
         self.ext(key)
             .ok_or_else(|| HeaderError::Missing(key.to_string()))
     }
 
-    /// A required `i32` field (lenient: surrounding whitespace ignored).
+    /// A required `i32` field: absent or unparsable is an error naming the field.
     pub fn ext_i32(&self, key: &str) -> Result<i32, HeaderError> {
         let raw = self.ext_str(key)?;
-        raw.trim().parse().map_err(|_| invalid(key, raw, "i32"))
+        parse_num(raw).ok_or_else(|| invalid(key, raw, "i32"))
     }
 
-    /// A required `i64` field (lenient: surrounding whitespace ignored).
+    /// A required `i64` field: absent or unparsable is an error naming the field.
     pub fn ext_i64(&self, key: &str) -> Result<i64, HeaderError> {
         let raw = self.ext_str(key)?;
-        raw.trim().parse().map_err(|_| invalid(key, raw, "i64"))
+        parse_num(raw).ok_or_else(|| invalid(key, raw, "i64"))
     }
 
-    /// A required boolean field: `true`/`false` in any case, Java's `Boolean.parseBoolean`
-    /// would turn anything else into false; we reject it instead (except the empty string,
-    /// which is false).
-    pub fn ext_bool(&self, key: &str) -> Result<bool, HeaderError> {
-        let raw = self.ext_str(key)?;
-        let t = raw.trim();
-        if t.eq_ignore_ascii_case("true") {
-            Ok(true)
-        } else if t.eq_ignore_ascii_case("false") || t.is_empty() {
-            Ok(false)
-        } else {
-            Err(invalid(key, raw, "bool"))
+    /// A `@CFNotNull` `i32` field the handler can default: `default` when absent or empty,
+    /// an error naming the field when present but unparsable (Java would meet a null).
+    pub fn ext_i32_or(&self, key: &str, default: i32) -> Result<i32, HeaderError> {
+        match self.ext(key) {
+            None => Ok(default),
+            Some(raw) if raw.trim().is_empty() => Ok(default),
+            Some(raw) => parse_num(raw).ok_or_else(|| invalid(key, raw, "i32")),
         }
     }
 
-    /// An optional `i32` field: `Ok(None)` when absent or empty.
-    pub fn ext_i32_opt(&self, key: &str) -> Result<Option<i32>, HeaderError> {
+    /// As [`Self::ext_i32_or`], for an `i64` field.
+    pub fn ext_i64_or(&self, key: &str, default: i64) -> Result<i64, HeaderError> {
         match self.ext(key) {
-            None => Ok(None),
-            Some(s) if s.trim().is_empty() => Ok(None),
-            Some(_) => self.ext_i32(key).map(Some),
+            None => Ok(default),
+            Some(raw) if raw.trim().is_empty() => Ok(default),
+            Some(raw) => parse_num(raw).ok_or_else(|| invalid(key, raw, "i64")),
         }
     }
 
-    /// An optional `i64` field: `Ok(None)` when absent or empty.
-    pub fn ext_i64_opt(&self, key: &str) -> Result<Option<i64>, HeaderError> {
-        match self.ext(key) {
-            None => Ok(None),
-            Some(s) if s.trim().is_empty() => Ok(None),
-            Some(_) => self.ext_i64(key).map(Some),
-        }
+    /// An optional `i32` field: `None` when absent or unparsable (Java leaves the default).
+    pub fn ext_i32_opt(&self, key: &str) -> Option<i32> {
+        self.ext(key).and_then(parse_num)
     }
 
-    /// An optional boolean field: `Ok(None)` when absent.
-    pub fn ext_bool_opt(&self, key: &str) -> Result<Option<bool>, HeaderError> {
+    /// An optional `i64` field: `None` when absent or unparsable (Java leaves the default).
+    pub fn ext_i64_opt(&self, key: &str) -> Option<i64> {
+        self.ext(key).and_then(parse_num)
+    }
+
+    /// A boolean field as Java's `Boolean.parseBoolean` reads it: true only for `"true"` in
+    /// any case; absent, `"1"`, `"0"` or anything else is false.
+    pub fn ext_bool(&self, key: &str) -> bool {
+        self.ext(key).is_some_and(parse_bool)
+    }
+
+    /// An optional boolean field: `None` when absent, otherwise as [`Self::ext_bool`].
+    pub fn ext_bool_opt(&self, key: &str) -> Option<bool> {
+        self.ext(key).map(parse_bool)
+    }
+
+    /// An optional enum field, by the Java constant's name or its ordinal: `Ok(None)` when
+    /// absent or empty, an error naming the field for an unknown value.
+    pub fn ext_enum<E: JavaEnum>(&self, key: &str) -> Result<Option<E>, HeaderError> {
         match self.ext(key) {
             None => Ok(None),
-            Some(_) => self.ext_bool(key).map(Some),
+            Some(raw) if raw.trim().is_empty() => Ok(None),
+            Some(raw) => E::parse(raw)
+                .map(Some)
+                .ok_or_else(|| invalid(key, raw, E::TYPE_NAME)),
         }
     }
 }
@@ -302,13 +290,27 @@ mod tests {
             .with_ext("d", "-9000000000");
         assert_eq!(c.ext_i32("a").unwrap(), 42);
         assert_eq!(c.ext_i64("d").unwrap(), -9_000_000_000);
-        assert!(c.ext_bool("c").unwrap());
+        assert!(c.ext_bool("c"));
         let e = c.ext_i32("b").unwrap_err();
         assert_eq!(e.code(), "HEADER_FIELD_INVALID");
         assert!(e.to_string().contains("invalid header field b"));
         let e = c.ext_str("zz").unwrap_err();
         assert_eq!(e.to_string(), "missing header field zz");
-        assert_eq!(c.ext_i32_opt("zz").unwrap(), None);
-        assert!(c.ext_bool("b").is_err());
+        assert_eq!(c.ext_i32_opt("zz"), None);
+        // Java leaves an unparsable optional number at its default.
+        assert_eq!(c.ext_i32_opt("b"), None);
+        assert_eq!(c.ext_i32_opt("a"), Some(42));
+        // Boolean.parseBoolean: anything but "true" (any case) is false.
+        assert!(!c.ext_bool("b"));
+        assert!(!c.ext_bool("zz"));
+        assert_eq!(c.ext_bool_opt("zz"), None);
+        assert_eq!(c.ext_bool_opt("a"), Some(false));
+        let cpp = RemotingCommand::request(1)
+            .with_ext("batch", "0")
+            .with_ext("unitMode", "1")
+            .with_ext("empty", "");
+        assert!(!cpp.ext_bool("batch"));
+        assert!(!cpp.ext_bool("unitMode"));
+        assert_eq!(cpp.ext_str("empty").unwrap(), "");
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`codec`]: the frame codec (JSON and ROCKETMQ headers, 16 MiB cap, no panics on input);
 //! - [`command`]: [`RemotingCommand`] and typed `extFields` accessors;
+//! - [`lenient`]: Java's decoding leniency (booleans, numbers, enum names and ordinals) for
+//!   headers and bodies, shared by broker and nameserver;
 //! - [`code`]: request/response codes, permissions, languages, versions;
 //! - [`protocol`] and [`fastjson`]: bodies with RocketMQ's JSON names, and a reader/writer
 //!   for fastjson's non-standard map keys;
@@ -17,6 +19,7 @@ pub mod codec;
 pub mod command;
 pub mod error;
 pub mod fastjson;
+pub mod lenient;
 pub mod processor;
 pub mod protocol;
 pub mod server;

@@ -56,8 +56,9 @@ impl ProcessError {
 
 impl From<HeaderError> for ProcessError {
     fn from(e: HeaderError) -> Self {
-        // Java answers a header that fails to decode with SYSTEM_ERROR and the exception text.
-        Self::system(e.to_string())
+        // Java answers a header that fails to decode with SYSTEM_ERROR and the exception text,
+        // and a value refused by validation with INVALID_PARAMETER.
+        Self::new(e.response_code(), e.to_string())
     }
 }
 

@@ -6,6 +6,12 @@
 //! some clients (rocketmq-rust) require fields such as `filterServerTable` to be present.
 //! Maps keyed by `MessageQueue` use [`crate::fastjson::mq_map`]; write them for Java with
 //! [`crate::fastjson::to_vec_java`] (see each type's `encode_java`).
+//!
+//! Bodies that clients and brokers send (heartbeat, registration, lock batch, data
+//! version) read their scalars through [`crate::lenient`] as fastjson would: numbers
+//! written as strings (the C++ client's `subVersion`), booleans as numbers, and enums by
+//! name or ordinal (the C++ client's `consumeType`, `messageModel`, `consumeFromWhere`).
+//! Unknown fields are ignored everywhere.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -14,6 +20,7 @@ use serde_json::Value;
 
 use crate::code::perm;
 use crate::fastjson::{self, FastJsonError};
+use crate::lenient;
 
 /// Reads any body type (fastjson-tolerant).
 pub fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, FastJsonError> {
@@ -127,10 +134,13 @@ impl ClusterInfo {
 #[serde(rename_all = "camelCase", default)]
 pub struct DataVersion {
     /// State version (controller mode).
+    #[serde(deserialize_with = "lenient::i64")]
     pub state_version: i64,
     /// Last change time, ms.
+    #[serde(deserialize_with = "lenient::i64")]
     pub timestamp: i64,
     /// Change counter.
+    #[serde(deserialize_with = "lenient::i64")]
     pub counter: i64,
 }
 
@@ -169,16 +179,21 @@ pub struct TopicConfig {
     /// Topic name.
     pub topic_name: String,
     /// Readable queues.
+    #[serde(deserialize_with = "lenient::i32")]
     pub read_queue_nums: i32,
     /// Writable queues.
+    #[serde(deserialize_with = "lenient::i32")]
     pub write_queue_nums: i32,
     /// `PermName` bits.
+    #[serde(deserialize_with = "lenient::i32")]
     pub perm: i32,
     /// `SINGLE_TAG` or `MULTI_TAG`.
     pub topic_filter_type: String,
     /// Topic system flag.
+    #[serde(deserialize_with = "lenient::i32")]
     pub topic_sys_flag: i32,
     /// Ordered topic.
+    #[serde(deserialize_with = "lenient::bool")]
     pub order: bool,
     /// Attributes (`+message.type` …).
     pub attributes: BTreeMap<String, String>,
@@ -288,6 +303,7 @@ pub struct MessageQueue {
     /// Broker group.
     pub broker_name: String,
     /// Queue id.
+    #[serde(deserialize_with = "lenient::i32")]
     pub queue_id: i32,
 }
 
@@ -316,6 +332,7 @@ impl MessageQueue {
 #[serde(rename_all = "camelCase", default)]
 pub struct SubscriptionData {
     /// Class filter mode (deprecated).
+    #[serde(deserialize_with = "lenient::bool")]
     pub class_filter_mode: bool,
     /// Topic.
     pub topic: String,
@@ -325,7 +342,8 @@ pub struct SubscriptionData {
     pub tags_set: BTreeSet<String>,
     /// Hash codes of the tags.
     pub code_set: BTreeSet<i32>,
-    /// Subscription version (ms).
+    /// Subscription version (ms); the C++ client writes it as a string.
+    #[serde(deserialize_with = "lenient::i64")]
     pub sub_version: i64,
     /// `TAG` or `SQL92`.
     pub expression_type: String,
@@ -353,21 +371,63 @@ pub struct ProducerData {
     pub group_name: String,
 }
 
-/// A consumer group of a client (`ConsumerData`).
+crate::java_enum! {
+    /// How a consumer gets messages (`ConsumeType`).
+    pub enum ConsumeType {
+        /// Pull consumer.
+        ConsumeActively = "CONSUME_ACTIVELY",
+        /// Push consumer.
+        ConsumePassively = "CONSUME_PASSIVELY",
+        /// POP consumer (5.x).
+        ConsumePop = "CONSUME_POP",
+    }
+}
+
+crate::java_enum! {
+    /// Whether a group shares queues or every member reads all (`MessageModel`).
+    pub enum MessageModel {
+        /// Every consumer of the group gets every message.
+        Broadcasting = "BROADCASTING",
+        /// Queues are shared out among the group.
+        Clustering = "CLUSTERING",
+    }
+}
+
+crate::java_enum! {
+    /// Where a new group starts (`ConsumeFromWhere`, ordinals as Java declares them).
+    pub enum ConsumeFromWhere {
+        /// The end of each queue.
+        ConsumeFromLastOffset = "CONSUME_FROM_LAST_OFFSET",
+        /// Deprecated.
+        ConsumeFromLastOffsetAndFromMinWhenBootFirst =
+            "CONSUME_FROM_LAST_OFFSET_AND_FROM_MIN_WHEN_BOOT_FIRST",
+        /// Deprecated.
+        ConsumeFromMinOffset = "CONSUME_FROM_MIN_OFFSET",
+        /// Deprecated.
+        ConsumeFromMaxOffset = "CONSUME_FROM_MAX_OFFSET",
+        /// The start of each queue.
+        ConsumeFromFirstOffset = "CONSUME_FROM_FIRST_OFFSET",
+        /// A point in time.
+        ConsumeFromTimestamp = "CONSUME_FROM_TIMESTAMP",
+    }
+}
+
+/// A consumer group of a client (`ConsumerData`). The enums accept names and ordinals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ConsumerData {
     /// Group name.
     pub group_name: String,
-    /// `CONSUME_ACTIVELY` (pull), `CONSUME_PASSIVELY` (push), `CONSUME_POP`.
-    pub consume_type: String,
-    /// `CLUSTERING` or `BROADCASTING`.
-    pub message_model: String,
-    /// `CONSUME_FROM_LAST_OFFSET`, `CONSUME_FROM_FIRST_OFFSET`, `CONSUME_FROM_TIMESTAMP`.
-    pub consume_from_where: String,
+    /// Pull, push or POP.
+    pub consume_type: Option<ConsumeType>,
+    /// Clustering or broadcasting.
+    pub message_model: Option<MessageModel>,
+    /// Where a new group starts.
+    pub consume_from_where: Option<ConsumeFromWhere>,
     /// Subscriptions.
     pub subscription_data_set: Vec<SubscriptionData>,
     /// Unit mode (deprecated).
+    #[serde(deserialize_with = "lenient::bool")]
     pub unit_mode: bool,
 }
 
@@ -385,10 +445,10 @@ pub struct HeartbeatData {
     #[serde(rename = "consumerDataSet")]
     pub consumer_data_set: Vec<ConsumerData>,
     /// Fingerprint (heartbeat v2).
-    #[serde(rename = "heartbeatFingerprint")]
+    #[serde(rename = "heartbeatFingerprint", deserialize_with = "lenient::i32")]
     pub heartbeat_fingerprint: i32,
     /// Subscriptions omitted (heartbeat v2).
-    #[serde(rename = "withoutSub")]
+    #[serde(rename = "withoutSub", deserialize_with = "lenient::bool")]
     pub without_sub: bool,
 }
 
@@ -517,6 +577,7 @@ pub struct LockBatchRequestBody {
     /// Client id.
     pub client_id: String,
     /// Only lock locally (unused by brokers).
+    #[serde(deserialize_with = "lenient::bool")]
     pub only_this_broker: bool,
     /// Queues.
     pub mq_set: BTreeSet<MessageQueue>,
@@ -768,6 +829,50 @@ mod tests {
         assert!(g.extra.contains_key("groupRetryPolicy"));
         let back: SubscriptionGroupConfig = decode_body(&encode_body(&g).unwrap()).unwrap();
         assert_eq!(back, g);
+    }
+
+    /// The bodies exactly as rocketmq-client-cpp's `HeartbeatData::Encode` and
+    /// `LockBatchRequestBody::Encode` write them (jsoncpp `FastWriter`, enum ordinals,
+    /// `subVersion` as a string, no `unitMode`/`expressionType`).
+    #[test]
+    fn heartbeat_and_lock_batch_from_the_cpp_client() {
+        let hb = br#"{"clientID":"127.0.0.1@4242#1#","consumerDataSet":[{"consumeFromWhere":4,"consumeType":1,"groupName":"cg","messageModel":0,"subscriptionDataSet":[{"subString":"TagA || TagB","subVersion":"1700000000123","tagsSet":["TagA","TagB"],"codeSet":[2598919,2598920],"topic":"T"}]}],"producerDataSet":[{"groupName":"pg"}]}
+"#;
+        let h: HeartbeatData = decode_body(hb).unwrap();
+        let c = &h.consumer_data_set[0];
+        assert_eq!(c.consume_type, Some(ConsumeType::ConsumePassively));
+        assert_eq!(c.message_model, Some(MessageModel::Broadcasting));
+        assert_eq!(
+            c.consume_from_where,
+            Some(ConsumeFromWhere::ConsumeFromFirstOffset)
+        );
+        let sub = &c.subscription_data_set[0];
+        assert_eq!(sub.sub_version, 1_700_000_000_123);
+        assert_eq!(sub.expression_type, "TAG");
+        assert_eq!(sub.tags_set.len(), 2);
+        assert_eq!(h.producer_data_set[0].group_name, "pg");
+        let clustering: ConsumerData = decode_body(br#"{"messageModel":1}"#).unwrap();
+        assert_eq!(clustering.message_model, Some(MessageModel::Clustering));
+        assert!(decode_body::<ConsumerData>(br#"{"messageModel":2}"#).is_err());
+        let lock = br#"{"clientId":"127.0.0.1@4242#1#","consumerGroup":"cg","mqSet":[{"brokerName":"b","queueId":1,"topic":"T"},{"brokerName":"b","queueId":"2","topic":"T"}]}"#;
+        let l: LockBatchRequestBody = decode_body(lock).unwrap();
+        assert_eq!(l.mq_set.len(), 2);
+        assert!(!l.only_this_broker);
+        // Names are written back as Java writes them.
+        let back = String::from_utf8(encode_body(c).unwrap()).unwrap();
+        assert!(
+            back.contains(r#""consumeType":"CONSUME_PASSIVELY""#),
+            "{back}"
+        );
+    }
+
+    #[test]
+    fn register_body_with_numbers_as_strings() {
+        let body = br#"{"topicConfigSerializeWrapper":{"dataVersion":{"counter":"3","timestamp":"1700000000000"},"topicConfigTable":{"T":{"order":"true","perm":"6","readQueueNums":"8","topicName":"T","writeQueueNums":8,"unknownField":[1]}}},"other":1}"#;
+        let b: RegisterBrokerBody = decode_body(body).unwrap();
+        let tc = &b.topic_config_serialize_wrapper.topic_config_table["T"];
+        assert_eq!((tc.read_queue_nums, tc.perm, tc.order), (8, 6, true));
+        assert_eq!(b.topic_config_serialize_wrapper.data_version.counter, 3);
     }
 
     #[test]

@@ -105,9 +105,11 @@ impl ClientManager {
         let joined = {
             let mut groups = self.consumers.lock();
             let g = groups.entry(data.group_name.clone()).or_default();
-            g.consume_type = data.consume_type.clone();
-            g.message_model = data.message_model.clone();
-            g.consume_from_where = data.consume_from_where.clone();
+            // Kept by Java name whatever form the client sent (the C++ client sends ordinals).
+            let name = |v: Option<String>| v.unwrap_or_default();
+            g.consume_type = name(data.consume_type.map(|v| v.to_string()));
+            g.message_model = name(data.message_model.map(|v| v.to_string()));
+            g.consume_from_where = name(data.consume_from_where.map(|v| v.to_string()));
             for s in &data.subscription_data_set {
                 let newer = g
                     .subscriptions

@@ -3,102 +3,23 @@
 //! RocketMQ headers travel as string maps; SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE use
 //! one-letter names (`a`…`n`) to save bytes. Parsing them here, once, gives every handler
 //! typed values and one place that answers a missing or malformed field with a clear
-//! remark instead of a panic or a silent default. Java only logs missing `@CFNotNull`
-//! fields; we are stricter for fields without which the request cannot be served (topic,
-//! queue id, offsets) and lenient for the rest.
+//! remark instead of a panic or a silent default.
+//!
+//! The decoding rules are Java's and live in one place, `flotilla_remoting::lenient`,
+//! behind `RemotingCommand`'s `ext_*` accessors (the nameserver reads its headers through
+//! the same ones): optional numbers that do not parse are absent, booleans are
+//! `Boolean.parseBoolean` (the C++ client's `batch: "0"` is false), empty strings pass
+//! through. We are stricter than Java only for fields without which the request cannot be
+//! served (topic, queue id, offsets): those are answered with an error naming the field
+//! where Java would fail on a null a few lines later.
 
 use flotilla_remoting::RemotingCommand;
+pub use flotilla_remoting::command::HeaderError;
 use flotilla_remoting::request_code;
-
-/// A header could not be parsed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HeaderError {
-    /// A required field is absent.
-    #[error("missing header field {0}")]
-    Missing(&'static str),
-    /// A field does not parse or is out of range.
-    #[error("invalid header field {field}: {value:?} ({why})")]
-    Invalid {
-        /// The field name.
-        field: &'static str,
-        /// The raw value.
-        value: String,
-        /// What was expected.
-        why: &'static str,
-    },
-}
-
-impl HeaderError {
-    /// Stable error code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Missing(_) => "HEADER_MISSING",
-            Self::Invalid { .. } => "HEADER_INVALID",
-        }
-    }
-}
-
-/// Reads fields by one of two names (the V2 short name first when `short` is set).
-struct Fields<'a> {
-    cmd: &'a RemotingCommand,
-}
-
-impl<'a> Fields<'a> {
-    fn get(&self, name: &str) -> Option<&'a str> {
-        self.cmd.ext(name)
-    }
-    fn str_req(&self, name: &'static str) -> Result<&'a str, HeaderError> {
-        self.get(name).ok_or(HeaderError::Missing(name))
-    }
-    fn num<T: std::str::FromStr>(
-        &self,
-        name: &'static str,
-        why: &'static str,
-    ) -> Result<Option<T>, HeaderError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) if v.trim().is_empty() => Ok(None),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| HeaderError::Invalid {
-                    field: name,
-                    value: v.to_string(),
-                    why,
-                }),
-        }
-    }
-    fn num_req<T: std::str::FromStr>(
-        &self,
-        name: &'static str,
-        why: &'static str,
-    ) -> Result<T, HeaderError> {
-        self.num(name, why)?.ok_or(HeaderError::Missing(name))
-    }
-    fn bool(&self, name: &'static str) -> Result<Option<bool>, HeaderError> {
-        match self.get(name).map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
-            Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(v) => Err(HeaderError::Invalid {
-                field: name,
-                value: v.to_string(),
-                why: "expected true or false",
-            }),
-        }
-    }
-}
 
 /// Checks a topic name the way RocketMQ's `TopicValidator` does.
 pub fn validate_topic(field: &'static str, topic: &str) -> Result<(), HeaderError> {
-    let bad = |why| {
-        Err(HeaderError::Invalid {
-            field,
-            value: topic.to_string(),
-            why,
-        })
-    };
+    let bad = |why| Err(HeaderError::rejected(field, topic, why));
     if topic.is_empty() {
         return bad("the topic is empty");
     }
@@ -146,40 +67,31 @@ pub struct SendHeader {
 impl SendHeader {
     /// Parses the header of a send request (short names for codes 310 and 320).
     pub fn parse(cmd: &RemotingCommand) -> Result<Self, HeaderError> {
-        let f = Fields { cmd };
         let short = (cmd.code == request_code::SEND_MESSAGE_V2
             || cmd.code == request_code::SEND_BATCH_MESSAGE)
-            && f.get("b").is_some();
+            && cmd.ext("b").is_some();
         let n = |long: &'static str, s: &'static str| if short { s } else { long };
-        let topic = f.str_req(n("topic", "b"))?.to_string();
+        let topic = cmd.ext_str(n("topic", "b"))?.to_string();
         validate_topic(n("topic", "b"), &topic)?;
         let h = SendHeader {
-            producer_group: f.get(n("producerGroup", "a")).unwrap_or("").to_string(),
+            producer_group: cmd.ext(n("producerGroup", "a")).unwrap_or("").to_string(),
             topic,
-            default_topic: f
-                .get(n("defaultTopic", "c"))
+            default_topic: cmd
+                .ext(n("defaultTopic", "c"))
                 .unwrap_or("TBW102")
                 .to_string(),
-            default_topic_queue_nums: f
-                .num(n("defaultTopicQueueNums", "d"), "expected an integer")?
+            // Only read to auto-create a topic: lenient, as Java's optional fields.
+            default_topic_queue_nums: cmd
+                .ext_i32_opt(n("defaultTopicQueueNums", "d"))
                 .unwrap_or(4),
-            queue_id: f
-                .num(n("queueId", "e"), "expected an integer")?
-                .unwrap_or(-1),
-            sys_flag: f
-                .num(n("sysFlag", "f"), "expected an integer")?
-                .unwrap_or(0),
-            born_timestamp: f
-                .num(n("bornTimestamp", "g"), "expected an integer")?
-                .unwrap_or(0),
-            flag: f.num(n("flag", "h"), "expected an integer")?.unwrap_or(0),
-            properties: f.get(n("properties", "i")).unwrap_or("").to_string(),
-            reconsume_times: f
-                .num(n("reconsumeTimes", "j"), "expected an integer")?
-                .unwrap_or(0),
-            max_reconsume_times: f.num(n("maxReconsumeTimes", "l"), "expected an integer")?,
-            batch: f.bool(n("batch", "m"))?.unwrap_or(false)
-                || cmd.code == request_code::SEND_BATCH_MESSAGE,
+            queue_id: cmd.ext_i32_or(n("queueId", "e"), -1)?,
+            sys_flag: cmd.ext_i32_or(n("sysFlag", "f"), 0)?,
+            born_timestamp: cmd.ext_i64_or(n("bornTimestamp", "g"), 0)?,
+            flag: cmd.ext_i32_or(n("flag", "h"), 0)?,
+            properties: cmd.ext(n("properties", "i")).unwrap_or("").to_string(),
+            reconsume_times: cmd.ext_i32_opt(n("reconsumeTimes", "j")).unwrap_or(0),
+            max_reconsume_times: cmd.ext_i32_opt(n("maxReconsumeTimes", "l")),
+            batch: cmd.ext_bool(n("batch", "m")) || cmd.code == request_code::SEND_BATCH_MESSAGE,
         };
         Ok(h)
     }
@@ -222,33 +134,32 @@ pub const PULL_FLAG_SUBSCRIPTION: i32 = 4;
 impl PullHeader {
     /// Parses and validates a pull header.
     pub fn parse(cmd: &RemotingCommand) -> Result<Self, HeaderError> {
-        let f = Fields { cmd };
-        let topic = f.str_req("topic")?.to_string();
+        let topic = cmd.ext_str("topic")?.to_string();
         validate_topic("topic", &topic)?;
-        let consumer_group = f.str_req("consumerGroup")?.to_string();
+        let consumer_group = cmd.ext_str("consumerGroup")?.to_string();
         if consumer_group.is_empty() {
-            return Err(HeaderError::Invalid {
-                field: "consumerGroup",
-                value: String::new(),
-                why: "the group is empty",
-            });
+            return Err(HeaderError::rejected(
+                "consumerGroup",
+                "",
+                "the group is empty",
+            ));
         }
-        let queue_id: i32 = f.num_req("queueId", "expected an integer")?;
+        let queue_id = cmd.ext_i32("queueId")?;
         if queue_id < 0 {
-            return Err(HeaderError::Invalid {
-                field: "queueId",
-                value: queue_id.to_string(),
-                why: "must not be negative",
-            });
+            return Err(HeaderError::rejected(
+                "queueId",
+                queue_id,
+                "must not be negative",
+            ));
         }
-        let queue_offset: i64 = f.num_req("queueOffset", "expected an integer")?;
-        let max_msg_nums: i32 = f.num("maxMsgNums", "expected an integer")?.unwrap_or(32);
+        let queue_offset = cmd.ext_i64("queueOffset")?;
+        let max_msg_nums = cmd.ext_i32_or("maxMsgNums", 32)?;
         if max_msg_nums <= 0 {
-            return Err(HeaderError::Invalid {
-                field: "maxMsgNums",
-                value: max_msg_nums.to_string(),
-                why: "must be positive",
-            });
+            return Err(HeaderError::rejected(
+                "maxMsgNums",
+                max_msg_nums,
+                "must be positive",
+            ));
         }
         Ok(PullHeader {
             consumer_group,
@@ -256,14 +167,12 @@ impl PullHeader {
             queue_id,
             queue_offset,
             max_msg_nums,
-            sys_flag: f.num("sysFlag", "expected an integer")?.unwrap_or(0),
-            commit_offset: f.num("commitOffset", "expected an integer")?.unwrap_or(-1),
-            suspend_timeout_millis: f
-                .num("suspendTimeoutMillis", "expected an integer")?
-                .unwrap_or(0),
-            subscription: f.get("subscription").map(str::to_string),
-            expression_type: f.get("expressionType").map(str::to_string),
-            max_msg_bytes: f.num("maxMsgBytes", "expected an integer")?,
+            sys_flag: cmd.ext_i32_or("sysFlag", 0)?,
+            commit_offset: cmd.ext_i64_or("commitOffset", -1)?,
+            suspend_timeout_millis: cmd.ext_i64_or("suspendTimeoutMillis", 0)?,
+            subscription: cmd.ext("subscription").map(str::to_string),
+            expression_type: cmd.ext("expressionType").map(str::to_string),
+            max_msg_bytes: cmd.ext_i32_opt("maxMsgBytes"),
         })
     }
 
@@ -283,61 +192,49 @@ impl PullHeader {
     }
 }
 
-/// Generic accessors used by the smaller handlers.
+/// Generic accessors used by the smaller handlers (thin names over the shared rules).
 pub struct Ext<'a>(pub &'a RemotingCommand);
 
 impl<'a> Ext<'a> {
-    /// A required non-empty string.
+    /// A required string; an empty value passes through, as in Java.
     pub fn string(&self, name: &'static str) -> Result<&'a str, HeaderError> {
-        let v = Fields { cmd: self.0 }.str_req(name)?;
-        if v.trim().is_empty() {
-            return Err(HeaderError::Invalid {
-                field: name,
-                value: v.to_string(),
-                why: "must not be empty",
-            });
-        }
-        Ok(v)
+        self.0.ext_str(name)
     }
-    /// An optional string.
+    /// An optional string (absent when empty).
     pub fn opt(&self, name: &str) -> Option<&'a str> {
         self.0.ext(name).filter(|s| !s.trim().is_empty())
     }
     /// A required topic.
     pub fn topic(&self, name: &'static str) -> Result<&'a str, HeaderError> {
-        let t = Fields { cmd: self.0 }.str_req(name)?;
+        let t = self.0.ext_str(name)?;
         validate_topic(name, t)?;
         Ok(t)
     }
     /// A required integer.
     pub fn i64(&self, name: &'static str) -> Result<i64, HeaderError> {
-        Fields { cmd: self.0 }.num_req(name, "expected an integer")
+        self.0.ext_i64(name)
     }
     /// A required i32.
     pub fn i32(&self, name: &'static str) -> Result<i32, HeaderError> {
-        Fields { cmd: self.0 }.num_req(name, "expected a 32-bit integer")
+        self.0.ext_i32(name)
     }
-    /// An optional integer.
-    pub fn i64_opt(&self, name: &'static str) -> Result<Option<i64>, HeaderError> {
-        Fields { cmd: self.0 }.num(name, "expected an integer")
+    /// An optional integer: absent or unparsable is `None` (Java leaves the default).
+    pub fn i64_opt(&self, name: &'static str) -> Option<i64> {
+        self.0.ext_i64_opt(name)
     }
-    /// An optional i32.
-    pub fn i32_opt(&self, name: &'static str) -> Result<Option<i32>, HeaderError> {
-        Fields { cmd: self.0 }.num(name, "expected a 32-bit integer")
+    /// An optional i32: absent or unparsable is `None`.
+    pub fn i32_opt(&self, name: &'static str) -> Option<i32> {
+        self.0.ext_i32_opt(name)
     }
-    /// An optional boolean.
-    pub fn bool_opt(&self, name: &'static str) -> Result<Option<bool>, HeaderError> {
-        Fields { cmd: self.0 }.bool(name)
+    /// An optional boolean (`Boolean.parseBoolean` when present).
+    pub fn bool_opt(&self, name: &'static str) -> Option<bool> {
+        self.0.ext_bool_opt(name)
     }
     /// A required non-negative queue id.
     pub fn queue_id(&self, name: &'static str) -> Result<i32, HeaderError> {
         let q = self.i32(name)?;
         if q < 0 {
-            return Err(HeaderError::Invalid {
-                field: name,
-                value: q.to_string(),
-                why: "must not be negative",
-            });
+            return Err(HeaderError::rejected(name, q, "must not be negative"));
         }
         Ok(q)
     }
@@ -379,13 +276,13 @@ mod tests {
         let missing = RemotingCommand::request(request_code::SEND_MESSAGE);
         assert_eq!(
             SendHeader::parse(&missing).unwrap_err(),
-            HeaderError::Missing("topic")
+            HeaderError::Missing("topic".into())
         );
         let bad = RemotingCommand::request(request_code::SEND_MESSAGE)
             .with_ext("topic", "T1")
             .with_ext("queueId", "x");
         let e = SendHeader::parse(&bad).unwrap_err();
-        assert_eq!(e.code(), "HEADER_INVALID");
+        assert_eq!(e.code(), "HEADER_FIELD_INVALID");
         assert!(e.to_string().contains("queueId"));
         let bad_topic =
             RemotingCommand::request(request_code::SEND_MESSAGE).with_ext("topic", "a b");
@@ -414,11 +311,53 @@ mod tests {
         no_off.ext_fields.remove("queueOffset");
         assert_eq!(
             PullHeader::parse(&no_off).unwrap_err(),
-            HeaderError::Missing("queueOffset")
+            HeaderError::Missing("queueOffset".into())
         );
         let mut zero = ok;
         zero.put_ext("maxMsgNums", "0");
         assert!(PullHeader::parse(&zero).is_err());
+    }
+
+    /// The header exactly as rocketmq-client-cpp's `SendMessageRequestHeaderV2` writes it:
+    /// booleans through an `ostringstream` (`"0"`/`"1"`), numbers as JSON ints.
+    #[test]
+    fn send_header_from_the_cpp_client() {
+        let cmd = RemotingCommand::request(request_code::SEND_MESSAGE_V2)
+            .with_ext("a", "pg")
+            .with_ext("b", "T1")
+            .with_ext("c", "TBW102")
+            .with_ext("d", "4")
+            .with_ext("e", "3")
+            .with_ext("f", "0")
+            .with_ext("g", "1700000000000")
+            .with_ext("h", "0")
+            .with_ext("i", "")
+            .with_ext("j", "0")
+            .with_ext("k", "0")
+            .with_ext("m", "0");
+        let h = SendHeader::parse(&cmd).unwrap();
+        assert!(!h.batch);
+        assert_eq!(h.queue_id, 3);
+        let mut one = cmd.clone();
+        one.put_ext("m", "1");
+        // Boolean.parseBoolean("1") is false; only "true" is true.
+        assert!(!SendHeader::parse(&one).unwrap().batch);
+        one.put_ext("m", "TRUE");
+        assert!(SendHeader::parse(&one).unwrap().batch);
+        // Bad optional numbers leave the defaults, as in Java.
+        let mut junk = cmd;
+        junk.put_ext("j", "x");
+        junk.put_ext("l", "");
+        junk.put_ext("d", "four");
+        let h = SendHeader::parse(&junk).unwrap();
+        assert_eq!(
+            (
+                h.reconsume_times,
+                h.max_reconsume_times,
+                h.default_topic_queue_nums
+            ),
+            (0, None, 4)
+        );
     }
 
     #[test]

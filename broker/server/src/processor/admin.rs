@@ -49,10 +49,7 @@ pub async fn handle(b: &Broker, _ch: &Channel, req: RemotingCommand) -> ProcessR
         rc::DELETE_SUBSCRIPTIONGROUP => {
             let e = Ext(&req);
             let group = e.string("groupName").map_err(bad_header)?.to_string();
-            let clean = e
-                .bool_opt("cleanOffset")
-                .map_err(bad_header)?
-                .unwrap_or(false);
+            let clean = e.bool_opt("cleanOffset").unwrap_or(false);
             b.groups
                 .delete(&group)
                 .map_err(|e| ProcessError::system(e.to_string()))?;
@@ -141,13 +138,13 @@ fn update_topic(b: &Broker, req: &RemotingCommand) -> ProcessResult {
     let mut tc = old
         .clone()
         .unwrap_or_else(|| TopicConfig::new(topic, cfg.default_topic_queue_nums));
-    if let Some(r) = e.i32_opt("readQueueNums").map_err(bad_header)? {
+    if let Some(r) = e.i32_opt("readQueueNums") {
         tc.read_queue_nums = r;
     }
-    if let Some(w) = e.i32_opt("writeQueueNums").map_err(bad_header)? {
+    if let Some(w) = e.i32_opt("writeQueueNums") {
         tc.write_queue_nums = w;
     }
-    if let Some(p) = e.i32_opt("perm").map_err(bad_header)? {
+    if let Some(p) = e.i32_opt("perm") {
         if !perm::is_valid(p) {
             return Err(ProcessError::invalid(format!(
                 "perm {p} is not a permission 0..15"
@@ -158,10 +155,10 @@ fn update_topic(b: &Broker, req: &RemotingCommand) -> ProcessResult {
     if let Some(f) = e.opt("topicFilterType") {
         tc.topic_filter_type = f.to_string();
     }
-    if let Some(f) = e.i32_opt("topicSysFlag").map_err(bad_header)? {
+    if let Some(f) = e.i32_opt("topicSysFlag") {
         tc.topic_sys_flag = f;
     }
-    if let Some(o) = e.bool_opt("order").map_err(bad_header)? {
+    if let Some(o) = e.bool_opt("order") {
         tc.order = o;
     }
     if let Some(a) = e.opt("attributes") {
@@ -220,10 +217,7 @@ async fn transfer_leadership(b: &Broker, req: &RemotingCommand) -> ProcessResult
     use flotilla_dledger::TransferError;
     let e = Ext(req);
     let target = e.string("targetSelfId").map_err(bad_header)?;
-    let timeout_ms = e
-        .i64_opt("timeoutMillis")
-        .map_err(bad_header)?
-        .unwrap_or(10_000);
+    let timeout_ms = e.i64_opt("timeoutMillis").unwrap_or(10_000);
     let timeout = std::time::Duration::from_millis(
         u64::try_from(timeout_ms.clamp(1, 120_000)).unwrap_or(10_000),
     );
@@ -413,10 +407,10 @@ fn reset_offset(b: &Broker, req: &RemotingCommand) -> ProcessResult {
     let e = Ext(req);
     let group = e.string("group").map_err(bad_header)?;
     let topic = e.topic("topic").map_err(bad_header)?;
-    let qid = e.i32_opt("queueId").map_err(bad_header)?.unwrap_or(-1);
-    let offset = e.i64_opt("offset").map_err(bad_header)?;
-    let ts = e.i64_opt("timestamp").map_err(bad_header)?.unwrap_or(-1);
-    let force = e.bool_opt("isForce").map_err(bad_header)?.unwrap_or(true);
+    let qid = e.i32_opt("queueId").unwrap_or(-1);
+    let offset = e.i64_opt("offset");
+    let ts = e.i64_opt("timestamp").unwrap_or(-1);
+    let force = e.bool_opt("isForce").unwrap_or(true);
     let Some(tc) = b.topics.get(topic) else {
         return Err(ProcessError::new(
             code::TOPIC_NOT_EXIST,

@@ -21,7 +21,7 @@ pub fn query_offset(b: &Broker, req: &RemotingCommand) -> ProcessResult {
     let group = e.string("consumerGroup").map_err(bad_header)?;
     let topic = e.topic("topic").map_err(bad_header)?;
     let qid = e.queue_id("queueId").map_err(bad_header)?;
-    let set_zero = e.bool_opt("setZeroIfNotFound").map_err(bad_header)?;
+    let set_zero = e.bool_opt("setZeroIfNotFound");
     if let Some(off) = b.offsets.query(group, topic, qid) {
         return Ok(Some(RemotingCommand::success().with_ext("offset", off)));
     }

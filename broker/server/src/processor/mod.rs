@@ -78,9 +78,10 @@ impl BrokerProcessor {
     }
 }
 
-/// A header problem becomes INVALID_PARAMETER with the problem as remark.
+/// A header problem becomes SYSTEM_ERROR (a field that does not decode, as Java answers) or
+/// INVALID_PARAMETER (a value refused by validation), with the problem as remark.
 pub fn bad_header(e: HeaderError) -> ProcessError {
-    ProcessError::invalid(e.to_string())
+    ProcessError::from(e)
 }
 
 /// A successful empty response.

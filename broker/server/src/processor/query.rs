@@ -18,22 +18,10 @@ pub fn query_message(b: &Broker, req: &RemotingCommand) -> ProcessResult {
     let e = Ext(req);
     let topic = e.topic("topic").map_err(bad_header)?;
     let key = e.string("key").map_err(bad_header)?;
-    let max = e
-        .i32_opt("maxNum")
-        .map_err(bad_header)?
-        .unwrap_or(32)
-        .clamp(1, 64_000);
-    let begin = e
-        .i64_opt("beginTimestamp")
-        .map_err(bad_header)?
-        .unwrap_or(0);
-    let end = e
-        .i64_opt("endTimestamp")
-        .map_err(bad_header)?
-        .unwrap_or(i64::MAX);
-    let unique = req
-        .ext("_UNIQUE_KEY_QUERY")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let max = e.i32_opt("maxNum").unwrap_or(32).clamp(1, 64_000);
+    let begin = e.i64_opt("beginTimestamp").unwrap_or(0);
+    let end = e.i64_opt("endTimestamp").unwrap_or(i64::MAX);
+    let unique = req.ext_bool("_UNIQUE_KEY_QUERY");
     let found = b.store.query_message(
         topic,
         key,

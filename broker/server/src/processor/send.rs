@@ -364,9 +364,9 @@ pub async fn send_back(b: &Broker, _ch: &Channel, req: RemotingCommand) -> Proce
     let e = Ext(&req);
     let phys: i64 = e.i64("offset").map_err(bad_header)?;
     let group = e.string("group").map_err(bad_header)?.to_string();
-    let mut delay_level: i32 = e.i32_opt("delayLevel").map_err(bad_header)?.unwrap_or(0);
+    let mut delay_level: i32 = e.i32_opt("delayLevel").unwrap_or(0);
     let origin_msg_id = e.opt("originMsgId").map(str::to_string);
-    let header_max = e.i32_opt("maxReconsumeTimes").map_err(bad_header)?;
+    let header_max = e.i32_opt("maxReconsumeTimes");
     let cfg = b.config();
     if !perm::is_writeable(cfg.broker_permission) {
         return Err(ProcessError::new(
