@@ -28,3 +28,29 @@ ensure_nextest() {
     cargo install --locked cargo-nextest
   fi
 }
+
+# ensure_cpp_client: the Python 3.11 venv in which tests/tests/cpp_client.rs runs Apache's C++
+# RocketMQ client (PyPI package `rocketmq` 0.4.4, which bundles librocketmq.so and its zlib).
+# The venv lives in the target directory, where the tests look for it:
+# ${CARGO_TARGET_DIR:-target}/cpp-client-venv. Creating it needs python3.11 with venv support;
+# on Debian that is python3.11 and python3.11-venv, installed when missing (as root).
+CPP_CLIENT_PACKAGE="rocketmq==0.4.4"
+
+ensure_cpp_client() {
+  local venv="${CARGO_TARGET_DIR:-target}/cpp-client-venv"
+  local py="$venv/bin/python"
+  if [ -x "$py" ] && "$py" -c 'import rocketmq.client' >/dev/null 2>&1; then
+    return 0
+  fi
+  command -v python3.11 >/dev/null 2>&1 || ensure_deps python3.11:python3.11
+  rm -rf "$venv"
+  if ! python3.11 -m venv "$venv" >/dev/null 2>&1; then
+    # Debian's python3.11 keeps ensurepip in a separate package.
+    rm -rf "$venv"
+    ensure_deps ensurepip-missing:python3.11-venv
+    python3.11 -m venv "$venv"
+  fi
+  echo "installing the C++ RocketMQ client ($CPP_CLIENT_PACKAGE) into $venv" >&2
+  "$py" -m pip install --quiet --disable-pip-version-check "$CPP_CLIENT_PACKAGE"
+  "$py" -c 'import rocketmq.client'
+}

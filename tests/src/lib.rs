@@ -14,11 +14,14 @@
 //! - [`fleet`] runs a control plane and agents as processes, each node on its own loopback
 //!   address;
 //! - [`rmq`] wraps the real RocketMQ client (`rocketmq-client-rust`) for producing and
-//!   consuming.
+//!   consuming;
+//! - [`cpp`] drives a second real client, Apache's C++ client (PyPI `rocketmq` 0.4.4), from
+//!   the venv `scripts/test` creates.
 //!
 //! Servers started here always bind loopback addresses (127.0.0.0/8).
 
 pub mod broker_proc;
+pub mod cpp;
 
 /// Disk thresholds for every broker a test starts: the tests check behaviour, not the
 /// machine's disk, and a shared CI disk can be over RocketMQ's defaults (85 % forced cleaning,

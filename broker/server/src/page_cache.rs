@@ -65,6 +65,13 @@ impl PageCacheWindow {
     }
 }
 
+/// The CommitLog bytes behind its end that RocketMQ counts as "in memory":
+/// `accessMessageInMemoryMaxRatio` percent of the broker's memory (Java's
+/// `checkInMemByConsumeOffset`).
+pub fn in_memory_bytes(cfg: &crate::config::BrokerConfig) -> u64 {
+    broker_memory() / 100 * u64::from(cfg.ha.access_message_in_memory_max_ratio.min(100))
+}
+
 /// The memory the broker may use: physical memory, or its cgroup's limit when smaller.
 pub fn broker_memory() -> u64 {
     static MEM: std::sync::OnceLock<u64> = std::sync::OnceLock::new();

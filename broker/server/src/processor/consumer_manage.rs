@@ -25,9 +25,28 @@ pub fn query_offset(b: &Broker, req: &RemotingCommand) -> ProcessResult {
     if let Some(off) = b.offsets.query(group, topic, qid) {
         return Ok(Some(RemotingCommand::success().with_ext("offset", off)));
     }
+    if set_zero == Some(false) {
+        return Err(ProcessError::new(
+            code::QUERY_NOT_FOUND,
+            "Not found, do not set to zero, maybe this group boot first",
+        ));
+    }
+    // Java answers 0 for a group without an offset when the queue still starts at 0 and
+    // its first message is "in memory" (`checkInMemByConsumeOffset`): a new
+    // CONSUME_FROM_LAST_OFFSET group then reads a young queue from its start instead of
+    // skipping what was sent before its first rebalance. An empty queue is 0 either way.
     let min = b.store.min_offset_in_queue(topic, qid);
     let max = b.max_offset_in_queue(topic, qid);
-    if set_zero != Some(false) && min <= 0 && max == 0 {
+    let first_in_memory = || {
+        b.store
+            .commitlog_offset_in_queue(topic, qid, 0)
+            .is_some_and(|phys| {
+                let behind = b.store.commitlog_max_offset().saturating_sub(phys);
+                u64::try_from(behind)
+                    .is_ok_and(|behind| behind <= crate::page_cache::in_memory_bytes(&b.config()))
+            })
+    };
+    if min <= 0 && (max == 0 || first_in_memory()) {
         return Ok(Some(RemotingCommand::success().with_ext("offset", 0)));
     }
     Err(ProcessError::new(
