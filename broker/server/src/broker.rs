@@ -36,6 +36,8 @@ use crate::topic_config::TopicConfigManager;
 /// The broker's shared state.
 pub struct Broker {
     cfg: RwLock<Arc<BrokerConfig>>,
+    /// The config the broker started with: what restart-only keys were built from.
+    boot_cfg: Arc<BrokerConfig>,
     config_path: Option<PathBuf>,
     /// The message store.
     pub store: MessageStore,
@@ -53,6 +55,8 @@ pub struct Broker {
     pub registrar: Registrar,
     /// Delayed delivery.
     pub schedule: ScheduleService,
+    /// Transactional messages: resolved half messages, the check-back loop.
+    pub transactions: crate::transaction::TransactionService,
     /// Counters.
     pub stats: Stats,
     /// Replication hook on the send path.
@@ -215,15 +219,16 @@ impl Broker {
         }
     }
 
-    /// Applies UPDATE_BROKER_CONFIG: validates, persists to the `-c` file, swaps the live
-    /// config, and re-registers / switches nameservers when those keys changed.
+    /// Applies UPDATE_BROKER_CONFIG: validates, refuses keys that would only apply after a
+    /// restart (naming them), persists to the `-c` file, swaps the live config, and
+    /// re-registers / switches nameservers when those keys changed.
     pub async fn update_config(
         &self,
         updates: &BTreeMap<String, String>,
     ) -> Result<Arc<BrokerConfig>, ConfigError> {
         let _serial = self.config_write.lock().await;
         let old = self.config();
-        let new = Arc::new(old.updated(updates)?);
+        let new = Arc::new(old.updated_live(&self.boot_cfg, updates)?);
         if let Some(path) = &self.config_path {
             let path = path.clone();
             let up = updates.clone();
@@ -444,6 +449,7 @@ async fn start_inner(
     let schedule = ScheduleService::load(&root).map_err(|e| meta(&e))?;
     let bind = format!("{}:{}", cfg.bind_address, cfg.listen_port);
     let broker = Arc::new(Broker {
+        boot_cfg: Arc::new(cfg.clone()),
         cfg: RwLock::new(Arc::new(cfg)),
         config_path,
         store,
@@ -454,6 +460,7 @@ async fn start_inner(
         long_polling: Arc::new(LongPolling::default()),
         registrar: Registrar::new(),
         schedule,
+        transactions: crate::transaction::TransactionService::new(),
         stats: Stats::default(),
         gate,
         ha,
@@ -487,6 +494,9 @@ async fn start_inner(
     // runs everywhere and idles while this member is not the leader).
     if broker.config().is_master() || broker.dledger.is_some() {
         tasks.push(tokio::spawn(ScheduleService::run(broker.clone())));
+        tasks.push(tokio::spawn(crate::transaction::TransactionService::run(
+            broker.clone(),
+        )));
     }
     if let Some(d) = &broker.dledger {
         tasks.push(tokio::spawn(crate::dledger::run_role_watch(

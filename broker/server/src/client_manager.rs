@@ -148,6 +148,18 @@ impl ClientManager {
             .insert(info.channel.id(), info);
     }
 
+    /// A connection of a producer of `group` to ask about a transaction (the one heard from
+    /// last), if one is connected.
+    pub fn producer_channel(&self, group: &str) -> Option<Channel> {
+        self.producers
+            .lock()
+            .get(group)?
+            .values()
+            .filter(|c| !c.channel.is_closed())
+            .max_by_key(|c| c.last_update)
+            .map(|c| c.channel.clone())
+    }
+
     /// UNREGISTER_CLIENT for a consumer group.
     pub fn unregister_consumer(self: &Arc<Self>, group: &str, conn: u64, client_id: &str) {
         let left = {

@@ -8,6 +8,17 @@
 //! through [`BrokerConfig::updated`], which validates the merged set the same way, and
 //! [`persist`] rewrites the `-c` file atomically (temp file + rename), keeping comments and
 //! the keys it does not change.
+//!
+//! A runtime change is never accepted silently. Each known key is either *live* — every
+//! reader takes it from the broker's current config at use, so the new value holds from the
+//! next request on — or *restart-only*, because something was built from it at start (the
+//! store's files and flush and retention settings, the listener, HA and DLedger state, the
+//! schedule's delivery tasks). [`BrokerConfig::updated_live`] answers a change of a
+//! restart-only key, or of a key this broker does not know, with an error naming the key
+//! ([`ConfigError::RestartRequired`], [`ConfigError::UnknownKey`]) instead of SUCCESS; a
+//! key sent with its current value is a no-op and passes. Features this broker does not
+//! have refuse to start rather than run open or wrong: `aclEnable=true` (and 5.x's
+//! `authenticationEnabled`/`authorizationEnabled`) is [`ConfigError::Unsupported`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +56,29 @@ pub enum ConfigError {
     /// The key may not be changed at runtime (`configBlackList`).
     #[error("{0} may not be changed at runtime")]
     Forbidden(String),
+    /// UPDATE_BROKER_CONFIG changed a key that only takes effect at the next start.
+    #[error(
+        "{key} cannot be changed while the broker runs ({why}); change it in the config file and restart"
+    )]
+    RestartRequired {
+        /// The key.
+        key: String,
+        /// What was built from it at start.
+        why: &'static str,
+    },
+    /// UPDATE_BROKER_CONFIG named a key this broker does not know, so it would apply nothing.
+    #[error("{0} is not a key this broker knows; nothing would apply it")]
+    UnknownKey(String),
+    /// The config asks for a feature this broker does not have.
+    #[error("{key}={value} is not supported: {why}")]
+    Unsupported {
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What is missing.
+        why: &'static str,
+    },
 }
 
 impl ConfigError {
@@ -55,6 +89,9 @@ impl ConfigError {
             Self::Inconsistent(_) => "CONFIG_INCONSISTENT",
             Self::Io { .. } => "CONFIG_IO",
             Self::Forbidden(_) => "CONFIG_FORBIDDEN",
+            Self::RestartRequired { .. } => "CONFIG_RESTART_REQUIRED",
+            Self::UnknownKey(_) => "CONFIG_UNKNOWN_KEY",
+            Self::Unsupported { .. } => "CONFIG_UNSUPPORTED",
         }
     }
 }
@@ -97,6 +134,91 @@ pub const DEFAULT_DELAY_LEVELS: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m
 /// Keys that may never be changed through UPDATE_BROKER_CONFIG.
 pub const CONFIG_BLACKLIST: &[&str] = &["configBlackList", "brokerConfigPath"];
 
+/// Keys that take effect at runtime: every reader takes them from [`Broker::config`]
+/// (`crate::broker::Broker::config`) at use. Every other known key is restart-only.
+///
+/// - `namesrvAddr`: the registrar switches nameservers at once; `brokerPermission`:
+///   re-registration at once; the registration loop re-reads its period and timeout.
+/// - `maxMessageSize`: the send path checks it; the store's own limit was sized at start,
+///   so only values up to the one the broker started with are live.
+/// - `messageDelayLevel`: due times and level delays are read per message, but the delivery
+///   tasks were started per level, so only as many levels as at start are live.
+/// - the rest are read by the send, pull, heartbeat and housekeeping paths per request.
+pub const LIVE_KEYS: &[&str] = &[
+    "namesrvAddr",
+    "brokerPermission",
+    "autoCreateTopicEnable",
+    "autoCreateSubscriptionGroup",
+    "maxMessageSize",
+    "defaultTopicQueueNums",
+    "registerNameServerPeriod",
+    "registerBrokerTimeoutMills",
+    "messageDelayLevel",
+    "longPollingEnable",
+    "shortPollingTimeMills",
+    "channelExpiredTimeout",
+    "regionId",
+    "traceOn",
+    "maxReconsumeTimes",
+    "flushConsumerOffsetInterval",
+    "transactionTimeOut",
+    "transactionCheckMax",
+    "transactionCheckInterval",
+];
+
+/// Why a restart-only key cannot change at runtime (the remark of the refusal).
+fn restart_reason(key: &str) -> &'static str {
+    match key {
+        "brokerClusterName" | "brokerName" | "brokerId" | "brokerRole" => {
+            "the broker's identity and role are fixed at start"
+        }
+        "listenPort" | "bindAddress" | "brokerIP1" | "brokerIP2" => {
+            "the listener and the advertised address are set up at start"
+        }
+        "storePathRootDir"
+        | "flushDiskType"
+        | "syncFlushTimeout"
+        | "deleteWhen"
+        | "fileReservedTime"
+        | "diskMaxUsedSpaceRatio"
+        | "diskSpaceCleanForciblyRatio"
+        | "diskSpaceWarningLevelRatio"
+        | "mappedFileSizeCommitLog"
+        | "mappedFileSizeConsumeQueue"
+        | "flotillaCommitLogPageCacheWindow" => "the message store is opened with it at start",
+        "clusterTopicEnable" | "brokerTopicEnable" => "the system topics are created at start",
+        "traceTopicEnable" => "the trace topic is not managed by this broker",
+        k if k.starts_with("ha")
+            || k.starts_with("flotillaHa")
+            || k.starts_with("flotillaSlave")
+            || k == "inSyncReplicas"
+            || k == "slaveReadEnable"
+            || k == "accessMessageInMemoryMaxRatio" =>
+        {
+            "replication is set up with it at start"
+        }
+        k if k.contains("DLeger") => "the DLedger group is set up with it at start",
+        _ => "it is read once at start",
+    }
+}
+
+/// Keys that turn on a feature this broker does not have: starting with them `true` would
+/// run a broker that looks protected or complete and is not.
+const UNSUPPORTED_WHEN_TRUE: &[(&str, &str)] = &[
+    (
+        "aclEnable",
+        "this broker has no ACL; it would accept every request unauthenticated",
+    ),
+    (
+        "authenticationEnabled",
+        "this broker has no authentication; it would accept every request",
+    ),
+    (
+        "authorizationEnabled",
+        "this broker has no authorization; it would allow every request",
+    ),
+];
+
 /// Every key this broker understands, with its default, in GET_BROKER_CONFIG order.
 const KNOWN: &[(&str, &str)] = &[
     ("brokerClusterName", "DefaultCluster"),
@@ -138,6 +260,12 @@ const KNOWN: &[(&str, &str)] = &[
     ("traceOn", "true"),
     ("maxReconsumeTimes", "16"),
     ("flushConsumerOffsetInterval", "5000"),
+    // Transactional messages (see `crate::transaction`): a half message is first checked
+    // back after transactionTimeOut ms, every transactionCheckInterval ms, at most
+    // transactionCheckMax times.
+    ("transactionTimeOut", "6000"),
+    ("transactionCheckMax", "15"),
+    ("transactionCheckInterval", "30000"),
     // Page cache kept behind the CommitLog's flushed offset (see `crate::page_cache`):
     // "" = accessMessageInMemoryMaxRatio of the broker's memory, "0" = no bound, else bytes.
     ("flotillaCommitLogPageCacheWindow", ""),
@@ -238,6 +366,12 @@ pub struct BrokerConfig {
     pub max_reconsume_times: i32,
     /// `flushConsumerOffsetInterval`.
     pub flush_consumer_offset_interval: Duration,
+    /// `transactionTimeOut`: age of a half message before its first check-back.
+    pub transaction_timeout: Duration,
+    /// `transactionCheckMax`: check-backs before a half message is given up.
+    pub transaction_check_max: i32,
+    /// `transactionCheckInterval`: time between check rounds.
+    pub transaction_check_interval: Duration,
     /// `flotillaCommitLogPageCacheWindow`: page cache kept behind the flushed offset.
     pub page_cache_window: crate::page_cache::PageCacheWindow,
     /// Classic HA keys (`haMasterAddress`, `inSyncReplicas`, `slaveReadEnable`, …).
@@ -327,6 +461,17 @@ pub fn parse_delay_levels(s: &str) -> Option<Vec<Duration>> {
 impl BrokerConfig {
     /// Builds a config from properties; missing keys take RocketMQ's defaults.
     pub fn from_properties(given: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        for (key, why) in UNSUPPORTED_WHEN_TRUE {
+            if let Some(v) = given.get(*key)
+                && v.trim().eq_ignore_ascii_case("true")
+            {
+                return Err(ConfigError::Unsupported {
+                    key: (*key).to_string(),
+                    value: v.trim().to_string(),
+                    why,
+                });
+            }
+        }
         let r = Reader { given };
         let namesrv_addr: Vec<String> = r
             .string("namesrvAddr")
@@ -499,6 +644,9 @@ impl BrokerConfig {
             trace_on: r.bool("traceOn")?,
             max_reconsume_times: r.int("maxReconsumeTimes", "a count 0..1000")?,
             flush_consumer_offset_interval: r.millis("flushConsumerOffsetInterval")?,
+            transaction_timeout: r.millis("transactionTimeOut")?,
+            transaction_check_max: r.int("transactionCheckMax", "a count 0..1000000")?,
+            transaction_check_interval: r.millis("transactionCheckInterval")?,
             page_cache_window: {
                 let v = r.raw("flotillaCommitLogPageCacheWindow");
                 crate::page_cache::PageCacheWindow::parse(&v).ok_or_else(|| {
@@ -583,6 +731,53 @@ impl BrokerConfig {
             merged.insert(k.clone(), v.clone());
         }
         Self::from_properties(&merged)
+    }
+
+    /// A new config with `updates` merged in, for a broker that started with `boot`:
+    /// validated as [`Self::updated`], and refused (naming the key) when an update would
+    /// not take effect until a restart or names a key nothing reads. Keys sent with their
+    /// current effective value change nothing and pass.
+    pub fn updated_live(
+        &self,
+        boot: &BrokerConfig,
+        updates: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let next = self.updated(updates)?;
+        let now = self.effective();
+        for (key, value) in updates {
+            let known = KNOWN.iter().any(|(k, _)| k == key);
+            if !known {
+                // Already in the file (kept and reported): re-sending it changes nothing.
+                if self.given.get(key).map(|v| v.trim()) == Some(value.trim()) {
+                    continue;
+                }
+                return Err(ConfigError::UnknownKey(key.clone()));
+            }
+            let unchanged = now.get(key).map(|v| v.trim()) == Some(value.trim());
+            if unchanged {
+                continue;
+            }
+            if !LIVE_KEYS.contains(&key.as_str()) {
+                return Err(ConfigError::RestartRequired {
+                    key: key.clone(),
+                    why: restart_reason(key),
+                });
+            }
+        }
+        if next.max_message_size > boot.max_message_size {
+            return Err(ConfigError::RestartRequired {
+                key: "maxMessageSize".into(),
+                why: "the store's record limit was sized at start; only smaller values are live",
+            });
+        }
+        if next.message_delay_level.len() > boot.message_delay_level.len() {
+            return Err(ConfigError::RestartRequired {
+                key: "messageDelayLevel".into(),
+                why: "delivery runs one task per level started at start; more levels than \
+                      that need a restart (changing the delays of existing levels is live)",
+            });
+        }
+        Ok(next)
     }
 
     /// Every effective key (known keys with their value or default, then unknown keys).
@@ -804,5 +999,118 @@ mod tests {
             c.updated(&forbidden).unwrap_err().code(),
             "CONFIG_FORBIDDEN"
         );
+    }
+
+    fn kv(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn runtime_updates_apply_live_keys_and_refuse_the_rest_by_name() {
+        let boot = BrokerConfig::parse(
+            "brokerName=b\nmessageDelayLevel=1s 2s 3s\nmaxMessageSize=1048576\nfooBar=1\n",
+        )
+        .unwrap();
+        // Live keys apply.
+        let live = kv(&[
+            ("brokerPermission", "4"),
+            ("autoCreateTopicEnable", "false"),
+            ("messageDelayLevel", "100ms 200ms 300ms"),
+            ("maxMessageSize", "65536"),
+        ]);
+        let next = boot.updated_live(&boot, &live).unwrap();
+        assert_eq!(next.broker_permission, 4);
+        assert!(!next.auto_create_topic_enable);
+        assert_eq!(next.message_delay_level[0], Duration::from_millis(100));
+        // Every known key that is not live is refused, naming the key, when it changes.
+        for (k, default) in KNOWN {
+            if LIVE_KEYS.contains(k) || CONFIG_BLACKLIST.contains(k) {
+                continue;
+            }
+            let value = match *k {
+                "brokerRole" => "SYNC_MASTER",
+                "flushDiskType" => "SYNC_FLUSH",
+                "deleteWhen" => "05",
+                "namesrvAddr" => continue,
+                "enableDLegerCommitLog"
+                | "slaveReadEnable"
+                | "clusterTopicEnable"
+                | "brokerTopicEnable"
+                | "traceTopicEnable" => {
+                    if *default == "true" {
+                        "false"
+                    } else {
+                        "true"
+                    }
+                }
+                "brokerIP1" | "bindAddress" | "brokerIP2" => "127.0.0.2",
+                "haMasterAddress" => "127.0.0.1:1",
+                "dLegerPeers" | "dLegerGroup" | "dLegerSelfId" | "storePathRootDir" => "x",
+                "flotillaCommitLogPageCacheWindow" => "0",
+                _ => "77",
+            };
+            match boot.updated_live(&boot, &kv(&[(k, value)])) {
+                Err(ConfigError::RestartRequired { key, .. }) => assert_eq!(key, *k),
+                // A value the key cannot take at all is refused as invalid first: fine too.
+                Err(e @ (ConfigError::InvalidValue { .. } | ConfigError::Inconsistent(_))) => {
+                    assert!(
+                        e.to_string().contains(k) || matches!(e, ConfigError::Inconsistent(_)),
+                        "{e}"
+                    )
+                }
+                other => panic!("{k}={value}: {other:?}"),
+            }
+        }
+        // The same value as now is a no-op, for live, restart-only and kept unknown keys.
+        let same = kv(&[
+            ("brokerName", "b"),
+            ("listenPort", "10911"),
+            ("fooBar", "1"),
+        ]);
+        assert!(boot.updated_live(&boot, &same).is_ok());
+        let e = boot
+            .updated_live(&boot, &kv(&[("listenPort", "20911")]))
+            .unwrap_err();
+        assert_eq!(e.code(), "CONFIG_RESTART_REQUIRED");
+        assert!(
+            e.to_string().starts_with("listenPort cannot be changed"),
+            "{e}"
+        );
+        let e = boot
+            .updated_live(&boot, &kv(&[("noSuchKey", "1")]))
+            .unwrap_err();
+        assert_eq!(e.code(), "CONFIG_UNKNOWN_KEY");
+        assert!(e.to_string().contains("noSuchKey"));
+        // Live only within what was built at start.
+        let e = boot
+            .updated_live(&boot, &kv(&[("maxMessageSize", "4194304")]))
+            .unwrap_err();
+        assert!(e.to_string().starts_with("maxMessageSize"), "{e}");
+        let e = boot
+            .updated_live(&boot, &kv(&[("messageDelayLevel", "1s 2s 3s 4s")]))
+            .unwrap_err();
+        assert!(e.to_string().starts_with("messageDelayLevel"), "{e}");
+    }
+
+    #[test]
+    fn acl_enable_refuses_to_start() {
+        for key in ["aclEnable", "authenticationEnabled", "authorizationEnabled"] {
+            let e = BrokerConfig::parse(&format!("{key}=true")).unwrap_err();
+            assert_eq!(e.code(), "CONFIG_UNSUPPORTED");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("{key}=true is not supported")),
+                "{e}"
+            );
+            assert!(BrokerConfig::parse(&format!("{key}=false")).is_ok());
+        }
+        let boot = BrokerConfig::default();
+        let e = boot
+            .updated_live(&boot, &kv(&[("aclEnable", "TRUE")]))
+            .unwrap_err();
+        assert_eq!(e.code(), "CONFIG_UNSUPPORTED");
     }
 }

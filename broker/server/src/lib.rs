@@ -14,6 +14,7 @@
 //! | [`register`] | nameserver registration and the live nameserver list |
 //! | [`processor`] | request handlers by code |
 //! | [`long_polling`], [`filter`], [`schedule`] | held pulls, tag filters, delayed delivery |
+//! | [`transaction`] | half messages, END_TRANSACTION, transaction check-back |
 //! | [`replication`] | the hook HA/DLedger plug into the send path |
 //! | [`ha`] | classic master/slave HA: CommitLog streaming, SYNC_MASTER gate, slave metadata sync |
 //! | [`stats`] | counters behind runtime info |
@@ -39,6 +40,7 @@ pub mod schedule;
 pub mod stats;
 pub mod subscription_group;
 pub mod topic_config;
+pub mod transaction;
 
 pub use broker::{Broker, BrokerHandle, start, start_with_gate};
 pub use config::{BrokerConfig, BrokerRole, ConfigError};

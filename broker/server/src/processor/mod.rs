@@ -64,6 +64,7 @@ pub const HANDLED_CODES: &[i32] = &[
     rc::GET_ALL_DELAY_OFFSET,
     rc::TRIGGER_DELETE_FILES,
     rc::FLOTILLA_TRANSFER_LEADERSHIP,
+    rc::END_TRANSACTION,
 ];
 
 /// The broker's request processor.
@@ -111,6 +112,7 @@ impl RequestProcessor for BrokerProcessor {
             rc::UNLOCK_BATCH_MQ => consumer_manage::unlock(b, &request),
             rc::HEART_BEAT => client_manage::heartbeat(b, &channel, &request),
             rc::UNREGISTER_CLIENT => client_manage::unregister(b, &channel, &request),
+            rc::END_TRANSACTION => crate::transaction::end_transaction(b, &channel, &request).await,
             _ => admin::handle(b, &channel, request).await,
         }
     }

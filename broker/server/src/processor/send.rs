@@ -335,8 +335,22 @@ pub async fn send(b: &Broker, ch: &Channel, req: RemotingCommand) -> ProcessResu
             tags_code: None,
         }]
     };
+    let mut msgs = msgs;
+    let mut transaction_id = None;
+    if !h.batch
+        && let Some(m) = msgs.first_mut()
+        && crate::transaction::is_prepared(m)
+    {
+        // A half message: stored invisibly until END_TRANSACTION (see `transaction`).
+        transaction_id = codec::property(&m.properties, props::UNIQ_KEY).map(str::to_string);
+        crate::transaction::to_half(m);
+    }
     let r = b.put(msgs).await;
-    Ok(Some(send_response(b, &r, queue_id)?))
+    let mut resp = send_response(b, &r, queue_id)?;
+    if let Some(id) = transaction_id {
+        resp.put_ext("transactionId", id);
+    }
+    Ok(Some(resp))
 }
 
 fn send_response(
