@@ -20,6 +20,10 @@
 //! - body fields: the serde adapters [`i32`], [`i64`], [`bool`] and [`string`], and the
 //!   [`java_enum!`](crate::java_enum) macro, used by the types in [`crate::protocol`].
 //!
+//! One field departs from `parseBoolean` on purpose: the send header's `batch`, where the
+//! C++ client's `"1"` means a batch that Java would store as one garbled message (see the
+//! broker's `headers::batch_flag`).
+//!
 //! What stays an error: a *required* field that is absent or not a number (Java fails on
 //! the null a few lines later, so the answer is the same SYSTEM_ERROR, with a clearer
 //! remark), and an enum value that is neither a known name nor a known ordinal.

@@ -91,10 +91,22 @@ impl SendHeader {
             properties: cmd.ext(n("properties", "i")).unwrap_or("").to_string(),
             reconsume_times: cmd.ext_i32_opt(n("reconsumeTimes", "j")).unwrap_or(0),
             max_reconsume_times: cmd.ext_i32_opt(n("maxReconsumeTimes", "l")),
-            batch: cmd.ext_bool(n("batch", "m")) || cmd.code == request_code::SEND_BATCH_MESSAGE,
+            batch: batch_flag(cmd.ext(n("batch", "m")))
+                || cmd.code == request_code::SEND_BATCH_MESSAGE,
         };
         Ok(h)
     }
+}
+
+/// The send header's `batch` (`m`): `Boolean.parseBoolean`, and also `"1"`.
+///
+/// The one deliberate exception to Java's boolean rule. The C++ client (librocketmq as
+/// bundled by PyPI's `rocketmq` 0.4.4) sends its batches as SEND_MESSAGE_V2 with `m: "1"`
+/// (its booleans go through an `ostringstream`). Java reads that as false and stores the
+/// whole encoded batch as one message — silently wrong. No client sends "1" for a single
+/// message, so reading it as true is what the sender meant.
+fn batch_flag(raw: Option<&str>) -> bool {
+    raw.is_some_and(|v| flotilla_remoting::lenient::parse_bool(v) || v.trim() == "1")
 }
 
 /// PULL_MESSAGE / LITE_PULL_MESSAGE header.
@@ -339,11 +351,13 @@ mod tests {
         assert!(!h.batch);
         assert_eq!(h.queue_id, 3);
         let mut one = cmd.clone();
+        // The C++ client's batches: "1" (the one exception to parseBoolean, see batch_flag).
         one.put_ext("m", "1");
-        // Boolean.parseBoolean("1") is false; only "true" is true.
-        assert!(!SendHeader::parse(&one).unwrap().batch);
+        assert!(SendHeader::parse(&one).unwrap().batch);
         one.put_ext("m", "TRUE");
         assert!(SendHeader::parse(&one).unwrap().batch);
+        one.put_ext("m", "yes");
+        assert!(!SendHeader::parse(&one).unwrap().batch);
         // Bad optional numbers leave the defaults, as in Java.
         let mut junk = cmd;
         junk.put_ext("j", "x");

@@ -351,7 +351,9 @@ fn stored(r: &PutResult) -> bool {
 /// Puts the half message back with one more check counted, then asks a producer of its
 /// group about the new copy. Returns whether the copy was stored.
 async fn check_again(b: &Arc<Broker>, rec: &DecodedRecord<'_>, qoff: i64, checks: i32) -> bool {
-    let r = b.put(vec![renewed_half(rec, checks)]).await;
+    let renewed = renewed_half(rec, checks);
+    let properties = renewed.properties.clone();
+    let r = b.put(vec![renewed]).await;
     let Some(a) = r.append.as_ref().filter(|_| stored(&r)) else {
         tracing::warn!(
             offset = qoff,
@@ -370,7 +372,7 @@ async fn check_again(b: &Arc<Broker>, rec: &DecodedRecord<'_>, qoff: i64, checks
         );
         return true;
     };
-    match check_request(b, rec, new_qoff, new_phys) {
+    match check_request(b, rec, &properties, new_qoff, new_phys) {
         Ok(cmd) => {
             tracing::info!(
                 group,
@@ -389,11 +391,13 @@ async fn check_again(b: &Arc<Broker>, rec: &DecodedRecord<'_>, qoff: i64, checks
     true
 }
 
-/// CHECK_TRANSACTION_STATE for the half copy at (`qoff`, `phys`): the header Java's
-/// `sendCheckMessage` fills, and the message with its real topic and queue as body.
+/// CHECK_TRANSACTION_STATE for the half copy at (`qoff`, `phys`) with `properties`: the
+/// header Java's `sendCheckMessage` fills, and the message with its real topic and queue
+/// (and its check count) as body.
 fn check_request(
     b: &Broker,
     rec: &DecodedRecord<'_>,
+    properties: &str,
     qoff: i64,
     phys: i64,
 ) -> Result<RemotingCommand, codec::CodecError> {
@@ -408,7 +412,7 @@ fn check_request(
         queue_id: real_qid,
         flag: rec.flag,
         body: rec.body,
-        properties: rec.properties,
+        properties,
         sys_flag: rec.sys_flag,
         born_timestamp: rec.born_timestamp,
         born_host: rec.born_host,
