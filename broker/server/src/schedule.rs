@@ -8,6 +8,8 @@
 //! in memory and persisted to `config/delayOffset.json` with the consumer offsets, so a
 //! crash re-delivers at most one interval of delayed messages (at-least-once).
 //! `messageDelayLevel` sets the levels; tests use short ones (`100ms 200ms …`).
+//! Re-puts go through [`Broker::put`](crate::broker::Broker::put) like sends, so they wait
+//! for the same replication gate (a DLedger quorum) before the level's offset moves on.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -217,12 +219,21 @@ async fn deliver_level(b: Arc<Broker>, level: i32) {
                         prepared_transaction_offset: rec.prepared_transaction_offset,
                         tags_code: None,
                     };
-                    let put = b.store.put_message(msg).await;
-                    if !matches!(
-                        put.status,
-                        flotilla_message_store::PutStatus::PutOk
-                            | flotilla_message_store::PutStatus::FlushDiskTimeout
-                    ) {
+                    // Through the replication gate, as a send: in a DLedger group the
+                    // level's offset moves on only once the re-put is committed, so a
+                    // failover before that re-delivers instead of losing the message.
+                    let put = b.put(vec![msg]).await;
+                    // Stored locally (replicas may lag, as a send answered with the same
+                    // status): moving on avoids storing it twice.
+                    if put.append.is_none()
+                        || !matches!(
+                            put.status,
+                            flotilla_message_store::PutStatus::PutOk
+                                | flotilla_message_store::PutStatus::FlushDiskTimeout
+                                | flotilla_message_store::PutStatus::FlushSlaveTimeout
+                                | flotilla_message_store::PutStatus::SlaveNotAvailable
+                        )
+                    {
                         tracing::warn!(
                             level,
                             status = put.status.code(),
