@@ -622,15 +622,6 @@ fn committed(rec: &DecodedRecord<'_>) -> Result<MessageInner, ProcessError> {
     })
 }
 
-/// Counts of the transaction machinery, for runtime info and tests.
-pub fn pending_estimate(b: &Broker) -> BTreeMap<&'static str, i64> {
-    let mut m = BTreeMap::new();
-    m.insert("halfMax", b.max_offset_in_queue(HALF_TOPIC, 0));
-    m.insert("halfProgress", half_progress(b));
-    m.insert("opMax", b.max_offset_in_queue(OP_HALF_TOPIC, 0));
-    m
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
