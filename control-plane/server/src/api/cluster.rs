@@ -12,8 +12,8 @@ use flotilla_intent_store::{Compare, keys};
 use flotilla_proto::v1::{
     Cluster, ClusterPhase, ClusterStatus, CreateClusterRequest, DeleteClusterRequest,
     GetClusterRequest, ListClustersRequest, ListClustersResponse, ObjectMeta, Operation,
-    OperationPhase, OperationSpec, OperationStatus, ScaleInSpec, UpdateClusterRequest,
-    UpdateClusterResponse, WatchClustersRequest, WatchClustersResponse,
+    OperationPhase, OperationSpec, OperationStatus, ScaleInSpec, ScaleOutSpec,
+    UpdateClusterRequest, UpdateClusterResponse, WatchClustersRequest, WatchClustersResponse,
     cluster_service_server::ClusterService, operation_spec,
 };
 use prost::Message;
@@ -200,32 +200,44 @@ impl ClusterApi {
                     why,
                 })?;
         }
-        let operation = (new_groups < old_groups).then(|| {
-            let groups = (new_groups..old_groups)
-                .map(|i| names::group(&meta.name, i))
-                .collect();
-            Operation {
-                metadata: Some(ObjectMeta {
-                    name: format!("op-{}", uuid::Uuid::new_v4()),
-                    uid: uuid::Uuid::new_v4().to_string(),
-                    generation: 1,
-                    create_time: Some(now()),
-                    ..Default::default()
-                }),
-                spec: Some(OperationSpec {
-                    cluster: meta.name.clone(),
-                    kind: Some(operation_spec::Kind::ScaleIn(ScaleInSpec {
-                        groups,
-                        force: r.force,
-                    })),
-                }),
-                status: Some(OperationStatus {
-                    phase: OperationPhase::Pending as i32,
-                    step: "WaitingForWorkflow".into(),
-                    start_time: Some(now()),
-                    ..Default::default()
-                }),
-            }
+        let scale_out = (new_groups > old_groups).then(|| {
+            operation_spec::Kind::ScaleOut(ScaleOutSpec {
+                groups: (old_groups..new_groups)
+                    .map(|i| names::group(&meta.name, i))
+                    .collect(),
+                source_group: new_spec
+                    .scale_source
+                    .as_ref()
+                    .map(|s| s.group.clone())
+                    .unwrap_or_default(),
+            })
+        });
+        let scale_in = (new_groups < old_groups).then(|| {
+            operation_spec::Kind::ScaleIn(ScaleInSpec {
+                groups: (new_groups..old_groups)
+                    .map(|i| names::group(&meta.name, i))
+                    .collect(),
+                force: r.force,
+            })
+        });
+        let operation = scale_in.or(scale_out).map(|kind| Operation {
+            metadata: Some(ObjectMeta {
+                name: format!("op-{}", uuid::Uuid::new_v4()),
+                uid: uuid::Uuid::new_v4().to_string(),
+                generation: 1,
+                create_time: Some(now()),
+                ..Default::default()
+            }),
+            spec: Some(OperationSpec {
+                cluster: meta.name.clone(),
+                kind: Some(kind),
+            }),
+            status: Some(OperationStatus {
+                phase: OperationPhase::Pending as i32,
+                step: "WaitingForWorkflow".into(),
+                start_time: Some(now()),
+                ..Default::default()
+            }),
         });
         let response = UpdateClusterResponse {
             cluster: Some(next.clone()),

@@ -18,6 +18,7 @@
 //! placement (the node's `draining` flag) and are not run here.
 
 pub mod scale_in;
+pub mod scale_out;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -100,6 +101,7 @@ pub trait Workflow: Send + Sync {
 fn workflow_of(op: &Operation) -> Option<Box<dyn Workflow>> {
     match op.spec.as_ref()?.kind.as_ref()? {
         operation_spec::Kind::ScaleIn(_) => Some(Box::new(scale_in::ScaleIn)),
+        operation_spec::Kind::ScaleOut(_) => Some(Box::new(scale_out::ScaleOut)),
         _ => None,
     }
 }

@@ -113,7 +113,7 @@ pub fn members(st: &State, cluster: &str, groups: &BTreeSet<String>) -> Vec<Memb
 }
 
 /// One master per group: the observed writable one, else member 0, else any.
-fn masters(members: &[Member]) -> Vec<Member> {
+pub(super) fn masters(members: &[Member]) -> Vec<Member> {
     let mut by_group: BTreeMap<&str, &Member> = BTreeMap::new();
     for m in members {
         match by_group.get(m.group.as_str()) {
@@ -187,7 +187,7 @@ fn unique(tag: &str) -> String {
     format!("{tag}-{ms}-{}", rand::random::<u32>())
 }
 
-async fn ask(
+pub(super) async fn ask(
     ctx: &Ctx,
     m: &Member,
     id: String,
