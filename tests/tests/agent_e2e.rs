@@ -240,6 +240,74 @@ async fn a_nameserver_list_change_reaches_brokers_without_a_restart() {
     assert!(alive(broker.pid));
 }
 
+/// A broker's live config (GET_BROKER_CONFIG), as key → value.
+async fn broker_config(addr: &str) -> BTreeMap<String, String> {
+    let Some(r) = flotilla_tests::broker_proc::call(
+        &RemotingClient::default(),
+        addr,
+        RemotingCommand::request(request_code::GET_BROKER_CONFIG),
+    )
+    .await
+    else {
+        return BTreeMap::new();
+    };
+    String::from_utf8_lossy(&r.body)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_broker_key_change_is_applied_without_a_restart() {
+    let fleet = Fleet::start(2).await;
+    fleet
+        .create_cluster(fleet::cluster(
+            "livekeys",
+            1,
+            1,
+            1,
+            BrokerMode::MasterSlave,
+            &[("autoCreateTopicEnable", "false")],
+        ))
+        .await;
+    let c = fleet.wait_running("livekeys").await;
+    let broker = brokers(&c).pop().expect("broker member");
+    let before = pids(&c);
+    assert_eq!(
+        broker_config(&broker.address)
+            .await
+            .get("autoCreateTopicEnable")
+            .map(String::as_str),
+        Some("false")
+    );
+
+    fleet
+        .update_cluster("livekeys", |s| {
+            if let Some(b) = s.broker.as_mut() {
+                b.config
+                    .insert("autoCreateTopicEnable".into(), "true".into());
+                b.config.insert("defaultTopicQueueNums".into(), "16".into());
+            }
+        })
+        .await;
+    let addr = broker.address.clone();
+    wait_until("the broker runs with the new values", WAIT, || {
+        let addr = addr.clone();
+        async move {
+            let cfg = broker_config(&addr).await;
+            (cfg.get("autoCreateTopicEnable").map(String::as_str) == Some("true")
+                && cfg.get("defaultTopicQueueNums").map(String::as_str) == Some("16"))
+            .then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", fleet.logs()));
+    let c = fleet.wait_running("livekeys").await;
+    assert_eq!(pids(&c), before, "no instance was restarted");
+    assert!(alive(broker.pid));
+}
+
 // ------------------------------------------------------------------------------------------
 // Commands: a minimal control-plane side of the agent protocol, driven by the test, so the
 // test chooses epochs and command ids.

@@ -19,8 +19,30 @@ use sha2::{Digest, Sha256};
 
 use crate::names;
 
-/// Keys a running broker can change without restart.
-pub const ONLINE_KEYS: &[&str] = &["namesrvAddr", "brokerPermission"];
+/// Keys a running broker applies live through UPDATE_BROKER_CONFIG, so a change to them never
+/// restarts anything. Every key here is in the broker's own `LIVE_KEYS` (checked by the
+/// `online_keys` test); its conditionally live keys (`maxMessageSize` above the start value,
+/// more `messageDelayLevel` levels than at start) are left out, so they roll instead of being
+/// refused.
+pub const ONLINE_KEYS: &[&str] = &[
+    "namesrvAddr",
+    "brokerPermission",
+    "autoCreateTopicEnable",
+    "autoCreateSubscriptionGroup",
+    "defaultTopicQueueNums",
+    "registerNameServerPeriod",
+    "registerBrokerTimeoutMills",
+    "longPollingEnable",
+    "shortPollingTimeMills",
+    "channelExpiredTimeout",
+    "regionId",
+    "traceOn",
+    "maxReconsumeTimes",
+    "flushConsumerOffsetInterval",
+    "transactionTimeOut",
+    "transactionCheckMax",
+    "transactionCheckInterval",
+];
 
 /// Data directory root used when an agent did not say where its data lives.
 pub const DEFAULT_AGENT_DATA_DIR: &str = "/var/lib/flotilla-agent";
