@@ -13,10 +13,13 @@ use std::time::Duration;
 use flotilla_proto::agent::v1::{
     CommandError, MetadataExport, ResetOffsetResult, TopicList, command, command_result,
 };
-use flotilla_proto::v1::{ConsumerGroup, GroupProgress, QueueProgress, QueueStats, TopicStats};
+use flotilla_proto::v1::{
+    ClientConnection, ConsumerConnections, ConsumerGroup, GroupProgress, QueueProgress,
+    QueueStats, RouteBroker, RouteQueues, Subscription, TopicRoute, TopicStats,
+};
 use flotilla_remoting::protocol::{
-    ConsumeStats, ResetOffsetBody, SubscriptionGroupConfig, TopicConfigSerializeWrapper,
-    TopicStatsTable, decode_body, encode_body,
+    ConsumeStats, ConsumerConnection, ResetOffsetBody, SubscriptionGroupConfig,
+    TopicConfigSerializeWrapper, TopicRouteData, TopicStatsTable, decode_body, encode_body,
 };
 use flotilla_remoting::{RemotingClient, RemotingCommand, request_code, response_code};
 use serde_json::Value;
@@ -323,6 +326,8 @@ pub fn action_name(a: &command::Action) -> &'static str {
         A::ListTopics(_) => "list_topics",
         A::UpdateBrokerConfig(_) => "update_broker_config",
         A::TransferLeadership(_) => "transfer_leadership",
+        A::GetTopicRoute(_) => "get_topic_route",
+        A::GetConsumerConnections(_) => "get_consumer_connections",
     }
 }
 
@@ -386,8 +391,12 @@ pub async fn execute(
             Ok(None)
         }
         A::DeleteTopic(d) => {
-            let cmd = RemotingCommand::request(request_code::DELETE_TOPIC_IN_BROKER)
-                .with_ext("topic", &d.topic);
+            let code = if d.in_namesrv {
+                request_code::DELETE_TOPIC_IN_NAMESRV
+            } else {
+                request_code::DELETE_TOPIC_IN_BROKER
+            };
+            let cmd = RemotingCommand::request(code).with_ext("topic", &d.topic);
             invoke(client, addr, cmd).await?;
             Ok(None)
         }
@@ -428,6 +437,7 @@ pub async fn execute(
                 total_lag: queues.iter().map(|q| q.lag).sum(),
                 queues,
                 consume_tps: stats.consume_tps,
+                failures: Vec::new(),
             })))
         }
         A::GetTopicStats(t) => {
@@ -450,6 +460,7 @@ pub async fn execute(
                 topic: t.topic.clone(),
                 total_messages: queues.iter().map(|q| q.max_offset - q.min_offset).sum(),
                 queues,
+                failures: Vec::new(),
             })))
         }
         A::ExportMetadata(_) => {
@@ -532,6 +543,114 @@ pub async fn execute(
             transfer_leadership(client, addr, &t.target_self_id).await?;
             Ok(None)
         }
+        A::GetTopicRoute(t) => {
+            if t.topic.is_empty() {
+                return Err(CommandFailure::Invalid("topic name is empty".into()));
+            }
+            let cmd = RemotingCommand::request(request_code::GET_ROUTEINFO_BY_TOPIC)
+                .with_ext("topic", &t.topic)
+                .with_ext("acceptStandardJsonOnly", true);
+            let resp = invoke(client, addr, cmd).await?;
+            let route: TopicRouteData = decode_body(&resp.body).map_err(bad)?;
+            Ok(Some(command_result::Result::TopicRoute(route_to_proto(
+                &t.topic, &route,
+            ))))
+        }
+        A::GetConsumerConnections(g) => {
+            if g.group.is_empty() {
+                return Err(CommandFailure::Invalid("group name is empty".into()));
+            }
+            let cmd = RemotingCommand::request(request_code::GET_CONSUMER_CONNECTION_LIST)
+                .with_ext("consumerGroup", &g.group);
+            let resp = client
+                .invoke(addr, cmd, ADMIN_TIMEOUT)
+                .await
+                .map_err(|e| CommandFailure::Unreachable(e.to_string()))?;
+            let conns = match resp.code {
+                response_code::SUCCESS => {
+                    let c: ConsumerConnection = decode_body(&resp.body).map_err(bad)?;
+                    connections_to_proto(&g.group, &c)
+                }
+                // No consumer of the group is connected to this broker: an empty answer.
+                response_code::CONSUMER_NOT_ONLINE => ConsumerConnections {
+                    group: g.group.clone(),
+                    ..ConsumerConnections::default()
+                },
+                code => {
+                    return Err(CommandFailure::Broker {
+                        code,
+                        remark: resp.remark.unwrap_or_default(),
+                    });
+                }
+            };
+            Ok(Some(command_result::Result::ConsumerConnections(conns)))
+        }
+    }
+}
+
+/// A nameserver's route data as the API's `TopicRoute` (sorted by brokerName).
+fn route_to_proto(topic: &str, r: &TopicRouteData) -> TopicRoute {
+    let mut queues: Vec<RouteQueues> = r
+        .queue_datas
+        .iter()
+        .map(|q| RouteQueues {
+            broker_name: q.broker_name.clone(),
+            read_queue_nums: u32::try_from(q.read_queue_nums).unwrap_or(0),
+            write_queue_nums: u32::try_from(q.write_queue_nums).unwrap_or(0),
+            perm: u32::try_from(q.perm).unwrap_or(0),
+        })
+        .collect();
+    queues.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
+    let mut brokers: Vec<RouteBroker> = r
+        .broker_datas
+        .iter()
+        .map(|b| RouteBroker {
+            broker_name: b.broker_name.clone(),
+            cluster: b.cluster.clone(),
+            addresses: b
+                .broker_addrs
+                .iter()
+                .map(|(id, a)| (*id, a.clone()))
+                .collect(),
+        })
+        .collect();
+    brokers.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
+    TopicRoute {
+        topic: topic.to_string(),
+        queues,
+        brokers,
+        nameserver: String::new(),
+    }
+}
+
+/// A broker's consumer connection list as the API's `ConsumerConnections`.
+fn connections_to_proto(group: &str, c: &ConsumerConnection) -> ConsumerConnections {
+    ConsumerConnections {
+        group: group.to_string(),
+        connections: c
+            .connection_set
+            .iter()
+            .map(|x| ClientConnection {
+                client_id: x.client_id.clone(),
+                client_address: x.client_addr.clone(),
+                language: x.language.clone(),
+                version: x.version,
+                broker_names: Vec::new(),
+            })
+            .collect(),
+        subscriptions: c
+            .subscription_table
+            .values()
+            .map(|s| Subscription {
+                topic: s.topic.clone(),
+                expression: s.sub_string.clone(),
+                expression_type: s.expression_type.clone(),
+            })
+            .collect(),
+        consume_type: c.consume_type.clone(),
+        message_model: c.message_model.clone(),
+        consume_from_where: c.consume_from_where.clone(),
+        failures: Vec::new(),
     }
 }
 
@@ -726,6 +845,63 @@ mod tests {
         assert_eq!(e.code(), "INVALID_COMMAND");
         let e = transfer_answer(response_code::SYSTEM_ERROR, "timeout", "").unwrap_err();
         assert_eq!(e.code(), "BROKER_ERROR");
+    }
+
+    #[test]
+    fn route_and_connections_convert() {
+        use flotilla_remoting::protocol::{BrokerData, Connection, QueueData, SubscriptionData};
+        let route = TopicRouteData {
+            queue_datas: vec![
+                QueueData {
+                    broker_name: "c-1".into(),
+                    read_queue_nums: 4,
+                    write_queue_nums: 4,
+                    perm: 6,
+                    topic_sys_flag: 0,
+                },
+                QueueData {
+                    broker_name: "c-0".into(),
+                    read_queue_nums: 8,
+                    write_queue_nums: 2,
+                    perm: 4,
+                    topic_sys_flag: 0,
+                },
+            ],
+            broker_datas: vec![BrokerData {
+                cluster: "c".into(),
+                broker_name: "c-0".into(),
+                broker_addrs: BTreeMap::from([(0, "127.0.0.1:10911".to_string())]),
+                ..BrokerData::default()
+            }],
+            ..TopicRouteData::default()
+        };
+        let r = route_to_proto("T", &route);
+        assert_eq!(r.queues[0].broker_name, "c-0", "sorted by brokerName");
+        assert_eq!((r.queues[0].read_queue_nums, r.queues[0].perm), (8, 4));
+        assert_eq!(r.brokers[0].addresses[&0], "127.0.0.1:10911");
+        let c = ConsumerConnection {
+            connection_set: vec![Connection {
+                client_id: "id-1".into(),
+                client_addr: "127.0.0.1:5555".into(),
+                language: "RUST".into(),
+                version: 475,
+            }],
+            subscription_table: BTreeMap::from([(
+                "T".to_string(),
+                SubscriptionData {
+                    topic: "T".into(),
+                    sub_string: "a || b".into(),
+                    ..SubscriptionData::default()
+                },
+            )]),
+            consume_type: "CONSUME_PASSIVELY".into(),
+            message_model: "CLUSTERING".into(),
+            consume_from_where: "CONSUME_FROM_FIRST_OFFSET".into(),
+        };
+        let p = connections_to_proto("g", &c);
+        assert_eq!(p.connections[0].client_address, "127.0.0.1:5555");
+        assert_eq!(p.subscriptions[0].expression, "a || b");
+        assert_eq!(p.message_model, "CLUSTERING");
     }
 
     #[test]

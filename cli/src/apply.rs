@@ -1,5 +1,11 @@
-//! `flotilla apply -f cluster.json`: a small, hand-writable cluster file, turned into a
-//! `flotilla.v1.Cluster` and created or updated (with the current etag) on the control plane.
+//! `flotilla apply -f FILE|-`: Flotilla documents ([`crate::docs`]: clusters, topics,
+//! consumer groups; YAML or JSON, several per file) created, or updated when they exist —
+//! clusters with their current etag, topics and groups through the business API. Documents
+//! are applied in order; one that fails is reported (with its position and kind) and the rest
+//! are still applied, and the command then exits non-zero.
+//!
+//! A cluster document's spec is the small, hand-writable cluster file below, turned into a
+//! `flotilla.v1.Cluster`.
 //!
 //! The file schema is deliberately flat and documented here rather than the full protobuf
 //! JSON, so a person can write one from memory:
@@ -34,15 +40,6 @@ pub enum ApplyError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not valid JSON of the cluster schema.
-    #[error("{path} is not a valid cluster file: {source}")]
-    Parse {
-        /// Path.
-        path: String,
-        /// Cause.
-        #[source]
-        source: serde_json::Error,
-    },
     /// A field has an unknown value.
     #[error("field {field}: {message}")]
     Field {
@@ -54,6 +51,20 @@ pub enum ApplyError {
     /// The control plane refused the request.
     #[error("control plane: {0}")]
     Api(#[from] tonic::Status),
+    /// A document could not be read.
+    #[error(transparent)]
+    Doc(#[from] crate::docs::DocError),
+    /// A topic or consumer group document was refused.
+    #[error(transparent)]
+    Business(#[from] crate::api::CmdError),
+    /// Some documents could not be applied (each was reported).
+    #[error("{failed} of {total} documents could not be applied")]
+    Failed {
+        /// How many failed.
+        failed: usize,
+        /// How many there were.
+        total: usize,
+    },
     /// The control plane could not be reached.
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
@@ -64,10 +75,21 @@ impl ApplyError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Read { .. } => "APPLY_READ",
-            Self::Parse { .. } => "APPLY_PARSE",
             Self::Field { .. } => "APPLY_INVALID_FIELD",
             Self::Api(_) => "APPLY_API_ERROR",
             Self::Client(e) => e.code(),
+            Self::Doc(e) => e.code(),
+            Self::Business(_) => "APPLY_REFUSED",
+            Self::Failed { .. } => "APPLY_FAILED",
+        }
+    }
+
+    /// The most precise code: the control plane's reason for a refused document.
+    pub fn detailed_code(&self) -> String {
+        match self {
+            Self::Business(e) => e.code(),
+            Self::Api(s) => crate::api::reason(s).unwrap_or_else(|| self.code().to_string()),
+            e => e.code().to_string(),
         }
     }
 }
@@ -154,18 +176,6 @@ pub struct ClusterFile {
 }
 
 impl ClusterFile {
-    /// Reads a cluster file.
-    pub fn load(path: &Path) -> Result<Self, ApplyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ApplyError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|source| ApplyError::Parse {
-            path: path.display().to_string(),
-            source,
-        })
-    }
-
     /// The protobuf cluster (metadata name and labels, spec).
     pub fn to_cluster(&self) -> Result<Cluster, ApplyError> {
         let mode = match self.mode.as_str() {
@@ -310,9 +320,196 @@ pub async fn apply(server: &str, cluster: Cluster) -> Result<(Applied, Cluster),
     }
 }
 
+/// Reads `path` (`-` = standard input).
+pub fn read_input(path: &Path) -> Result<String, ApplyError> {
+    let read = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    read.map_err(|source| ApplyError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn perm_of(v: Option<&serde_json::Value>) -> Result<Option<String>, crate::api::CmdError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(crate::api::CmdError::invalid(
+            "spec.perm",
+            format!("must be rw, r, w or 6, 4, 2, got {other}"),
+        )),
+    }
+}
+
+/// Creates a topic, or updates it when it exists.
+async fn apply_topic(
+    server: &str,
+    name: &str,
+    spec: &crate::docs::TopicSpec,
+) -> Result<Applied, crate::api::CmdError> {
+    use crate::api::CmdError;
+    use flotilla_proto::v1::{CreateTopicRequest, Topic, UpdateTopicRequest};
+    let shape = crate::topic::Shape {
+        queues: spec.queues,
+        read_queues: spec.read_queues,
+        write_queues: spec.write_queues,
+        perm: perm_of(spec.perm.as_ref())?,
+    };
+    let (read, write, perm) = shape.resolve().map_err(|e| match e {
+        CmdError::Invalid { flag, message } => CmdError::Invalid {
+            flag: format!("spec.{}", flag.trim_start_matches("--").replace("-q", "Q")),
+            message,
+        },
+        e => e,
+    })?;
+    let topic = Topic {
+        name: name.to_string(),
+        read_queue_nums: read,
+        write_queue_nums: write,
+        perm,
+        order: spec.order,
+        attributes: spec.attributes.clone().into_iter().collect(),
+        groups: spec.groups.clone(),
+    };
+    let mut c = crate::api::topics(server).await?;
+    let created = c
+        .create_topic(CreateTopicRequest {
+            cluster: spec.cluster.clone(),
+            topic: Some(topic.clone()),
+            request_id: String::new(),
+        })
+        .await;
+    match created {
+        Ok(_) => Ok(Applied::Created),
+        Err(s) if s.code() == tonic::Code::AlreadyExists => {
+            c.update_topic(UpdateTopicRequest {
+                cluster: spec.cluster.clone(),
+                topic: Some(topic),
+                request_id: String::new(),
+            })
+            .await?;
+            Ok(Applied::Updated)
+        }
+        Err(s) => Err(s.into()),
+    }
+}
+
+/// Creates a consumer group, or replaces its settings when it exists.
+async fn apply_group(
+    server: &str,
+    name: &str,
+    spec: &crate::docs::GroupSpec,
+) -> Result<Applied, crate::api::CmdError> {
+    use flotilla_proto::v1::{CreateGroupRequest, UpdateGroupRequest};
+    let settings = crate::group::Settings {
+        retry_queues: spec.retry_queues,
+        max_retries: spec.max_retries,
+        broadcast: spec.broadcast,
+        consume_from_min: spec.consume_from_min,
+        orderly: spec.orderly,
+        disabled: !spec.consume_enable,
+        groups: spec.groups.clone(),
+    };
+    let group = settings.to_group(name.to_string())?;
+    let mut c = crate::api::groups(server).await?;
+    let created = c
+        .create_group(CreateGroupRequest {
+            cluster: spec.cluster.clone(),
+            group: Some(group.clone()),
+            request_id: String::new(),
+        })
+        .await;
+    match created {
+        Ok(_) => Ok(Applied::Created),
+        Err(s) if s.code() == tonic::Code::AlreadyExists => {
+            c.update_group(UpdateGroupRequest {
+                cluster: spec.cluster.clone(),
+                group: Some(group),
+                request_id: String::new(),
+            })
+            .await?;
+            Ok(Applied::Updated)
+        }
+        Err(s) => Err(s.into()),
+    }
+}
+
+/// Applies every document of `path` in order, printing one line per document.
+pub async fn run(server: &str, path: &Path) -> Result<(), ApplyError> {
+    use crate::docs::Document;
+    let text = read_input(path)?;
+    let docs = crate::docs::parse(&text)?;
+    let total = docs.len();
+    let mut failed = 0;
+    for (i, d) in docs.iter().enumerate() {
+        let outcome: Result<(Applied, String), ApplyError> = match d {
+            Document::Cluster(f) => match f.to_cluster() {
+                Ok(c) => apply(server, c)
+                    .await
+                    .map(|(a, _)| (a, format!("cluster {}", f.name))),
+                Err(e) => Err(e),
+            },
+            Document::Topic { name, spec } => apply_topic(server, name, spec)
+                .await
+                .map(|a| (a, format!("topic {name} in cluster {}", spec.cluster)))
+                .map_err(ApplyError::from),
+            Document::Group { name, spec } => apply_group(server, name, spec)
+                .await
+                .map(|a| {
+                    (
+                        a,
+                        format!("consumer group {name} in cluster {}", spec.cluster),
+                    )
+                })
+                .map_err(ApplyError::from),
+        };
+        match outcome {
+            Ok((Applied::Created, what)) => println!("{what} created"),
+            Ok((Applied::Updated, what)) => println!("{what} updated"),
+            Err(e) => {
+                // Connection failures stop at once: every later document would fail alike.
+                if matches!(e, ApplyError::Client(_))
+                    || matches!(e, ApplyError::Business(crate::api::CmdError::Client(_)))
+                {
+                    return Err(e);
+                }
+                failed += 1;
+                eprintln!(
+                    "flotilla: document {} ({}): {e} [{}]",
+                    i + 1,
+                    d.describe(),
+                    e.detailed_code()
+                );
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(ApplyError::Failed { failed, total });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn perms_from_documents() {
+        assert_eq!(perm_of(None).unwrap(), None);
+        assert_eq!(
+            perm_of(Some(&serde_json::json!(6))).unwrap().as_deref(),
+            Some("6")
+        );
+        assert_eq!(
+            perm_of(Some(&serde_json::json!("rw"))).unwrap().as_deref(),
+            Some("rw")
+        );
+        assert!(perm_of(Some(&serde_json::json!([1]))).is_err());
+    }
 
     #[test]
     fn parses_and_converts() {

@@ -4,6 +4,7 @@
 //!
 //! Everything is fetched before anything is printed, so a failure prints only the error (on
 //! stderr, by `main`) and never a table header without rows on the same terminal line.
+//! `-o json|yaml` prints the views of [`crate::view`] (stable field names) instead.
 
 use flotilla_proto::v1::{
     Cluster, ClusterPhase, GetClusterRequest, InstanceKind, ListClustersRequest, ListNodesRequest,
@@ -11,6 +12,8 @@ use flotilla_proto::v1::{
 };
 
 use crate::client::{self, ClientError};
+use crate::output::{self, Format, OutputError};
+use crate::view;
 
 /// Listing failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +24,9 @@ pub enum GetError {
     /// The control plane could not be reached.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The answer could not be printed.
+    #[error(transparent)]
+    Output(#[from] OutputError),
 }
 
 impl GetError {
@@ -29,6 +35,7 @@ impl GetError {
         match self {
             Self::Api(_) => "GET_API_ERROR",
             Self::Client(e) => e.code(),
+            Self::Output(e) => e.code(),
         }
     }
 }
@@ -69,11 +76,94 @@ pub fn cluster_header() -> String {
     )
 }
 
+fn role_of(m: &Member) -> String {
+    role_name(m.role).to_string()
+}
+
+/// The JSON/YAML view of a cluster.
+pub fn cluster_view(c: &Cluster) -> view::Cluster {
+    let meta = c.metadata.clone().unwrap_or_default();
+    let st = c.status.clone().unwrap_or_default();
+    view::Cluster {
+        name: meta.name,
+        phase: phase_name(st.phase).to_string(),
+        generation: meta.generation,
+        observed_generation: st.observed_generation,
+        namesrv_addr: st.namesrv_addr.clone(),
+        ready_members: st.members.iter().filter(|m| m.ready).count(),
+        members: st.members.iter().map(member_view).collect(),
+        groups: st
+            .groups
+            .iter()
+            .map(|g| view::GroupReadiness {
+                name: g.name.clone(),
+                ready: g.ready,
+                master: g.master.clone(),
+                reason: g.reason.clone(),
+            })
+            .collect(),
+        conditions: st
+            .conditions
+            .iter()
+            .map(|c| {
+                let status = match flotilla_proto::v1::ConditionStatus::try_from(c.status) {
+                    Ok(flotilla_proto::v1::ConditionStatus::True) => "True",
+                    Ok(flotilla_proto::v1::ConditionStatus::False) => "False",
+                    _ => "Unknown",
+                };
+                (c.r#type.clone(), status.to_string())
+            })
+            .collect(),
+    }
+}
+
+/// The JSON/YAML view of a member.
+pub fn member_view(m: &Member) -> view::Member {
+    view::Member {
+        name: m.name.clone(),
+        kind: if m.kind == InstanceKind::Broker as i32 {
+            "broker"
+        } else {
+            "namesrv"
+        }
+        .to_string(),
+        group: m.group.clone(),
+        role: role_of(m),
+        broker_id: m.broker_id,
+        node: m.node.clone(),
+        address: m.address.clone(),
+        pid: m.pid,
+        ready: m.ready,
+        writable: m.writable,
+        term: m.term,
+        restarts: m.restarts,
+        state: m.state.clone(),
+    }
+}
+
+fn node_view(n: &Node) -> view::Node {
+    let st = n.status.clone().unwrap_or_default();
+    view::Node {
+        name: n.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
+        phase: match NodePhase::try_from(st.phase) {
+            Ok(NodePhase::Ready) => "Ready",
+            Ok(NodePhase::NotReady) => "NotReady",
+            _ => "Unknown",
+        }
+        .to_string(),
+        address: st.advertise_address.clone(),
+        cordoned: n.spec.as_ref().is_some_and(|s| s.cordoned),
+        instances: st.instances.clone(),
+        limits: st.limits_mechanism.clone(),
+    }
+}
+
 /// Prints every cluster.
-pub async fn clusters(server: &str) -> Result<(), GetError> {
+pub async fn clusters(server: &str, format: Format) -> Result<(), GetError> {
     let mut c = client::clusters(server).await?;
     let mut token = String::new();
     let mut rows = Vec::new();
+    let mut views = Vec::new();
     loop {
         let resp = c
             .list_clusters(ListClustersRequest {
@@ -84,15 +174,20 @@ pub async fn clusters(server: &str) -> Result<(), GetError> {
             .await?
             .into_inner();
         rows.extend(resp.clusters.iter().map(cluster_line));
+        views.extend(resp.clusters.iter().map(cluster_view));
         if resp.next_page_token.is_empty() {
             break;
         }
         token = resp.next_page_token;
     }
-    println!("{}", cluster_header());
-    for r in rows {
-        println!("{r}");
-    }
+    output::print(format, &views, |_| {
+        let mut s = cluster_header() + "\n";
+        for r in rows {
+            s.push_str(&r);
+            s.push('\n');
+        }
+        s
+    })?;
     Ok(())
 }
 
@@ -116,10 +211,11 @@ fn node_line(n: &Node) -> String {
 }
 
 /// Prints every node.
-pub async fn nodes(server: &str) -> Result<(), GetError> {
+pub async fn nodes(server: &str, format: Format) -> Result<(), GetError> {
     let mut c = client::nodes(server).await?;
     let mut token = String::new();
     let mut rows = Vec::new();
+    let mut views = Vec::new();
     loop {
         let resp = c
             .list_nodes(ListNodesRequest {
@@ -130,18 +226,23 @@ pub async fn nodes(server: &str) -> Result<(), GetError> {
             .await?
             .into_inner();
         rows.extend(resp.nodes.iter().map(node_line));
+        views.extend(resp.nodes.iter().map(node_view));
         if resp.next_page_token.is_empty() {
             break;
         }
         token = resp.next_page_token;
     }
-    println!(
-        "{:<12} {:<9} {:<16} {:<8} INSTANCES",
-        "NAME", "PHASE", "ADDRESS", "LIMITS"
-    );
-    for r in rows {
-        println!("{r}");
-    }
+    output::print(format, &views, |_| {
+        let mut s = format!(
+            "{:<12} {:<9} {:<16} {:<8} INSTANCES\n",
+            "NAME", "PHASE", "ADDRESS", "LIMITS"
+        );
+        for r in rows {
+            s.push_str(&r);
+            s.push('\n');
+        }
+        s
+    })?;
     Ok(())
 }
 
@@ -224,7 +325,7 @@ pub fn group_line(g: &flotilla_proto::v1::GroupStatus) -> String {
 }
 
 /// Prints every member of one cluster: role, id, term, placement, process, readiness, offsets.
-pub async fn members(server: &str, cluster: &str) -> Result<(), GetError> {
+pub async fn members(server: &str, cluster: &str, format: Format) -> Result<(), GetError> {
     let mut c = client::clusters(server).await?;
     let cl = c
         .get_cluster(GetClusterRequest {
@@ -233,16 +334,24 @@ pub async fn members(server: &str, cluster: &str) -> Result<(), GetError> {
         .await?
         .into_inner();
     let st = cl.status.clone().unwrap_or_default();
-    println!("{}", member_header());
-    for m in &st.members {
-        println!("{}", member_line(m));
-    }
-    println!();
-    println!("{}", cluster_header());
-    println!("{}", cluster_line(&cl));
-    for g in &st.groups {
-        println!("{}", group_line(g));
-    }
+    let views: Vec<view::Member> = st.members.iter().map(member_view).collect();
+    output::print(format, &views, |_| {
+        let mut s = member_header() + "\n";
+        for m in &st.members {
+            s.push_str(&member_line(m));
+            s.push('\n');
+        }
+        s.push('\n');
+        s.push_str(&cluster_header());
+        s.push('\n');
+        s.push_str(&cluster_line(&cl));
+        s.push('\n');
+        for g in &st.groups {
+            s.push_str(&group_line(g));
+            s.push('\n');
+        }
+        s
+    })?;
     Ok(())
 }
 

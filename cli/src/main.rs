@@ -1,14 +1,26 @@
 //! `flotilla`: the command line for Flotilla.
 //!
 //! - `flotilla up` — a one-machine Flotilla (control plane, three agents, a default cluster);
-//! - `flotilla apply -f cluster.json` — create or update a cluster from a file;
-//! - `flotilla get clusters|nodes` — list resources;
+//! - `flotilla apply -f FILE|-` — create or update clusters, topics and consumer groups from
+//!   YAML or JSON documents;
+//! - `flotilla get clusters|nodes|members` — list resources (`-o table|wide|json|yaml`);
+//! - `flotilla topic …`, `flotilla group …`, `flotilla offset reset` — the business API;
 //! - `flotilla bench …` — drive load at a broker (`flotilla_broker::bench`).
+//!
+//! Exit status: 0 on success, 2 for a bad command line (clap's usage errors and flag values
+//! checked before anything is sent), 1 for every other failure. Errors go to stderr as
+//! `flotilla: <what went wrong> [CODE]`, CODE being the stable reason a script can match.
 
+mod api;
 mod apply;
 mod client;
+mod docs;
 mod get;
+mod group;
+mod output;
+mod topic;
 mod up;
+mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,9 +42,9 @@ struct Cli {
 enum Cmd {
     /// Start a whole Flotilla on this machine and run until Ctrl-C.
     Up(up::UpArgs),
-    /// Create or update a cluster from a JSON file.
+    /// Create or update clusters, topics and consumer groups from YAML or JSON documents.
     Apply {
-        /// The cluster file (see `flotilla apply --help` schema in the docs).
+        /// The file (`-` = standard input); several documents allowed (`---` in YAML).
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
         /// Control-plane addresses (comma-separated replicas, or a DNS name with several records).
@@ -49,6 +61,24 @@ enum Cmd {
         /// Control-plane addresses (comma-separated replicas, or a DNS name with several records).
         #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
         server: String,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: output::Format,
+    },
+    /// Topics of a cluster: create, update, delete, get, list, route, stats.
+    Topic {
+        #[command(subcommand)]
+        cmd: topic::TopicCmd,
+    },
+    /// Consumer groups of a cluster: create, update, delete, get, list, lag, connections.
+    Group {
+        #[command(subcommand)]
+        cmd: group::GroupCmd,
+    },
+    /// Consumer offsets: reset to a time or an offset.
+    Offset {
+        #[command(subcommand)]
+        cmd: group::OffsetCmd,
     },
     /// Benchmark a broker.
     Bench(flotilla_broker::bench::BenchArgs),
@@ -65,32 +95,28 @@ enum What {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Up(a) => up::run(a).await,
-        Cmd::Apply { file, server } => {
-            let f = apply::ClusterFile::load(&file)?;
-            let (what, c) = apply::apply(&server, f.to_cluster()?).await?;
-            let name = c.metadata.map(|m| m.name).unwrap_or_default();
-            match what {
-                apply::Applied::Created => println!("cluster {name} created"),
-                apply::Applied::Updated => println!("cluster {name} updated"),
-            }
-            Ok(())
-        }
+        Cmd::Apply { file, server } => Ok(apply::run(&server, &file).await?),
         Cmd::Get {
             what,
             cluster,
             server,
+            output,
         } => {
             match what {
-                What::Clusters => get::clusters(&server).await?,
-                What::Nodes => get::nodes(&server).await?,
+                What::Clusters => get::clusters(&server, output).await?,
+                What::Nodes => get::nodes(&server, output).await?,
                 What::Members => {
-                    let cluster = cluster
-                        .ok_or_else(|| anyhow::anyhow!("usage: flotilla get members CLUSTER"))?;
-                    get::members(&server, &cluster).await?
+                    let cluster = cluster.ok_or_else(|| {
+                        api::CmdError::invalid("flotilla get members", "give the CLUSTER")
+                    })?;
+                    get::members(&server, &cluster, output).await?
                 }
             }
             Ok(())
         }
+        Cmd::Topic { cmd } => Ok(topic::run(cmd).await?),
+        Cmd::Group { cmd } => Ok(group::run(cmd).await?),
+        Cmd::Offset { cmd } => Ok(group::run_offset(cmd).await?),
         Cmd::Bench(args) => {
             let report = flotilla_broker::bench::run(args.into_opts()).await?;
             println!("{report}");
@@ -100,20 +126,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The stable code of the first Flotilla error in the chain, for scripts that match on it.
-fn error_code(e: &anyhow::Error) -> Option<&'static str> {
+fn error_code(e: &anyhow::Error) -> Option<String> {
     e.chain().find_map(|cause| {
         if let Some(x) = cause.downcast_ref::<up::UpError>() {
-            Some(x.code())
+            Some(x.code().to_string())
         } else if let Some(x) = cause.downcast_ref::<apply::ApplyError>() {
-            Some(x.code())
+            Some(x.code().to_string())
         } else if let Some(x) = cause.downcast_ref::<client::ClientError>() {
+            Some(x.code().to_string())
+        } else if let Some(x) = cause.downcast_ref::<api::CmdError>() {
             Some(x.code())
         } else {
             cause
                 .downcast_ref::<get::GetError>()
-                .map(get::GetError::code)
+                .map(|x| x.code().to_string())
         }
     })
+}
+
+/// 2 for a bad command line, else 1.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<api::CmdError>().map(api::CmdError::exit_code))
+        .unwrap_or(1)
 }
 
 #[tokio::main]
@@ -132,7 +167,7 @@ async fn main() -> ExitCode {
                 Some(code) => eprintln!("flotilla: {e:#} [{code}]"),
                 None => eprintln!("flotilla: {e:#}"),
             }
-            ExitCode::from(1)
+            ExitCode::from(exit_code(&e))
         }
     }
 }

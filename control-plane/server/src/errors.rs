@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use flotilla_intent_store::StoreError;
+use flotilla_proto::v1::BrokerFailure;
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -116,6 +117,55 @@ pub enum ApiError {
     /// The object is being deleted; no more changes are accepted.
     #[error("cluster {0} is being deleted")]
     ClusterDeleting(String),
+    /// The cluster's console is switched off (`spec.console.enabled = false`): the business
+    /// API does not act on it.
+    #[error("cluster {0} has its console disabled (spec.console.enabled = false)")]
+    ConsoleDisabled(String),
+    /// No broker group of the cluster has the topic.
+    #[error("topic {topic} not found in cluster {cluster}")]
+    TopicNotFound {
+        /// Cluster.
+        cluster: String,
+        /// Topic.
+        topic: String,
+    },
+    /// CreateTopic for a topic that some target broker group already has.
+    #[error("topic {topic} already exists in cluster {cluster} (on {})", .groups.join(", "))]
+    TopicAlreadyExists {
+        /// Cluster.
+        cluster: String,
+        /// Topic.
+        topic: String,
+        /// Broker groups holding it.
+        groups: Vec<String>,
+    },
+    /// No broker group of the cluster has the consumer group.
+    #[error("consumer group {group} not found in cluster {cluster}")]
+    GroupNotFound {
+        /// Cluster.
+        cluster: String,
+        /// Consumer group.
+        group: String,
+    },
+    /// CreateGroup for a consumer group that some target broker group already has.
+    #[error("consumer group {group} already exists in cluster {cluster} (on {})", .groups.join(", "))]
+    GroupAlreadyExists {
+        /// Cluster.
+        cluster: String,
+        /// Consumer group.
+        group: String,
+        /// Broker groups holding it.
+        groups: Vec<String>,
+    },
+    /// Some broker groups (or nameservers) a business call needed could not answer; each
+    /// is named with its own reason.
+    #[error("{} could not answer: {}", .what, summarize_failures(.failures))]
+    BrokersUnavailable {
+        /// What was asked ("the brokers", "every nameserver").
+        what: &'static str,
+        /// One entry per silent broker group or nameserver.
+        failures: Vec<BrokerFailure>,
+    },
     /// The intent store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -132,6 +182,20 @@ pub enum ApiError {
 fn summarize(v: &[Violation]) -> String {
     v.iter()
         .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn summarize_failures(f: &[BrokerFailure]) -> String {
+    f.iter()
+        .map(|f| {
+            let at = if f.member.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} on {})", f.member, f.node)
+            };
+            format!("{}{at}: {} [{}]", f.broker_name, f.message, f.reason)
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -173,6 +237,12 @@ impl ApiError {
             ApiError::RequestIdReused { .. } => "REQUEST_ID_REUSED",
             ApiError::ClusterDeleting(_) => "CLUSTER_DELETING",
             ApiError::ScaleInRefused { .. } => "SCALE_IN_REFUSED",
+            ApiError::ConsoleDisabled(_) => "CONSOLE_DISABLED",
+            ApiError::TopicNotFound { .. } => "TOPIC_NOT_FOUND",
+            ApiError::TopicAlreadyExists { .. } => "TOPIC_ALREADY_EXISTS",
+            ApiError::GroupNotFound { .. } => "GROUP_NOT_FOUND",
+            ApiError::GroupAlreadyExists { .. } => "GROUP_ALREADY_EXISTS",
+            ApiError::BrokersUnavailable { .. } => "BROKERS_UNAVAILABLE",
             ApiError::Store(e) => e.code(),
             ApiError::CorruptRecord { .. } => "CORRUPT_RECORD",
         }
@@ -186,8 +256,14 @@ impl ApiError {
             }
             ApiError::ClusterNotFound(_)
             | ApiError::NodeNotFound(_)
-            | ApiError::OperationNotFound(_) => Code::NotFound,
-            ApiError::ClusterAlreadyExists(_) => Code::AlreadyExists,
+            | ApiError::OperationNotFound(_)
+            | ApiError::TopicNotFound { .. }
+            | ApiError::GroupNotFound { .. } => Code::NotFound,
+            ApiError::ClusterAlreadyExists(_)
+            | ApiError::TopicAlreadyExists { .. }
+            | ApiError::GroupAlreadyExists { .. } => Code::AlreadyExists,
+            ApiError::ConsoleDisabled(_) => Code::FailedPrecondition,
+            ApiError::BrokersUnavailable { .. } => Code::Unavailable,
             ApiError::EtagMismatch { .. } | ApiError::ConcurrentModification(_) => Code::Aborted,
             ApiError::NotLeader { .. } => Code::Unavailable,
             ApiError::OperationNotCancellable { .. }
@@ -226,6 +302,24 @@ impl ApiError {
                 compact_revision, ..
             } => {
                 m.insert("compact_revision".to_string(), compact_revision.to_string());
+            }
+            ApiError::ConsoleDisabled(c) => {
+                m.insert("cluster".to_string(), c.clone());
+            }
+            ApiError::TopicNotFound { cluster, topic }
+            | ApiError::TopicAlreadyExists { cluster, topic, .. } => {
+                m.insert("cluster".to_string(), cluster.clone());
+                m.insert("topic".to_string(), topic.clone());
+            }
+            ApiError::GroupNotFound { cluster, group }
+            | ApiError::GroupAlreadyExists { cluster, group, .. } => {
+                m.insert("cluster".to_string(), cluster.clone());
+                m.insert("group".to_string(), group.clone());
+            }
+            ApiError::BrokersUnavailable { failures, .. } => {
+                for f in failures {
+                    m.insert(format!("broker.{}", f.broker_name), f.reason.clone());
+                }
             }
             _ => {}
         }
@@ -268,6 +362,34 @@ mod tests {
         assert_eq!(info.reason, "NOT_LEADER");
         assert_eq!(info.domain, DOMAIN);
         assert_eq!(info.metadata.get("leader").unwrap(), "cp-1:7443");
+    }
+
+    #[test]
+    fn business_errors_name_what_is_missing_or_silent() {
+        let s: tonic::Status = ApiError::TopicNotFound {
+            cluster: "c".into(),
+            topic: "T".into(),
+        }
+        .into();
+        assert_eq!(s.code(), Code::NotFound);
+        let info = s.get_details_error_info().unwrap();
+        assert_eq!(info.reason, "TOPIC_NOT_FOUND");
+        assert_eq!(info.metadata.get("topic").unwrap(), "T");
+        let e = ApiError::BrokersUnavailable {
+            what: "the brokers",
+            failures: vec![BrokerFailure {
+                broker_name: "c-1".into(),
+                member: "c-1-0".into(),
+                node: "node-2".into(),
+                reason: "NODE_NOT_CONNECTED".into(),
+                message: "node node-2 has no connected agent".into(),
+            }],
+        };
+        assert!(e.to_string().contains("c-1 (c-1-0 on node-2)"), "{e}");
+        let s: tonic::Status = e.into();
+        assert_eq!(s.code(), Code::Unavailable);
+        let info = s.get_details_error_info().unwrap();
+        assert_eq!(info.metadata.get("broker.c-1").unwrap(), "NODE_NOT_CONNECTED");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`server`] | assembly: gRPC services, health, reflection, background tasks |
-//! | [`api`] | ClusterService, NodeService, OperationService |
+//! | [`api`] | ClusterService, NodeService, OperationService; TopicService and GroupService through the agents |
 //! | [`validate`], [`errors`] | input rules and the error model (codes, google.rpc details) |
 //! | [`leader`], [`fenced`] | election, epoch, fenced writes |
 //! | [`forward`] | followers forward API calls and agent streams to the leader |

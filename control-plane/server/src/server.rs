@@ -12,8 +12,9 @@ use std::time::Duration;
 use flotilla_intent_store::IntentStore;
 use flotilla_proto::agent::v1::agent_service_server::AgentServiceServer;
 use flotilla_proto::v1::{
-    cluster_service_server::ClusterServiceServer, node_service_server::NodeServiceServer,
-    operation_service_server::OperationServiceServer,
+    cluster_service_server::ClusterServiceServer, group_service_server::GroupServiceServer,
+    node_service_server::NodeServiceServer, operation_service_server::OperationServiceServer,
+    topic_service_server::TopicServiceServer,
 };
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
@@ -22,7 +23,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::api::{cluster::ClusterApi, node::NodeApi, operation::OperationApi};
+use crate::api::{
+    cluster::ClusterApi, group::GroupApi, node::NodeApi, operation::OperationApi, topic::TopicApi,
+};
 use crate::cache::Cache;
 use crate::context::{Config, Ctx, Stats};
 use crate::fenced::Writer;
@@ -115,6 +118,8 @@ impl ControlPlane {
             .set_serving::<OperationServiceServer<OperationApi>>()
             .await;
         health.set_serving::<AgentServiceServer<AgentApi>>().await;
+        health.set_serving::<TopicServiceServer<TopicApi>>().await;
+        health.set_serving::<GroupServiceServer<GroupApi>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(flotilla_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -136,7 +141,9 @@ impl ControlPlane {
             .add_service(ClusterServiceServer::new(ClusterApi::new(ctx.clone())))
             .add_service(NodeServiceServer::new(NodeApi::new(ctx.clone())))
             .add_service(OperationServiceServer::new(OperationApi::new(ctx.clone())))
-            .add_service(AgentServiceServer::new(AgentApi::new(ctx.clone())));
+            .add_service(AgentServiceServer::new(AgentApi::new(ctx.clone())))
+            .add_service(TopicServiceServer::new(TopicApi::new(ctx.clone())))
+            .add_service(GroupServiceServer::new(GroupApi::new(ctx.clone())));
         let incoming = TcpListenerStream::new(listener);
         let stop = shutdown.clone();
         let server = tokio::spawn(async move {

@@ -131,6 +131,48 @@ pub fn etag(v: &mut Violations, field: &str, etag: &str) -> Option<i64> {
     }
 }
 
+/// Longest topic or consumer-group name RocketMQ accepts.
+pub const MAX_ROCKETMQ_NAME: usize = 127;
+
+/// A RocketMQ topic or consumer-group name (RocketMQ's own rule): 1-127 characters of
+/// `[%|a-zA-Z0-9_-]`.
+pub fn rocketmq_name(v: &mut Violations, field: &str, value: &str) {
+    if value.is_empty() {
+        v.add(field, "required");
+    } else if value.len() > MAX_ROCKETMQ_NAME {
+        v.add(
+            field,
+            format!(
+                "must be at most {MAX_ROCKETMQ_NAME} characters (is {})",
+                value.len()
+            ),
+        );
+    } else if !value
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'%' | b'|' | b'_' | b'-'))
+    {
+        v.add(
+            field,
+            "must match ^[%|a-zA-Z0-9_-]+$ (letters, digits, %, |, _ and -)",
+        );
+    }
+}
+
+/// A topic name a user may create: [`rocketmq_name`], and not one RocketMQ reserves
+/// (`TBW102`, `rmq_sys_…`, `%RETRY%…`, `%DLQ%…`).
+pub fn user_topic(v: &mut Violations, field: &str, value: &str) {
+    let before = v.0.len();
+    rocketmq_name(v, field, value);
+    if v.0.len() == before
+        && (value == "TBW102"
+            || value.starts_with("rmq_sys_")
+            || value.starts_with("%RETRY%")
+            || value.starts_with("%DLQ%"))
+    {
+        v.add(field, "is reserved by RocketMQ");
+    }
+}
+
 /// `page_size`: 0 = 100, at most 1000.
 pub fn page_size(v: &mut Violations, field: &str, size: i32) -> usize {
     match size {
@@ -423,6 +465,28 @@ pub fn immutable(v: &mut Violations, field: &str, old: &ClusterSpec, new: &Clust
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rocketmq_names() {
+        let check = |s: &str| {
+            let mut v = Violations::default();
+            user_topic(&mut v, "topic.name", s);
+            v.0
+        };
+        assert!(check("Orders_v2-%|x").is_empty());
+        assert!(check(&"a".repeat(127)).is_empty());
+        let long = check(&"a".repeat(128));
+        assert!(long[0].description.contains("127"), "{long:?}");
+        let bad = check("orders.v1");
+        assert_eq!(bad[0].field, "topic.name");
+        assert!(bad[0].description.contains("^[%|a-zA-Z0-9_-]+$"));
+        assert_eq!(check("")[0].description, "required");
+        assert!(check("TBW102")[0].description.contains("reserved"));
+        assert!(check("%RETRY%g")[0].description.contains("reserved"));
+        let mut v = Violations::default();
+        rocketmq_name(&mut v, "group", "%RETRY%g");
+        assert!(v.0.is_empty(), "groups and system names pass the plain rule");
+    }
     use flotilla_proto::v1::{ConsoleSpec, ScaleSource};
 
     fn good() -> ClusterSpec {

@@ -1,4 +1,6 @@
-//! The public `flotilla.v1` services this control plane serves: clusters, nodes, operations.
+//! The public `flotilla.v1` services this control plane serves: clusters, nodes, operations,
+//! and the business API (topics, consumer groups) that reaches brokers through their agents
+//! ([`brokers`]).
 //!
 //! Each RPC validates its input ([`crate::validate`]), runs under a tracing span named after
 //! the method with the resource name and request id, writes only through the fenced writer
@@ -8,9 +10,12 @@
 //! mutations (retry on unasked-for conflicts, replay of a racing repeat), paging tokens and
 //! the watch stream (list-then-watch from a revision, OUT_OF_RANGE on compaction, bookmarks).
 
+pub mod brokers;
 pub mod cluster;
+pub mod group;
 pub mod node;
 pub mod operation;
+pub mod topic;
 
 use std::sync::Arc;
 use std::time::Duration;

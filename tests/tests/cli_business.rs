@@ -1,0 +1,366 @@
+//! End-to-end tests of the business API and its `flotilla` commands: a real control plane,
+//! real agents, real brokers and nameservers, the real RocketMQ client producing and
+//! consuming, and the real `flotilla` binary.
+//!
+//! - Topics and consumer groups applied from YAML and JSON documents land on every broker
+//!   group; `get` prints them in every output format; update, route and stats answer what the
+//!   brokers hold; delete removes them (then NOT_FOUND).
+//! - Lag is visible after producing, zero after consuming, comes back after an offset reset
+//!   by time, and a consumer of the group then reads the messages again; the consumer's
+//!   connection is listed while it runs.
+//! - A broker group whose agent is gone is reported by name: reads answer with the others and
+//!   list it, writes refuse naming it.
+//! - Bad inputs (unknown kind, invalid YAML, a negative queue count, a bad name, an unknown
+//!   cluster, topic or group) fail with a clear message, the stable code and a non-zero exit.
+
+use std::process::Output;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flotilla_proto::v1::group_service_client::GroupServiceClient;
+use flotilla_proto::v1::{BrokerMode, GetGroupProgressRequest};
+use flotilla_tests::fleet::{self, Fleet, brokers, namesrv_addr};
+use flotilla_tests::rmq::{self, Client, Collector};
+use flotilla_tests::{bin_path, wait_until};
+use rocketmq_client_rust::MQPushConsumer;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Runs `flotilla ARGS` against the fleet's control plane, with `stdin` piped in.
+async fn flotilla(fleet: &Fleet, args: &[&str], stdin: Option<&str>) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new(bin_path("flotilla"));
+    cmd.args(args)
+        .env("FLOTILLA_SERVER", &fleet.cp_addr)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run flotilla");
+    let mut input = child.stdin.take().expect("piped stdin");
+    if let Some(text) = stdin {
+        input
+            .write_all(text.as_bytes())
+            .await
+            .expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().await.expect("flotilla output")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs a command that must succeed; returns its stdout.
+async fn ok(fleet: &Fleet, args: &[&str]) -> String {
+    let o = flotilla(fleet, args, None).await;
+    assert!(o.status.success(), "flotilla {args:?} failed: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs a command that must succeed and print JSON.
+async fn json(fleet: &Fleet, args: &[&str]) -> Value {
+    let out = ok(fleet, args).await;
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("flotilla {args:?}: not JSON ({e}):\n{out}"))
+}
+
+/// Runs a command that must fail with `exit` and print `code` on stderr; returns stderr.
+async fn fails(fleet: &Fleet, args: &[&str], stdin: Option<&str>, exit: i32, code: &str) -> String {
+    let o = flotilla(fleet, args, stdin).await;
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(exit), "flotilla {args:?}: {}", text(&o));
+    assert!(
+        err.contains(&format!("[{code}]")),
+        "flotilla {args:?} names {code}: {}",
+        text(&o)
+    );
+    err
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("fits")
+}
+
+/// Total lag of `group` on `topic`, through the API (for polling; the CLI is asserted once).
+async fn total_lag(fleet: &Fleet, group: &str, topic: &str) -> Option<i64> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", fleet.cp_addr))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let p = GroupServiceClient::new(channel)
+        .get_group_progress(GetGroupProgressRequest {
+            cluster: "biz".into(),
+            group: group.into(),
+            topic: topic.into(),
+        })
+        .await
+        .ok()?
+        .into_inner();
+    p.failures.is_empty().then_some(p.total_lag)
+}
+
+async fn wait_lag(fleet: &Fleet, group: &str, topic: &str, want: i64) {
+    let r = wait_until(&format!("lag of {group} on {topic} = {want}"), WAIT, || async {
+        (total_lag(fleet, group, topic).await == Some(want)).then_some(())
+    })
+    .await;
+    if let Err(e) = r {
+        panic!("{e} (last: {:?})", total_lag(fleet, group, topic).await);
+    }
+}
+
+/// A started push consumer of `group` on `topic` collecting what it receives.
+async fn consumer(
+    client: &Client,
+    ns: &str,
+    group: &str,
+    topic: &str,
+) -> (rocketmq_client_rust::DefaultMQPushConsumer, Collector) {
+    let collector = Collector::default();
+    let mut c = client.push_consumer(ns, group).build();
+    c.subscribe(topic, "*").await.expect("subscribe");
+    c.register_message_listener_concurrently(collector.clone());
+    c.start().await.expect("consumer start");
+    (c, collector)
+}
+
+const DOCS_YAML: &str = "\
+apiVersion: flotilla.io/v1
+kind: Topic
+metadata: {name: Orders}
+spec:
+  cluster: biz
+  queues: 4
+  perm: rw
+---
+apiVersion: flotilla.io/v1
+kind: ConsumerGroup
+metadata: {name: cg-orders}
+spec: {cluster: biz, maxRetries: 3}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_manages_topics_groups_lag_and_offsets_end_to_end() {
+    let mut fleet = Fleet::start(2).await;
+    fleet
+        .create_cluster(fleet::cluster(
+            "biz",
+            1,
+            2,
+            1,
+            BrokerMode::MasterSlave,
+            &[("flushDiskType", "SYNC_FLUSH")],
+        ))
+        .await;
+    let c = fleet.wait_running("biz").await;
+    let ns = namesrv_addr(&c);
+
+    // Apply from YAML on stdin, then the same documents again from a JSON file: created,
+    // then updated.
+    let o = flotilla(&fleet, &["apply", "-f", "-"], Some(DOCS_YAML)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("topic Orders in cluster biz created"), "{out}");
+    assert!(out.contains("consumer group cg-orders in cluster biz created"), "{out}");
+    let json_docs = fleet.dir().join("docs.json");
+    std::fs::write(
+        &json_docs,
+        r#"[{"apiVersion":"flotilla.io/v1","kind":"Topic","metadata":{"name":"Orders"},
+             "spec":{"cluster":"biz","queues":8}},
+            {"kind":"ConsumerGroup","metadata":{"name":"cg-orders"},
+             "spec":{"cluster":"biz","maxRetries":5}}]"#,
+    )
+    .expect("write docs.json");
+    let out = ok(&fleet, &["apply", "-f", &json_docs.display().to_string()]).await;
+    assert!(out.contains("topic Orders in cluster biz updated"), "{out}");
+    assert!(out.contains("consumer group cg-orders in cluster biz updated"), "{out}");
+
+    // get in every format.
+    let t = json(&fleet, &["topic", "get", "Orders", "-c", "biz", "-o", "json"]).await;
+    assert_eq!(t["name"], "Orders");
+    assert_eq!(t["read_queues"], 8, "{t}");
+    assert_eq!(t["write_queues"], 8, "{t}");
+    assert_eq!(t["perm_name"], "rw");
+    assert_eq!(t["groups"], serde_json::json!(["biz-0", "biz-1"]), "on every broker group");
+    let yaml = ok(&fleet, &["topic", "list", "-c", "biz", "-o", "yaml"]).await;
+    let listed: Value = serde_yaml::from_str(&yaml).expect("YAML output parses");
+    let names: Vec<&str> = listed["topics"]
+        .as_array()
+        .expect("topics")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"Orders"), "{yaml}");
+    assert!(!names.iter().any(|n| n.starts_with('%')), "no system topics: {yaml}");
+    let table = ok(&fleet, &["topic", "get", "Orders", "-c", "biz"]).await;
+    let row: Vec<&str> = table.lines().nth(1).expect("a row").split_whitespace().collect();
+    assert_eq!(row, ["Orders", "8", "8", "rw", "biz-0,biz-1"], "{table}");
+    let wide = ok(&fleet, &["topic", "get", "Orders", "-c", "biz", "-o", "wide"]).await;
+    assert!(wide.lines().next().unwrap_or("").contains("ORDER"), "{wide}");
+    let g = json(&fleet, &["group", "get", "cg-orders", "-c", "biz", "-o", "json"]).await;
+    assert_eq!(g["max_retries"], 5, "{g}");
+    assert_eq!(g["groups"], serde_json::json!(["biz-0", "biz-1"]));
+    let clusters = json(&fleet, &["get", "clusters", "-o", "json"]).await;
+    assert_eq!(clusters[0]["name"], "biz", "{clusters}");
+    assert_eq!(clusters[0]["phase"], "Running", "{clusters}");
+
+    // Update perm; the route the nameserver gives clients follows.
+    ok(&fleet, &["topic", "update", "Orders", "-c", "biz", "--perm", "rw", "--queues", "4"]).await;
+    let route = wait_until("route shows 4 queues per group", WAIT, || async {
+        let r = json(&fleet, &["topic", "route", "Orders", "-c", "biz", "-o", "json"]).await;
+        let groups = r["groups"].as_array().cloned().unwrap_or_default();
+        (groups.len() == 2 && groups.iter().all(|g| g["write_queues"] == 4)).then_some(r)
+    })
+    .await
+    .expect("the nameserver's route follows the update");
+    assert!(route["groups"][0]["addresses"]["0"].is_string(), "{route}");
+
+    // Produce: stats and lag see it.
+    let start_ms = now_ms() - 1;
+    let client = Client::new("cli-biz");
+    let mut producer = client.producer(&ns, "pg-orders").await;
+    let sent = rmq::send_all(&producer, "Orders", (0..40).map(|i| format!("o-{i}")), 20).await;
+    assert_eq!(sent.len(), 40, "every send acknowledged");
+    let stats = json(&fleet, &["topic", "stats", "Orders", "-c", "biz", "-o", "json"]).await;
+    assert_eq!(stats["total_messages"], 40, "{stats}");
+    assert_eq!(stats["queues"].as_array().map(Vec::len), Some(8), "{stats}");
+    let lag = json(&fleet, &["group", "lag", "cg-orders", "-c", "biz", "--topic", "Orders", "-o", "json"]).await;
+    assert_eq!(lag["total_lag"], 40, "lag visible after producing: {lag}");
+
+    // Consume: the consumer is listed while it runs, and the lag drops to zero.
+    let (mut cons, collector) = consumer(&client, &ns, "cg-orders", "Orders").await;
+    collector.wait_for(&sent, WAIT).await;
+    let conns = wait_until("consumer connection listed", WAIT, || async {
+        let v = json(&fleet, &["group", "connections", "cg-orders", "-c", "biz", "-o", "json"]).await;
+        (!v["connections"].as_array().cloned().unwrap_or_default().is_empty()).then_some(v)
+    })
+    .await
+    .expect("the running consumer is listed");
+    assert_eq!(conns["subscriptions"][0]["topic"], "Orders", "{conns}");
+    wait_lag(&fleet, "cg-orders", "Orders", 0).await;
+    let lag = ok(&fleet, &["group", "lag", "cg-orders", "-c", "biz", "--topic", "Orders"]).await;
+    assert!(lag.contains("total lag: 0"), "{lag}");
+    cons.shutdown().await;
+
+    // Reset by time: the lag comes back, and the group reads everything again.
+    let reset = json(
+        &fleet,
+        &["offset", "reset", "cg-orders", "-c", "biz", "--topic", "Orders", "--to-time", &start_ms.to_string(), "-o", "json"],
+    )
+    .await;
+    assert_eq!(reset["queues"].as_array().map(Vec::len), Some(8), "{reset}");
+    assert!(reset["queues"].as_array().is_some_and(|q| q.iter().all(|q| q["offset"] == 0)), "{reset}");
+    let lag = json(&fleet, &["group", "lag", "cg-orders", "-c", "biz", "--topic", "Orders", "-o", "json"]).await;
+    assert_eq!(lag["total_lag"], 40, "the lag is back after the reset: {lag}");
+    let (mut again, collector) = consumer(&client, &ns, "cg-orders", "Orders").await;
+    collector.wait_for(&sent, WAIT).await;
+    again.shutdown().await;
+    producer.shutdown().await;
+    client.shutdown().await;
+
+    // Unknown names, then delete and NOT_FOUND.
+    fails(&fleet, &["topic", "get", "Nope", "-c", "biz"], None, 1, "TOPIC_NOT_FOUND").await;
+    fails(&fleet, &["group", "lag", "cg-nope", "-c", "biz"], None, 1, "GROUP_NOT_FOUND").await;
+    let err = fails(
+        &fleet,
+        &["topic", "create", "Orders", "-c", "biz"],
+        None,
+        1,
+        "TOPIC_ALREADY_EXISTS",
+    )
+    .await;
+    assert!(err.contains("biz-0"), "{err}");
+    ok(&fleet, &["topic", "delete", "Orders", "-c", "biz"]).await;
+    fails(&fleet, &["topic", "get", "Orders", "-c", "biz"], None, 1, "TOPIC_NOT_FOUND").await;
+    fails(&fleet, &["topic", "route", "Orders", "-c", "biz"], None, 1, "TOPIC_NOT_FOUND").await;
+    ok(&fleet, &["group", "delete", "cg-orders", "-c", "biz"]).await;
+    fails(&fleet, &["group", "get", "cg-orders", "-c", "biz"], None, 1, "GROUP_NOT_FOUND").await;
+
+    // A broker group whose agent is gone is named: reads list it, writes refuse.
+    let c = fleet.get_cluster("biz").await.expect("cluster");
+    let gone = brokers(&c)
+        .into_iter()
+        .find(|m| m.node == "node-2")
+        .expect("a broker on node-2");
+    fleet.kill_agent("node-2");
+    let listed = wait_until("node-2's group reported silent", WAIT, || async {
+        let v = json(&fleet, &["topic", "list", "-c", "biz", "-o", "json"]).await;
+        let f = v["failures"].as_array().cloned().unwrap_or_default();
+        f.iter().any(|f| f["broker_name"] == gone.group.as_str()).then_some(v)
+    })
+    .await
+    .expect("the silent group is reported");
+    assert_eq!(listed["failures"].as_array().map(Vec::len), Some(1), "{listed}");
+    let err = fails(&fleet, &["topic", "create", "Later", "-c", "biz"], None, 1, "BROKERS_UNAVAILABLE").await;
+    assert!(err.contains(&gone.group), "the refusal names {}: {err}", gone.group);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_bad_inputs_fail_clearly() {
+    let fleet = Fleet::start(0).await;
+    let err = fails(
+        &fleet,
+        &["apply", "-f", "-"],
+        Some("apiVersion: flotilla.io/v1\nkind: Queue\nmetadata: {name: q}\n"),
+        1,
+        "APPLY_UNKNOWN_KIND",
+    )
+    .await;
+    assert!(err.contains("unknown kind \"Queue\""), "{err}");
+    assert!(err.contains("Cluster, Topic, ConsumerGroup"), "says what is known: {err}");
+    let err = fails(&fleet, &["apply", "-f", "-"], Some("kind: [Topic\n"), 1, "APPLY_PARSE").await;
+    assert!(err.contains("not valid YAML"), "{err}");
+    let err = fails(
+        &fleet,
+        &["apply", "-f", "-"],
+        Some("kind: Topic\nmetadata: {name: T}\nspec: {cluster: biz, queus: 3}\n"),
+        1,
+        "APPLY_INVALID_DOCUMENT",
+    )
+    .await;
+    assert!(err.contains("unknown field `queus`"), "{err}");
+    let err = fails(
+        &fleet,
+        &["topic", "create", "T", "-c", "biz", "--queues", "-1"],
+        None,
+        2,
+        "CLI_INVALID_ARGUMENT",
+    )
+    .await;
+    assert!(err.contains("--queues: must be 1..=1024, got -1"), "{err}");
+    let err = fails(
+        &fleet,
+        &["topic", "create", "bad.name", "-c", "biz"],
+        None,
+        1,
+        "INVALID_REQUEST",
+    )
+    .await;
+    assert!(err.contains("topic.name: must match ^[%|a-zA-Z0-9_-]+$"), "field path: {err}");
+    let long = "x".repeat(128);
+    let err = fails(&fleet, &["group", "create", &long, "-c", "biz"], None, 1, "INVALID_REQUEST").await;
+    assert!(err.contains("group.name: must be at most 127 characters"), "{err}");
+    fails(&fleet, &["topic", "list", "-c", "nosuch"], None, 1, "CLUSTER_NOT_FOUND").await;
+    fails(
+        &fleet,
+        &["offset", "reset", "g", "-c", "biz", "--topic", "T", "--to-time", "yesterday"],
+        None,
+        2,
+        "CLI_INVALID_ARGUMENT",
+    )
+    .await;
+    let o = flotilla(&fleet, &["topic", "frobnicate"], None).await;
+    assert_eq!(o.status.code(), Some(2), "unknown subcommand: {}", text(&o));
+}
