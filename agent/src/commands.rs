@@ -14,8 +14,8 @@ use flotilla_proto::agent::v1::{
     CommandError, MetadataExport, ResetOffsetResult, TopicList, command, command_result,
 };
 use flotilla_proto::v1::{
-    ClientConnection, ConsumerConnections, ConsumerGroup, GroupProgress, QueueProgress,
-    QueueStats, RouteBroker, RouteQueues, Subscription, TopicRoute, TopicStats,
+    ClientConnection, ConsumerConnections, ConsumerGroup, GroupProgress, QueueProgress, QueueStats,
+    RouteBroker, RouteQueues, Subscription, TopicRoute, TopicStats,
 };
 use flotilla_remoting::protocol::{
     ConsumeStats, ConsumerConnection, ResetOffsetBody, SubscriptionGroupConfig,

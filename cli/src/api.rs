@@ -127,7 +127,10 @@ mod tests {
         assert_eq!(bare.code(), "GRPC_UNIMPLEMENTED");
         assert_eq!(bare.exit_code(), 1);
         let bad = CmdError::invalid("--queues", "must be 1..=1024, got -1");
-        assert_eq!((bad.code().as_str(), bad.exit_code()), ("CLI_INVALID_ARGUMENT", 2));
+        assert_eq!(
+            (bad.code().as_str(), bad.exit_code()),
+            ("CLI_INVALID_ARGUMENT", 2)
+        );
         assert_eq!(bad.to_string(), "--queues: must be 1..=1024, got -1");
     }
 }

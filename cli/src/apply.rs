@@ -173,6 +173,9 @@ pub struct ClusterFile {
     /// Version ("" = bundled).
     #[serde(default)]
     pub version: String,
+    /// Whether the business API (topics, groups) may act on the cluster; absent = yes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<bool>,
 }
 
 impl ClusterFile {
@@ -252,7 +255,9 @@ impl ClusterFile {
                     }),
                     port: self.broker_port,
                 }),
-                console: None,
+                console: self
+                    .console
+                    .map(|enabled| flotilla_proto::v1::ConsoleSpec { enabled }),
                 allow_restart: self.allow_restart,
                 scale_source: None,
                 version: self.version.clone(),
@@ -438,11 +443,37 @@ async fn apply_group(
     }
 }
 
+/// Starts a topic migration; returns the operation's name.
+async fn migrate(
+    server: &str,
+    topic: &str,
+    source: &str,
+    target: &str,
+) -> Result<String, crate::api::CmdError> {
+    let mut c = crate::api::topics(server).await?;
+    let op = c
+        .migrate_topic(flotilla_proto::v1::MigrateTopicRequest {
+            topic: topic.to_string(),
+            source_cluster: source.to_string(),
+            target_cluster: target.to_string(),
+            consumer_groups: Vec::new(),
+            keep_source: false,
+            request_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    Ok(op.metadata.map(|m| m.name).unwrap_or_default())
+}
+
 /// Applies every document of `path` in order, printing one line per document.
 pub async fn run(server: &str, path: &Path) -> Result<(), ApplyError> {
     use crate::docs::Document;
     let text = read_input(path)?;
-    let docs = crate::docs::parse(&text)?;
+    let parsed = crate::docs::parse(&text)?;
+    for w in &parsed.warnings {
+        eprintln!("warning: {w}");
+    }
+    let docs = parsed.documents;
     let total = docs.len();
     let mut failed = 0;
     for (i, d) in docs.iter().enumerate() {
@@ -463,6 +494,20 @@ pub async fn run(server: &str, path: &Path) -> Result<(), ApplyError> {
                     (
                         a,
                         format!("consumer group {name} in cluster {}", spec.cluster),
+                    )
+                })
+                .map_err(ApplyError::from),
+            Document::Migrate {
+                topic,
+                source,
+                target,
+                ..
+            } => migrate(server, topic, source, target)
+                .await
+                .map(|op| {
+                    (
+                        Applied::Created,
+                        format!("migration {op} of topic {topic} from {source} to {target}"),
                     )
                 })
                 .map_err(ApplyError::from),

@@ -19,7 +19,8 @@
 //! ```
 //!
 //! A document without `kind` is the original flat cluster file, so existing files keep
-//! working. JSON input (starting with `{` or `[`) may hold one document, an array of them, or
+//! working. The RocketMQ operator's documents (`rocketmq.apache.org/v1alpha1`) are read too,
+//! see [`crate::operator`]. JSON input (starting with `{` or `[`) may hold one document, an array of them, or
 //! several objects one after another; YAML input separates documents with `---`. Every field
 //! is checked by name (unknown fields are errors that name the document and the field).
 //! Parsing is pure; [`crate::apply`] sends the documents.
@@ -177,6 +178,17 @@ pub enum Document {
         /// Spec.
         spec: GroupSpec,
     },
+    /// A topic migration between clusters (the operator's TopicTransfer).
+    Migrate {
+        /// The document's name.
+        name: String,
+        /// Topic.
+        topic: String,
+        /// From this cluster.
+        source: String,
+        /// To this cluster.
+        target: String,
+    },
 }
 
 impl Document {
@@ -186,6 +198,7 @@ impl Document {
             Self::Cluster(c) => format!("Cluster {}", c.name),
             Self::Topic { name, .. } => format!("Topic {name}"),
             Self::Group { name, .. } => format!("ConsumerGroup {name}"),
+            Self::Migrate { name, .. } => format!("TopicTransfer {name}"),
         }
     }
 }
@@ -274,7 +287,9 @@ pub fn document(index: usize, v: Value) -> Result<Document, DocError> {
         return Err(DocError::Invalid {
             index,
             kind,
-            message: format!("unknown top-level field {extra:?} (apiVersion, kind, metadata, spec)"),
+            message: format!(
+                "unknown top-level field {extra:?} (apiVersion, kind, metadata, spec)"
+            ),
         });
     }
     match kind.as_str() {
@@ -305,13 +320,25 @@ pub fn document(index: usize, v: Value) -> Result<Document, DocError> {
     }
 }
 
-/// Every document of the input, in order.
-pub fn parse(text: &str) -> Result<Vec<Document>, DocError> {
-    split(text)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| document(i + 1, v))
-        .collect()
+/// Every document of the input: the RocketMQ operator's documents translated first
+/// ([`crate::operator`], with their warnings), then Flotilla's in input order.
+pub fn parse(text: &str) -> Result<crate::operator::Translation, DocError> {
+    let mut operator = Vec::new();
+    let mut flotilla = Vec::new();
+    for (i, v) in split(text)?.into_iter().enumerate() {
+        if crate::operator::is_operator(&v) {
+            operator.push((i + 1, v));
+        } else {
+            flotilla.push(document(i + 1, v)?);
+        }
+    }
+    let mut out = if operator.is_empty() {
+        crate::operator::Translation::default()
+    } else {
+        crate::operator::translate(operator)?
+    };
+    out.documents.extend(flotilla);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -340,7 +367,7 @@ spec: {cluster: demo, maxRetries: 3}
 
     #[test]
     fn yaml_with_several_documents() {
-        let docs = parse(YAML).unwrap();
+        let docs = parse(YAML).unwrap().documents;
         assert_eq!(docs.len(), 3);
         match &docs[0] {
             Document::Cluster(c) => {
@@ -370,13 +397,15 @@ spec: {cluster: demo, maxRetries: 3}
     #[test]
     fn json_forms() {
         let one = r#"{"name":"demo","groups":1}"#;
-        assert!(matches!(&parse(one).unwrap()[0], Document::Cluster(c) if c.name == "demo"));
+        assert!(
+            matches!(&parse(one).unwrap().documents[0], Document::Cluster(c) if c.name == "demo")
+        );
         let array = r#"[{"kind":"Topic","metadata":{"name":"A"},"spec":{"cluster":"c"}},
                         {"kind":"Topic","metadata":{"name":"B"},"spec":{"cluster":"c"}}]"#;
-        assert_eq!(parse(array).unwrap().len(), 2);
+        assert_eq!(parse(array).unwrap().documents.len(), 2);
         let stream = r#"{"kind":"Topic","metadata":{"name":"A"},"spec":{"cluster":"c"}}
                         {"kind":"Topic","metadata":{"name":"B"},"spec":{"cluster":"c"}}"#;
-        let docs = parse(stream).unwrap();
+        let docs = parse(stream).unwrap().documents;
         assert_eq!(docs[1].describe(), "Topic B");
     }
 
@@ -384,17 +413,27 @@ spec: {cluster: demo, maxRetries: 3}
     fn bad_documents_say_where_and_what() {
         let e = parse("kind: Queue\nmetadata: {name: x}\n").unwrap_err();
         assert_eq!(e.code(), "APPLY_UNKNOWN_KIND");
-        assert!(e.to_string().contains("document 1: unknown kind \"Queue\""), "{e}");
+        assert!(
+            e.to_string().contains("document 1: unknown kind \"Queue\""),
+            "{e}"
+        );
         let e = parse("a: [b\n").unwrap_err();
         assert_eq!(e.code(), "APPLY_PARSE");
-        let e = parse(&format!("{YAML}---\nkind: Topic\nmetadata: {{name: T}}\nspec: {{cluster: c, queue: 3}}\n"))
-            .unwrap_err();
+        let e = parse(&format!(
+            "{YAML}---\nkind: Topic\nmetadata: {{name: T}}\nspec: {{cluster: c, queue: 3}}\n"
+        ))
+        .unwrap_err();
         assert_eq!(e.code(), "APPLY_INVALID_DOCUMENT");
-        assert!(e.to_string().starts_with("document 4 (Topic): spec: unknown field `queue`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("document 4 (Topic): spec: unknown field `queue`"),
+            "{e}"
+        );
         let e = parse("apiVersion: v9\nkind: Topic\n").unwrap_err();
         assert_eq!(e.code(), "APPLY_UNSUPPORTED_VERSION");
         assert_eq!(parse("---\n").unwrap_err().code(), "APPLY_EMPTY");
-        let e = parse("kind: Topic\nmetadata: {name: T}\nspec: {cluster: c}\nextra: 1\n").unwrap_err();
+        let e =
+            parse("kind: Topic\nmetadata: {name: T}\nspec: {cluster: c}\nextra: 1\n").unwrap_err();
         assert!(e.to_string().contains("extra"), "{e}");
     }
 }

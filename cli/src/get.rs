@@ -144,7 +144,11 @@ pub fn member_view(m: &Member) -> view::Member {
 fn node_view(n: &Node) -> view::Node {
     let st = n.status.clone().unwrap_or_default();
     view::Node {
-        name: n.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
+        name: n
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default(),
         phase: match NodePhase::try_from(st.phase) {
             Ok(NodePhase::Ready) => "Ready",
             Ok(NodePhase::NotReady) => "NotReady",

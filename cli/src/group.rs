@@ -51,7 +51,10 @@ impl Settings {
             if (lo..=64).contains(&v) {
                 u32::try_from(v).map_err(|_| CmdError::invalid(flag, "out of range"))
             } else {
-                Err(CmdError::invalid(flag, format!("must be {lo}..=64, got {v}")))
+                Err(CmdError::invalid(
+                    flag,
+                    format!("must be {lo}..=64, got {v}"),
+                ))
             }
         };
         Ok(ConsumerGroup {
@@ -157,7 +160,11 @@ pub enum OffsetCmd {
         topic: String,
         /// To the first message stored at or after this time: milliseconds since the epoch,
         /// or RFC 3339 (2024-05-01T12:00:00Z).
-        #[arg(long, conflicts_with = "to_offset", required_unless_present = "to_offset")]
+        #[arg(
+            long,
+            conflicts_with = "to_offset",
+            required_unless_present = "to_offset"
+        )]
         to_time: Option<String>,
         /// To this offset in every queue (clamped to each queue's range).
         #[arg(long, allow_hyphen_values = true)]
@@ -201,7 +208,12 @@ fn group_table(groups: &[view::Group], wide: bool) -> String {
                 g.name.clone(),
                 g.retry_queues.to_string(),
                 g.max_retries.to_string(),
-                if g.broadcast { "broadcast" } else { "clustering" }.to_string(),
+                if g.broadcast {
+                    "broadcast"
+                } else {
+                    "clustering"
+                }
+                .to_string(),
                 g.groups.join(","),
             ];
             if wide {
@@ -305,7 +317,11 @@ pub async fn run(cmd: GroupCmd) -> Result<(), CmdError> {
                 })
                 .await?
                 .into_inner();
-            println!("consumer group {} created on {}", g.name, g.groups.join(", "));
+            println!(
+                "consumer group {} created on {}",
+                g.name,
+                g.groups.join(", ")
+            );
         }
         GroupCmd::Update { name, on, settings } => {
             let g = settings.to_group(name)?;
@@ -318,7 +334,11 @@ pub async fn run(cmd: GroupCmd) -> Result<(), CmdError> {
                 })
                 .await?
                 .into_inner();
-            println!("consumer group {} updated on {}", g.name, g.groups.join(", "));
+            println!(
+                "consumer group {} updated on {}",
+                g.name,
+                g.groups.join(", ")
+            );
         }
         GroupCmd::Delete { name, on } => {
             let mut c = api::groups(&on.server).await?;
@@ -340,7 +360,9 @@ pub async fn run(cmd: GroupCmd) -> Result<(), CmdError> {
                 .await?
                 .into_inner();
             let v = view::Group::from(&g);
-            output::print(output, &v, |wide| group_table(std::slice::from_ref(&v), wide))?;
+            output::print(output, &v, |wide| {
+                group_table(std::slice::from_ref(&v), wide)
+            })?;
         }
         GroupCmd::List { on, system, output } => {
             let mut c = api::groups(&on.server).await?;

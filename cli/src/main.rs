@@ -17,6 +17,7 @@ mod client;
 mod docs;
 mod get;
 mod group;
+mod operator;
 mod output;
 mod topic;
 mod up;
@@ -147,7 +148,10 @@ fn error_code(e: &anyhow::Error) -> Option<String> {
 /// 2 for a bad command line, else 1.
 fn exit_code(e: &anyhow::Error) -> u8 {
     e.chain()
-        .find_map(|c| c.downcast_ref::<api::CmdError>().map(api::CmdError::exit_code))
+        .find_map(|c| {
+            c.downcast_ref::<api::CmdError>()
+                .map(api::CmdError::exit_code)
+        })
         .unwrap_or(1)
 }
 

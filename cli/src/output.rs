@@ -115,7 +115,13 @@ mod tests {
             name: "T".into(),
             queues: 8,
         };
-        let t = |wide: bool| if wide { "wide\n".into() } else { "narrow\n".into() };
+        let t = |wide: bool| {
+            if wide {
+                "wide\n".into()
+            } else {
+                "narrow\n".into()
+            }
+        };
         assert_eq!(render(Format::Table, &v, t).unwrap(), "narrow\n");
         assert_eq!(render(Format::Wide, &v, t).unwrap(), "wide\n");
         let j: serde_json::Value =

@@ -374,7 +374,9 @@ pub async fn run(cmd: TopicCmd) -> Result<(), CmdError> {
                 .await?
                 .into_inner();
             let v = view::Topic::from(&t);
-            output::print(output, &v, |wide| topic_table(std::slice::from_ref(&v), wide))?;
+            output::print(output, &v, |wide| {
+                topic_table(std::slice::from_ref(&v), wide)
+            })?;
         }
         TopicCmd::List { on, system, output } => {
             let mut c = api::topics(&on.server).await?;
@@ -449,7 +451,12 @@ mod tests {
         assert_eq!(parse_perm(Some("rw")).unwrap(), 6);
         assert_eq!(parse_perm(Some("R")).unwrap(), 4);
         assert_eq!(parse_perm(Some("2")).unwrap(), 2);
-        assert!(parse_perm(Some("x")).unwrap_err().to_string().contains("--perm"));
+        assert!(
+            parse_perm(Some("x"))
+                .unwrap_err()
+                .to_string()
+                .contains("--perm")
+        );
         let s = Shape {
             queues: Some(4),
             write_queues: Some(2),

@@ -260,6 +260,7 @@ pub fn default_cluster(st: &UpState) -> anyhow::Result<Cluster> {
         resources: ResourcesFile::default(),
         labels: Default::default(),
         version: String::new(),
+        console: None,
     };
     Ok(f.to_cluster()?)
 }

@@ -389,7 +389,10 @@ mod tests {
         let s: tonic::Status = e.into();
         assert_eq!(s.code(), Code::Unavailable);
         let info = s.get_details_error_info().unwrap();
-        assert_eq!(info.metadata.get("broker.c-1").unwrap(), "NODE_NOT_CONNECTED");
+        assert_eq!(
+            info.metadata.get("broker.c-1").unwrap(),
+            "NODE_NOT_CONNECTED"
+        );
     }
 
     #[test]

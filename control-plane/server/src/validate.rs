@@ -485,7 +485,10 @@ mod tests {
         assert!(check("%RETRY%g")[0].description.contains("reserved"));
         let mut v = Violations::default();
         rocketmq_name(&mut v, "group", "%RETRY%g");
-        assert!(v.0.is_empty(), "groups and system names pass the plain rule");
+        assert!(
+            v.0.is_empty(),
+            "groups and system names pass the plain rule"
+        );
     }
     use flotilla_proto::v1::{ConsoleSpec, ScaleSource};
 

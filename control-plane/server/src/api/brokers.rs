@@ -183,7 +183,10 @@ fn session_failure(t: &Target, e: &CommandError) -> BrokerFailure {
 }
 
 /// What one agent answered, as a result or a failure of its target.
-pub fn answer(t: &Target, r: CommandResult) -> Result<Option<command_result::Result>, BrokerFailure> {
+pub fn answer(
+    t: &Target,
+    r: CommandResult,
+) -> Result<Option<command_result::Result>, BrokerFailure> {
     if r.success {
         return Ok(r.result);
     }
@@ -225,7 +228,10 @@ pub async fn call_all(
     request_id: &str,
     step: &str,
     make: impl Fn(&Target) -> command::Action,
-) -> Vec<(Target, Result<Option<command_result::Result>, BrokerFailure>)> {
+) -> Vec<(
+    Target,
+    Result<Option<command_result::Result>, BrokerFailure>,
+)> {
     let calls = targets.iter().map(|t| {
         let id = command_id(request_id, step, t);
         let action = make(t);
@@ -438,17 +444,31 @@ mod tests {
             ..Default::default()
         };
         let f = answer(&t, r).unwrap_err();
-        assert_eq!((f.reason.as_str(), f.node.as_str()), ("INSTANCE_UNREACHABLE", "n1"));
+        assert_eq!(
+            (f.reason.as_str(), f.node.as_str()),
+            ("INSTANCE_UNREACHABLE", "n1")
+        );
         let e = all_ok(vec![(t.clone(), Err::<(), _>(f))]).unwrap_err();
         assert_eq!(e.code(), "BROKERS_UNAVAILABLE");
-        assert!(command_id("", "x", &t) != command_id("", "x", &t), "reads never repeat");
+        assert!(
+            command_id("", "x", &t) != command_id("", "x", &t),
+            "reads never repeat"
+        );
         assert_eq!(command_id("r1", "x", &t), command_id("r1", "x", &t));
     }
 
     #[test]
     fn system_names_and_pages() {
         let groups = vec!["c-0".to_string()];
-        for n in ["%RETRY%g", "%DLQ%g", "TBW102", "c", "c-0", "rmq_sys_x", "RMQ_SYS_TRACE_TOPIC"] {
+        for n in [
+            "%RETRY%g",
+            "%DLQ%g",
+            "TBW102",
+            "c",
+            "c-0",
+            "rmq_sys_x",
+            "RMQ_SYS_TRACE_TOPIC",
+        ] {
             assert!(is_system_topic(n, "c", &groups), "{n}");
         }
         assert!(!is_system_topic("Orders", "c", &groups));

@@ -14,10 +14,9 @@ use std::sync::Arc;
 use flotilla_proto::agent::v1::{self as agent, TopicList, command::Action, command_result};
 use flotilla_proto::v1::{
     BrokerFailure, ConsumerConnections, ConsumerGroup, CreateGroupRequest, DeleteGroupRequest,
-    DeleteGroupResponse, GetConsumerConnectionsRequest, GetGroupProgressRequest,
-    GetGroupRequest, GroupProgress, ListGroupsRequest, ListGroupsResponse, ResetOffsetRequest,
-    ResetOffsetResponse, UpdateGroupRequest, group_service_server::GroupService,
-    reset_offset_request,
+    DeleteGroupResponse, GetConsumerConnectionsRequest, GetGroupProgressRequest, GetGroupRequest,
+    GroupProgress, ListGroupsRequest, ListGroupsResponse, ResetOffsetRequest, ResetOffsetResponse,
+    UpdateGroupRequest, group_service_server::GroupService, reset_offset_request,
 };
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span};
@@ -385,7 +384,10 @@ impl GroupApi {
                         Some(agent::reset_offset::Target::TimestampMs(ms))
                     }
                     _ => {
-                        v.add("timestamp", "must be a time at or after 1970-01-01T00:00:00Z");
+                        v.add(
+                            "timestamp",
+                            "must be a time at or after 1970-01-01T00:00:00Z",
+                        );
                         None
                     }
                 }

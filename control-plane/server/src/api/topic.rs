@@ -436,7 +436,10 @@ impl TopicService for TopicApi {
         Ok(Response::new(self.delete(r).instrument(span).await?))
     }
 
-    async fn get_topic(&self, request: Request<GetTopicRequest>) -> Result<Response<Topic>, Status> {
+    async fn get_topic(
+        &self,
+        request: Request<GetTopicRequest>,
+    ) -> Result<Response<Topic>, Status> {
         let r = request.into_inner();
         let span = info_span!("GetTopic", cluster = %r.cluster, topic = %r.name);
         Ok(Response::new(self.get(r).instrument(span).await?))
@@ -510,9 +513,21 @@ mod tests {
             ..Default::default()
         };
         let lists = vec![
-            (g("c-0"), TopicList { topics: vec![topic(4)], groups: vec![] }),
+            (
+                g("c-0"),
+                TopicList {
+                    topics: vec![topic(4)],
+                    groups: vec![],
+                },
+            ),
             (g("c-1"), TopicList::default()),
-            (g("c-2"), TopicList { topics: vec![topic(8)], groups: vec![] }),
+            (
+                g("c-2"),
+                TopicList {
+                    topics: vec![topic(8)],
+                    groups: vec![],
+                },
+            ),
         ];
         let held = holders(&lists, "T");
         let t = merged(&held).unwrap();
