@@ -14,8 +14,9 @@
 //! from it, the step and the member, so a retried request is recognised by each agent's
 //! journal and acts once.
 //!
-//! Only the leader holds agent sessions, so every business call — read or write — needs the
-//! leader: a follower answers NOT_LEADER (UNAVAILABLE, with the leader's name).
+//! Only the leader holds agent sessions, so every business call — read or write — is served
+//! by the leader: a follower forwards it there ([`crate::forward`]), and answers NOT_LEADER
+//! (UNAVAILABLE, with the leader's name) only when it cannot (no leader known yet).
 
 use std::time::Duration;
 
