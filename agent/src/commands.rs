@@ -538,7 +538,7 @@ pub async fn execute(
                 groups: groups.values().map(group_to_proto).collect(),
             })))
         }
-        A::QueryMessages(_) => Err(CommandFailure::Unimplemented("query_messages")),
+        A::QueryMessages(q) => query_messages(client, addr, q).await,
         A::TransferLeadership(t) => {
             transfer_leadership(client, addr, &t.target_self_id).await?;
             Ok(None)
@@ -585,6 +585,106 @@ pub async fn execute(
             };
             Ok(Some(command_result::Result::ConsumerConnections(conns)))
         }
+    }
+}
+
+/// A stored record as the API's `Message`.
+pub fn message_to_proto(
+    r: &flotilla_message_store::codec::DecodedRecord<'_>,
+) -> flotilla_proto::v1::Message {
+    use flotilla_message_store::codec;
+    let props = codec::decode_properties(r.properties);
+    let split_keys = props
+        .get("KEYS")
+        .map(|k| {
+            k.split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    flotilla_proto::v1::Message {
+        message_id: codec::message_id(&r.store_host, r.phys_offset),
+        unique_key: props.get("UNIQ_KEY").cloned().unwrap_or_default(),
+        topic: r.topic.to_string(),
+        tags: props.get("TAGS").cloned().unwrap_or_default(),
+        keys: split_keys,
+        broker_name: String::new(),
+        queue_id: r.queue_id,
+        queue_offset: r.queue_offset,
+        commit_log_offset: r.phys_offset,
+        body: r.body.to_vec(),
+        properties: props.into_iter().collect(),
+        born_time: ts(r.born_timestamp),
+        store_time: ts(r.store_timestamp),
+        born_host: r.born_host.to_string(),
+        store_host: r.store_host.to_string(),
+        reconsume_times: r.reconsume_times,
+        body_crc: u32::from_ne_bytes(r.body_crc.to_ne_bytes()),
+    }
+}
+
+/// QUERY_MESSAGE (by key or unique key) or VIEW_MESSAGE_BY_ID (by offset message id); no
+/// match is an empty list.
+async fn query_messages(
+    client: &RemotingClient,
+    addr: &str,
+    q: &flotilla_proto::agent::v1::QueryMessages,
+) -> Result<Option<command_result::Result>, CommandFailure> {
+    use flotilla_message_store::codec;
+    let found = |messages| {
+        Ok(Some(command_result::Result::Messages(
+            flotilla_proto::agent::v1::QueryMessagesResult { messages },
+        )))
+    };
+    if !q.message_id.is_empty() {
+        let (_, offset) = codec::decode_message_id(&q.message_id).ok_or_else(|| {
+            CommandFailure::Invalid(format!("{} is not an offset message id", q.message_id))
+        })?;
+        let cmd =
+            RemotingCommand::request(request_code::VIEW_MESSAGE_BY_ID).with_ext("offset", offset);
+        let resp = client
+            .invoke(addr, cmd, ADMIN_TIMEOUT)
+            .await
+            .map_err(|e| CommandFailure::Unreachable(e.to_string()))?;
+        if resp.code != response_code::SUCCESS {
+            return found(Vec::new());
+        }
+        let r = codec::decode_record(&resp.body, false).map_err(bad)?;
+        if !q.topic.is_empty() && r.topic != q.topic {
+            return found(Vec::new());
+        }
+        return found(vec![message_to_proto(&r)]);
+    }
+    if q.topic.is_empty() || q.key.is_empty() {
+        return Err(CommandFailure::Invalid("topic and key are required".into()));
+    }
+    let mut cmd = RemotingCommand::request(request_code::QUERY_MESSAGE)
+        .with_ext("topic", &q.topic)
+        .with_ext("key", &q.key)
+        .with_ext("maxNum", q.max.max(1))
+        .with_ext("beginTimestamp", q.begin_ms)
+        .with_ext(
+            "endTimestamp",
+            if q.end_ms > 0 { q.end_ms } else { i64::MAX },
+        );
+    if q.unique_key {
+        cmd.put_ext("_UNIQUE_KEY_QUERY", "true");
+    }
+    let resp = client
+        .invoke(addr, cmd, ADMIN_TIMEOUT)
+        .await
+        .map_err(|e| CommandFailure::Unreachable(e.to_string()))?;
+    match resp.code {
+        response_code::SUCCESS => {
+            let records = codec::decode_all(&resp.body, false).map_err(bad)?;
+            found(records.iter().map(message_to_proto).collect())
+        }
+        response_code::QUERY_NOT_FOUND => found(Vec::new()),
+        code => Err(CommandFailure::Broker {
+            code,
+            remark: resp.remark.unwrap_or_default(),
+        }),
     }
 }
 

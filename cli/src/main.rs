@@ -4,7 +4,8 @@
 //! - `flotilla apply -f FILE|-` — create or update clusters, topics and consumer groups from
 //!   YAML or JSON documents;
 //! - `flotilla get clusters|nodes|members` — list resources (`-o table|wide|json|yaml`);
-//! - `flotilla topic …`, `flotilla group …`, `flotilla offset reset` — the business API;
+//! - `flotilla topic …`, `flotilla group …`, `flotilla offset reset`, `flotilla message …` —
+//!   the business API;
 //! - `flotilla bench …` — drive load at a broker (`flotilla_broker::bench`).
 //!
 //! Exit status: 0 on success, 2 for a bad command line (clap's usage errors and flag values
@@ -17,6 +18,7 @@ mod client;
 mod docs;
 mod get;
 mod group;
+mod message;
 mod operator;
 mod output;
 mod topic;
@@ -81,6 +83,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: group::OffsetCmd,
     },
+    /// Messages: get by id, query by key.
+    Message {
+        #[command(subcommand)]
+        cmd: message::MessageCmd,
+    },
     /// Benchmark a broker.
     Bench(flotilla_broker::bench::BenchArgs),
 }
@@ -118,6 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Topic { cmd } => Ok(topic::run(cmd).await?),
         Cmd::Group { cmd } => Ok(group::run(cmd).await?),
         Cmd::Offset { cmd } => Ok(group::run_offset(cmd).await?),
+        Cmd::Message { cmd } => Ok(message::run(cmd).await?),
         Cmd::Bench(args) => {
             let report = flotilla_broker::bench::run(args.into_opts()).await?;
             println!("{report}");

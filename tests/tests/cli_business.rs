@@ -402,6 +402,91 @@ async fn cli_manages_topics_groups_lag_and_offsets_end_to_end() {
     let (mut again, collector) = consumer(&client, &ns, "cg-orders", "Orders").await;
     collector.wait_for(&sent, WAIT).await;
     again.shutdown().await;
+
+    // Messages by offset id, by unique key and by key.
+    let keyed = rocketmq_model::common::message::message_single::Message::builder()
+        .topic("Orders")
+        .tags("t")
+        .key("order-42")
+        .body_slice(b"the answer")
+        .build_unchecked();
+    let r = producer
+        .send(keyed)
+        .await
+        .expect("send")
+        .expect("a send result");
+    let offset_id = r.offset_msg_id.clone().expect("an offset message id");
+    let unique = r
+        .msg_id
+        .as_ref()
+        .map(|m| m.to_string())
+        .expect("a unique key");
+    let m = json(
+        &fleet,
+        &["message", "get", &offset_id, "-c", "biz", "-o", "json"],
+    )
+    .await;
+    assert_eq!(m["body"], "the answer", "{m}");
+    assert_eq!(m["body_encoding"], "text");
+    assert_eq!(m["keys"], serde_json::json!(["order-42"]), "{m}");
+    assert_eq!(m["unique_key"], unique.as_str(), "{m}");
+    let m = wait_until("the unique key is indexed", WAIT, || async {
+        let o = flotilla(
+            &fleet,
+            &[
+                "message", "get", &unique, "-c", "biz", "--topic", "Orders", "-o", "json",
+            ],
+            None,
+        )
+        .await;
+        o.status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&o.stdout).ok())
+            .flatten()
+    })
+    .await
+    .expect("found by unique key");
+    assert_eq!(
+        m["message_id"].as_str().map(str::to_ascii_uppercase),
+        Some(offset_id.to_ascii_uppercase()),
+        "{m}"
+    );
+    let found = wait_until("the key is indexed", WAIT, || async {
+        let v = json(
+            &fleet,
+            &[
+                "message", "query", "-c", "biz", "--topic", "Orders", "--key", "order-42", "-o",
+                "json",
+            ],
+        )
+        .await;
+        (v.as_array().map(Vec::len) == Some(1)).then_some(v)
+    })
+    .await
+    .expect("found by key");
+    assert_eq!(found[0]["body"], "the answer", "{found}");
+    let b64 = json(
+        &fleet,
+        &[
+            "message", "get", &offset_id, "-c", "biz", "--body", "base64", "-o", "json",
+        ],
+    )
+    .await;
+    assert_eq!(b64["body"], "dGhlIGFuc3dlcg==", "{b64}");
+    fails(
+        &fleet,
+        &[
+            "message",
+            "get",
+            "7F00000100002A9F00000000DEADBEEF",
+            "-c",
+            "biz",
+        ],
+        None,
+        1,
+        "MESSAGE_NOT_FOUND",
+    )
+    .await;
     producer.shutdown().await;
     client.shutdown().await;
 

@@ -157,6 +157,14 @@ pub enum ApiError {
         /// Broker groups holding it.
         groups: Vec<String>,
     },
+    /// No broker group holds a message with that id.
+    #[error("message {id} not found in cluster {cluster}")]
+    MessageNotFound {
+        /// Cluster.
+        cluster: String,
+        /// The id asked for.
+        id: String,
+    },
     /// Some broker groups (or nameservers) a business call needed could not answer; each
     /// is named with its own reason.
     #[error("{} could not answer: {}", .what, summarize_failures(.failures))]
@@ -243,6 +251,7 @@ impl ApiError {
             ApiError::GroupNotFound { .. } => "GROUP_NOT_FOUND",
             ApiError::GroupAlreadyExists { .. } => "GROUP_ALREADY_EXISTS",
             ApiError::BrokersUnavailable { .. } => "BROKERS_UNAVAILABLE",
+            ApiError::MessageNotFound { .. } => "MESSAGE_NOT_FOUND",
             ApiError::Store(e) => e.code(),
             ApiError::CorruptRecord { .. } => "CORRUPT_RECORD",
         }
@@ -258,7 +267,8 @@ impl ApiError {
             | ApiError::NodeNotFound(_)
             | ApiError::OperationNotFound(_)
             | ApiError::TopicNotFound { .. }
-            | ApiError::GroupNotFound { .. } => Code::NotFound,
+            | ApiError::GroupNotFound { .. }
+            | ApiError::MessageNotFound { .. } => Code::NotFound,
             ApiError::ClusterAlreadyExists(_)
             | ApiError::TopicAlreadyExists { .. }
             | ApiError::GroupAlreadyExists { .. } => Code::AlreadyExists,
@@ -315,6 +325,10 @@ impl ApiError {
             | ApiError::GroupAlreadyExists { cluster, group, .. } => {
                 m.insert("cluster".to_string(), cluster.clone());
                 m.insert("group".to_string(), group.clone());
+            }
+            ApiError::MessageNotFound { cluster, id } => {
+                m.insert("cluster".to_string(), cluster.clone());
+                m.insert("message_id".to_string(), id.clone());
             }
             ApiError::BrokersUnavailable { failures, .. } => {
                 for f in failures {

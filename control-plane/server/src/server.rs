@@ -13,8 +13,8 @@ use flotilla_intent_store::IntentStore;
 use flotilla_proto::agent::v1::agent_service_server::AgentServiceServer;
 use flotilla_proto::v1::{
     cluster_service_server::ClusterServiceServer, group_service_server::GroupServiceServer,
-    node_service_server::NodeServiceServer, operation_service_server::OperationServiceServer,
-    topic_service_server::TopicServiceServer,
+    message_service_server::MessageServiceServer, node_service_server::NodeServiceServer,
+    operation_service_server::OperationServiceServer, topic_service_server::TopicServiceServer,
 };
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::api::{
-    cluster::ClusterApi, group::GroupApi, node::NodeApi, operation::OperationApi, topic::TopicApi,
+    cluster::ClusterApi, group::GroupApi, message::MessageApi, node::NodeApi,
+    operation::OperationApi, topic::TopicApi,
 };
 use crate::cache::Cache;
 use crate::context::{Config, Ctx, Stats};
@@ -120,6 +121,9 @@ impl ControlPlane {
         health.set_serving::<AgentServiceServer<AgentApi>>().await;
         health.set_serving::<TopicServiceServer<TopicApi>>().await;
         health.set_serving::<GroupServiceServer<GroupApi>>().await;
+        health
+            .set_serving::<MessageServiceServer<MessageApi>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(flotilla_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -143,7 +147,8 @@ impl ControlPlane {
             .add_service(OperationServiceServer::new(OperationApi::new(ctx.clone())))
             .add_service(AgentServiceServer::new(AgentApi::new(ctx.clone())))
             .add_service(TopicServiceServer::new(TopicApi::new(ctx.clone())))
-            .add_service(GroupServiceServer::new(GroupApi::new(ctx.clone())));
+            .add_service(GroupServiceServer::new(GroupApi::new(ctx.clone())))
+            .add_service(MessageServiceServer::new(MessageApi::new(ctx.clone())));
         let incoming = TcpListenerStream::new(listener);
         let stop = shutdown.clone();
         let server = tokio::spawn(async move {

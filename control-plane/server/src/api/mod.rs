@@ -13,6 +13,7 @@
 pub mod brokers;
 pub mod cluster;
 pub mod group;
+pub mod message;
 pub mod node;
 pub mod operation;
 pub mod topic;
