@@ -4,6 +4,7 @@
 //! - `flotilla apply -f FILE|-` — create or update clusters, topics and consumer groups from
 //!   YAML or JSON documents;
 //! - `flotilla get clusters|nodes|members` — list resources (`-o table|wide|json|yaml`);
+//! - `flotilla cordon|uncordon|drain NODE`, `flotilla delete cluster NAME`;
 //! - `flotilla topic …`, `flotilla group …`, `flotilla offset reset`, `flotilla message …` —
 //!   the business API;
 //! - `flotilla bench …` — drive load at a broker (`flotilla_broker::bench`).
@@ -19,6 +20,7 @@ mod docs;
 mod get;
 mod group;
 mod message;
+mod node;
 mod operator;
 mod output;
 mod topic;
@@ -88,8 +90,40 @@ enum Cmd {
         #[command(subcommand)]
         cmd: message::MessageCmd,
     },
+    /// Stop placing new instances on a node.
+    Cordon(NodeArgs),
+    /// Let placement use a node again.
+    Uncordon(NodeArgs),
+    /// Cordon a node and move its instances elsewhere.
+    Drain(NodeArgs),
+    /// Delete a resource (`cluster NAME`).
+    Delete {
+        /// What to delete.
+        #[arg(value_enum)]
+        what: Deletable,
+        /// Its name.
+        name: String,
+        /// Control-plane address.
+        #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
+        server: String,
+    },
     /// Benchmark a broker.
     Bench(flotilla_broker::bench::BenchArgs),
+}
+
+/// A node and the control plane.
+#[derive(Debug, clap::Args)]
+struct NodeArgs {
+    /// The node.
+    node: String,
+    /// Control-plane address.
+    #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
+    server: String,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Deletable {
+    Cluster,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -126,6 +160,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Group { cmd } => Ok(group::run(cmd).await?),
         Cmd::Offset { cmd } => Ok(group::run_offset(cmd).await?),
         Cmd::Message { cmd } => Ok(message::run(cmd).await?),
+        Cmd::Cordon(a) => Ok(node::run(&a.server, node::NodeAction::Cordon, &a.node).await?),
+        Cmd::Uncordon(a) => Ok(node::run(&a.server, node::NodeAction::Uncordon, &a.node).await?),
+        Cmd::Drain(a) => Ok(node::run(&a.server, node::NodeAction::Drain, &a.node).await?),
+        Cmd::Delete {
+            what: Deletable::Cluster,
+            name,
+            server,
+        } => Ok(node::delete_cluster(&server, &name).await?),
         Cmd::Bench(args) => {
             let report = flotilla_broker::bench::run(args.into_opts()).await?;
             println!("{report}");

@@ -595,7 +595,7 @@ async fn cli_manages_topics_groups_lag_and_offsets_end_to_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_bad_inputs_fail_clearly() {
-    let fleet = Fleet::start(0).await;
+    let fleet = Fleet::start(1).await;
     let err = fails(
         &fleet,
         &["apply", "-f", "-"],
@@ -689,4 +689,40 @@ async fn cli_bad_inputs_fail_clearly() {
     .await;
     let o = flotilla(&fleet, &["topic", "frobnicate"], None).await;
     assert_eq!(o.status.code(), Some(2), "unknown subcommand: {}", text(&o));
+    fails(
+        &fleet,
+        &["delete", "cluster", "nosuch"],
+        None,
+        1,
+        "CLUSTER_NOT_FOUND",
+    )
+    .await;
+    fails(&fleet, &["cordon", "node-9"], None, 1, "NODE_NOT_FOUND").await;
+
+    // Node lifecycle: cordon shows in `get nodes -o json`, uncordon clears it.
+    let cordoned = |want: bool| {
+        let fleet = &fleet;
+        async move {
+            let v = json(fleet, &["get", "nodes", "-o", "json"]).await;
+            v.as_array()
+                .and_then(|n| n.iter().find(|n| n["name"] == "node-1"))
+                .is_some_and(|n| n["cordoned"] == want)
+        }
+    };
+    wait_until("node-1 registered", WAIT, || async {
+        let v = json(&fleet, &["get", "nodes", "-o", "json"]).await;
+        v.as_array()
+            .is_some_and(|n| n.iter().any(|n| n["name"] == "node-1"))
+            .then_some(())
+    })
+    .await
+    .expect("the agent registers its node");
+    assert!(
+        ok(&fleet, &["cordon", "node-1"])
+            .await
+            .contains("node node-1 cordoned")
+    );
+    assert!(cordoned(true).await, "cordoned after cordon");
+    ok(&fleet, &["uncordon", "node-1"]).await;
+    assert!(cordoned(false).await, "not cordoned after uncordon");
 }
