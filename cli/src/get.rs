@@ -214,6 +214,50 @@ fn node_line(n: &Node) -> String {
     )
 }
 
+/// Prints every cluster, then every change as it happens (`--watch`): one table row, or one
+/// compact JSON object per line (`-o json`), per change; deleted clusters print with phase
+/// `Deleted`. Runs until the stream ends or the command is interrupted.
+pub async fn watch_clusters(server: &str, format: Format) -> Result<(), GetError> {
+    use flotilla_proto::v1::{WatchClustersRequest, WatchEventType};
+    let mut c = client::clusters(server).await?;
+    let mut stream = c
+        .watch_clusters(WatchClustersRequest {
+            revision: 0,
+            name: String::new(),
+        })
+        .await?
+        .into_inner();
+    if matches!(format, Format::Table | Format::Wide) {
+        println!("{}", cluster_header());
+    }
+    while let Some(ev) = stream.message().await? {
+        let kind = WatchEventType::try_from(ev.r#type).unwrap_or(WatchEventType::Unspecified);
+        let Some(cl) = ev.cluster.filter(|_| kind != WatchEventType::Bookmark) else {
+            continue;
+        };
+        let mut v = cluster_view(&cl);
+        if kind == WatchEventType::Delete {
+            v.phase = "Deleted".to_string();
+        }
+        match format {
+            Format::Json => println!("{}", serde_json::to_string(&v).map_err(OutputError::from)?),
+            Format::Yaml => print!(
+                "---\n{}",
+                serde_yaml::to_string(&v).map_err(OutputError::from)?
+            ),
+            Format::Table | Format::Wide => {
+                let line = cluster_line(&cl);
+                if kind == WatchEventType::Delete {
+                    println!("{line} (deleted)");
+                } else {
+                    println!("{line}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Prints every node.
 pub async fn nodes(server: &str, format: Format) -> Result<(), GetError> {
     let mut c = client::nodes(server).await?;

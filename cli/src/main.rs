@@ -69,6 +69,9 @@ enum Cmd {
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value_t)]
         output: output::Format,
+        /// Keep printing changes (clusters).
+        #[arg(short = 'w', long)]
+        watch: bool,
     },
     /// Topics of a cluster: create, update, delete, get, list, route, stats.
     Topic {
@@ -143,8 +146,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cluster,
             server,
             output,
+            watch,
         } => {
             match what {
+                What::Clusters if watch => get::watch_clusters(&server, output).await?,
+                _ if watch => {
+                    return Err(api::CmdError::invalid(
+                        "--watch",
+                        "only `flotilla get clusters` can be watched",
+                    )
+                    .into());
+                }
                 What::Clusters => get::clusters(&server, output).await?,
                 What::Nodes => get::nodes(&server, output).await?,
                 What::Members => {

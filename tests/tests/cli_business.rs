@@ -725,4 +725,46 @@ async fn cli_bad_inputs_fail_clearly() {
     assert!(cordoned(true).await, "cordoned after cordon");
     ok(&fleet, &["uncordon", "node-1"]).await;
     assert!(cordoned(false).await, "not cordoned after uncordon");
+
+    // `get clusters --watch -o json`: one JSON line per change, a delete included.
+    use tokio::io::AsyncBufReadExt;
+    let mut watch = tokio::process::Command::new(bin_path("flotilla"))
+        .args(["get", "clusters", "--watch", "-o", "json"])
+        .env("FLOTILLA_SERVER", &fleet.cp_addr)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the watch");
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().expect("piped")).lines();
+    let mut next_line_with = async |what: &str| -> Value {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let line = lines
+                    .next_line()
+                    .await
+                    .expect("read")
+                    .expect("the watch runs");
+                let v: Value = serde_json::from_str(&line).expect("one JSON object per line");
+                if v["name"] == "watched" && what.contains(v["phase"].as_str().unwrap_or("?")) {
+                    return v;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no watch line for {what}"))
+    };
+    fleet
+        .create_cluster(fleet::cluster(
+            "watched",
+            1,
+            1,
+            1,
+            BrokerMode::MasterSlave,
+            &[],
+        ))
+        .await;
+    next_line_with("Pending Provisioning Running Degraded").await;
+    ok(&fleet, &["delete", "cluster", "watched"]).await;
+    next_line_with("Deleting Deleted").await;
+    let _ = watch.kill().await;
 }
