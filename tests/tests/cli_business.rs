@@ -86,6 +86,19 @@ async fn fails(fleet: &Fleet, args: &[&str], stdin: Option<&str>, exit: i32, cod
     err
 }
 
+/// Waits until the control plane leads (a business call on an unknown cluster then answers
+/// CLUSTER_NOT_FOUND instead of NOT_LEADER): the fleet only waits for its port.
+async fn wait_leader(fleet: &Fleet) {
+    wait_until("the control plane leads", WAIT, || async {
+        let o = flotilla(fleet, &["topic", "list", "-c", "no-such-cluster"], None).await;
+        String::from_utf8_lossy(&o.stderr)
+            .contains("[CLUSTER_NOT_FOUND]")
+            .then_some(())
+    })
+    .await
+    .expect("a leader is elected");
+}
+
 fn now_ms() -> i64 {
     i64::try_from(
         SystemTime::now()
@@ -160,6 +173,7 @@ spec: {cluster: biz, maxRetries: 3}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_manages_topics_groups_lag_and_offsets_end_to_end() {
     let mut fleet = Fleet::start(2).await;
+    wait_leader(&fleet).await;
     fleet
         .create_cluster(fleet::cluster(
             "biz",
@@ -596,6 +610,7 @@ async fn cli_manages_topics_groups_lag_and_offsets_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_bad_inputs_fail_clearly() {
     let fleet = Fleet::start(1).await;
+    wait_leader(&fleet).await;
     let err = fails(
         &fleet,
         &["apply", "-f", "-"],
