@@ -396,6 +396,9 @@ async fn start_inner(
         .max(1);
     sc.flush = cfg.flush_disk_type;
     sc.sync_flush_timeout = cfg.sync_flush_timeout;
+    sc.flush_interval = cfg.flush_interval_commit_log;
+    sc.flush_least_bytes = cfg.flush_commit_log_least_pages.saturating_mul(4096);
+    sc.flush_thorough_interval = cfg.flush_commit_log_thorough_interval;
     sc.max_message_size = cfg.max_message_size.saturating_add(64 * 1024);
     sc.file_reserved_hours = cfg.file_reserved_time;
     sc.delete_when = cfg.delete_when.clone();

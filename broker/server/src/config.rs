@@ -178,6 +178,9 @@ fn restart_reason(key: &str) -> &'static str {
         "storePathRootDir"
         | "flushDiskType"
         | "syncFlushTimeout"
+        | "flushIntervalCommitLog"
+        | "flushCommitLogLeastPages"
+        | "flushCommitLogThoroughInterval"
         | "deleteWhen"
         | "fileReservedTime"
         | "diskMaxUsedSpaceRatio"
@@ -233,6 +236,12 @@ const KNOWN: &[(&str, &str)] = &[
     ("brokerRole", "ASYNC_MASTER"),
     ("flushDiskType", "ASYNC_FLUSH"),
     ("syncFlushTimeout", "5000"),
+    // ASYNC_FLUSH's flusher (RocketMQ's MessageStoreConfig keys): it wakes every
+    // flushIntervalCommitLog ms and flushes when flushCommitLogLeastPages pages (4 KiB) are
+    // dirty, or whatever is dirty once flushCommitLogThoroughInterval ms have passed.
+    ("flushIntervalCommitLog", "500"),
+    ("flushCommitLogLeastPages", "4"),
+    ("flushCommitLogThoroughInterval", "10000"),
     ("deleteWhen", "04"),
     ("fileReservedTime", "72"),
     ("diskMaxUsedSpaceRatio", "75"),
@@ -318,6 +327,12 @@ pub struct BrokerConfig {
     pub flush_disk_type: FlushDiskType,
     /// `syncFlushTimeout` (ms).
     pub sync_flush_timeout: Duration,
+    /// `flushIntervalCommitLog` (ms): how often ASYNC_FLUSH's flusher wakes.
+    pub flush_interval_commit_log: Duration,
+    /// `flushCommitLogLeastPages`: dirty pages (4 KiB) before ASYNC_FLUSH flushes.
+    pub flush_commit_log_least_pages: u64,
+    /// `flushCommitLogThoroughInterval` (ms): ASYNC_FLUSH flushes any dirty bytes this often.
+    pub flush_commit_log_thorough_interval: Duration,
     /// `deleteWhen`.
     pub delete_when: String,
     /// `fileReservedTime` (hours).
@@ -618,6 +633,14 @@ impl BrokerConfig {
             broker_role,
             flush_disk_type,
             sync_flush_timeout: r.millis("syncFlushTimeout")?,
+            flush_interval_commit_log: r
+                .millis("flushIntervalCommitLog")?
+                .max(Duration::from_millis(1)),
+            flush_commit_log_least_pages: r.int(
+                "flushCommitLogLeastPages",
+                "a page count (a non-negative integer)",
+            )?,
+            flush_commit_log_thorough_interval: r.millis("flushCommitLogThoroughInterval")?,
             delete_when,
             file_reserved_time: r.int("fileReservedTime", "hours (a non-negative integer)")?,
             disk_max_used_space_ratio: ratio.clamp(10, 95),

@@ -6,6 +6,10 @@
 //! SIGKILLs it after a random number of acknowledgements, recovers the store, and checks that
 //! every acknowledged record is present and intact, that the whole CommitLog is a valid chain
 //! of records (no torn record visible), and that appending continues.
+//!
+//! SIGKILL keeps the page cache, so these tests prove recovery, not SYNC_FLUSH durability:
+//! `tests/tests/broker_durability.rs` checks that, by tracing the broker's `msync` calls
+//! against the moment each acknowledgement leaves.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure with a location
 
 mod common;
