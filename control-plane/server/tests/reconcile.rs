@@ -426,3 +426,95 @@ async fn a_second_reconcile_with_no_change_writes_and_pushes_nothing() {
     let received2: Vec<u64> = agents.iter().map(|a| a.desired_count()).collect();
     assert_eq!(received2, received);
 }
+
+/// `UpdateCluster` with `validate_only` answers, member by member, what the change would do
+/// (restart-only keys restart, a nameserver change is online for brokers, new instances
+/// start), and does nothing.
+#[tokio::test]
+async fn a_plan_preview_names_each_member_change_and_changes_nothing() {
+    use flotilla_proto::v1::member_change::Action;
+    let h = start_embedded().await;
+    let _a = h.agent("node-a").await;
+    let _b = h.agent("node-b").await;
+    let _c = h.agent("node-c").await;
+    create_cluster(&h, cluster("orders", 1, 1, 2, BrokerMode::MasterSlave)).await;
+    settle(&h).await;
+    let before = h.get_cluster("orders").await;
+    let generation = before.metadata.as_ref().unwrap().generation;
+
+    let preview = |edit: fn(&mut flotilla_proto::v1::BrokerSpec, &mut u32)| {
+        let mut c = before.clone();
+        let mut ns = c
+            .spec
+            .as_ref()
+            .unwrap()
+            .nameserver
+            .as_ref()
+            .unwrap()
+            .replicas;
+        edit(broker_mut(&mut c), &mut ns);
+        c.spec
+            .as_mut()
+            .unwrap()
+            .nameserver
+            .as_mut()
+            .unwrap()
+            .replicas = ns;
+        c.metadata.as_mut().unwrap().etag.clear();
+        let mut req = update_req(c, "");
+        req.validate_only = true;
+        let client = h.clusters();
+        async move {
+            let mut client = client;
+            let r = client.update_cluster(req).await.unwrap().into_inner();
+            let mut v: Vec<(String, i32, Vec<String>)> = r
+                .changes
+                .into_iter()
+                .map(|c| (c.member, c.action, c.keys))
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    let restart = preview(|b, _| {
+        b.config.insert("fileReservedTime".into(), "24".into());
+    })
+    .await;
+    assert_eq!(
+        restart,
+        [
+            (
+                "orders-0-0".to_string(),
+                Action::Restart as i32,
+                vec!["fileReservedTime".to_string()]
+            ),
+            (
+                "orders-0-1".to_string(),
+                Action::Restart as i32,
+                vec!["fileReservedTime".to_string()]
+            ),
+        ]
+    );
+    let grow = preview(|_, ns| *ns = 2).await;
+    assert_eq!(
+        grow,
+        [
+            (
+                "orders-0-0".to_string(),
+                Action::Online as i32,
+                vec!["namesrvAddr".to_string()]
+            ),
+            (
+                "orders-0-1".to_string(),
+                Action::Online as i32,
+                vec!["namesrvAddr".to_string()]
+            ),
+            ("orders-namesrv-1".to_string(), Action::Start as i32, vec![]),
+        ]
+    );
+    // Nothing was done.
+    settle(&h).await;
+    let after = h.get_cluster("orders").await;
+    assert_eq!(after.metadata.as_ref().unwrap().generation, generation);
+    assert_eq!(after.spec, before.spec);
+}

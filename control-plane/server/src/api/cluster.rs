@@ -239,9 +239,13 @@ impl ClusterApi {
                 ..Default::default()
             }),
         });
+        let leaving: Vec<String> = (new_groups..old_groups)
+            .map(|i| names::group(&meta.name, i))
+            .collect();
         let response = UpdateClusterResponse {
             cluster: Some(next.clone()),
             operation: operation.clone(),
+            changes: crate::reconcile::preview::preview(ctx, &next, &leaving),
         };
         if r.validate_only {
             return Ok(response);

@@ -24,6 +24,7 @@
 //! the cluster record is deleted.
 
 pub mod placement;
+pub mod preview;
 pub mod queue;
 pub mod readiness;
 pub mod render;
