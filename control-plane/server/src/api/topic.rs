@@ -477,10 +477,17 @@ impl TopicService for TopicApi {
         request: Request<MigrateTopicRequest>,
     ) -> Result<Response<Operation>, Status> {
         let r = request.into_inner();
-        let _span = info_span!("MigrateTopic", topic = %r.topic).entered();
-        Err(Status::unimplemented(
-            "topic migration is not served yet (the operations engine is being built)",
-        ))
+        let span = info_span!(
+            "MigrateTopic",
+            topic = %r.topic,
+            source = %r.source_cluster,
+            target = %r.target_cluster,
+            request_id = %r.request_id
+        );
+        let op = crate::workflow::migrate_topic::start(&self.ctx, r)
+            .instrument(span)
+            .await?;
+        Ok(Response::new(op))
     }
 }
 

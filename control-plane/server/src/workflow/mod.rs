@@ -17,6 +17,7 @@
 //! Pending with step `Queued` (never interleaved). Node drains are driven by the reconciler's
 //! placement (the node's `draining` flag) and are not run here.
 
+pub mod migrate_topic;
 pub mod scale_in;
 pub mod scale_out;
 
@@ -102,6 +103,7 @@ fn workflow_of(op: &Operation) -> Option<Box<dyn Workflow>> {
     match op.spec.as_ref()?.kind.as_ref()? {
         operation_spec::Kind::ScaleIn(_) => Some(Box::new(scale_in::ScaleIn)),
         operation_spec::Kind::ScaleOut(_) => Some(Box::new(scale_out::ScaleOut)),
+        operation_spec::Kind::MigrateTopic(_) => Some(Box::new(migrate_topic::MigrateTopic)),
         _ => None,
     }
 }

@@ -1,0 +1,131 @@
+//! Topic migration between two clusters with real processes and the real client:
+//! `TopicService.MigrateTopic` returns an Operation that creates the consumer group and the
+//! topic on the target, makes the source read-only, waits until the group drained the
+//! source, deletes the topic from the source brokers and nameserver, and creates the retry
+//! topic on the target. Every message produced on the source is consumed; producers and
+//! consumers carry on against the target.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use flotilla_proto::v1::operation_service_client::OperationServiceClient;
+use flotilla_proto::v1::topic_service_client::TopicServiceClient;
+use flotilla_proto::v1::{BrokerMode, GetOperationRequest, MigrateTopicRequest, OperationPhase};
+use flotilla_remoting::RemotingClient;
+use flotilla_tests::broker_proc::{create_topic, route, topic_queues};
+use flotilla_tests::fleet::{self, Fleet, brokers, namesrv_addr};
+use flotilla_tests::rmq::{self, Client};
+use flotilla_tests::wait_until;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_moves_to_another_cluster_with_every_message_consumed() {
+    let fleet = Fleet::start(3).await;
+    for name in ["src", "dst"] {
+        fleet
+            .create_cluster(fleet::cluster(name, 1, 1, 1, BrokerMode::MasterSlave, &[]))
+            .await;
+    }
+    let src = fleet.wait_running("src").await;
+    let dst = fleet.wait_running("dst").await;
+    let (src_ns, dst_ns) = (namesrv_addr(&src), namesrv_addr(&dst));
+    let src_broker = brokers(&src).pop().expect("src broker");
+    let dst_broker = brokers(&dst).pop().expect("dst broker");
+    let admin = RemotingClient::default();
+    create_topic(&admin, &src_broker.address, "orders", 6, 6).await;
+
+    // cg-move consumed the topic on the source, then falls behind by 20 messages.
+    let client = Client::new("migrate");
+    let mut producer = client.producer(&src_ns, "pg-move").await;
+    let first = rmq::send_all(&producer, "orders", (0..30).map(|i| format!("a-{i}")), 3).await;
+    assert_eq!(first.len(), 30);
+    rmq::consume_all(&client, &src_ns, "cg-move", "orders", &first, WAIT).await;
+    let backlog = rmq::send_all(&producer, "orders", (0..20).map(|i| format!("b-{i}")), 3).await;
+    assert_eq!(backlog.len(), 20);
+    producer.shutdown().await;
+
+    let ch = fleet.channel().await.expect("control plane");
+    let op = TopicServiceClient::new(ch.clone())
+        .migrate_topic(MigrateTopicRequest {
+            topic: "orders".into(),
+            source_cluster: "src".into(),
+            target_cluster: "dst".into(),
+            consumer_groups: Vec::new(),
+            keep_source: false,
+            request_id: "migrate-orders-1".into(),
+        })
+        .await
+        .expect("migration accepted")
+        .into_inner();
+    let op_name = op.metadata.expect("metadata").name;
+    let ops = OperationServiceClient::new(ch);
+
+    // It waits in WaitDrained until the backlog is consumed on the source.
+    let r = wait_until("migration waits for the backlog", WAIT, || {
+        let mut ops = ops.clone();
+        let name = op_name.clone();
+        async move {
+            let o = ops
+                .get_operation(GetOperationRequest { name })
+                .await
+                .ok()?
+                .into_inner();
+            let st = o.status?;
+            (st.step == "WaitDrained"
+                && st.handles.get("lag/src-0/cg-move").map(String::as_str) == Some("20"))
+            .then_some(())
+        }
+    })
+    .await;
+    r.unwrap_or_else(|e| panic!("{e}\n{}", fleet.logs()));
+    assert!(topic_queues(&admin, &dst_broker.address, "orders").await == Some(6));
+    rmq::consume_all(&client, &src_ns, "cg-move", "orders", &backlog, WAIT).await;
+
+    let done = wait_until("migration done", WAIT, || {
+        let mut ops = ops.clone();
+        let name = op_name.clone();
+        async move {
+            let o = ops
+                .get_operation(GetOperationRequest { name })
+                .await
+                .ok()?
+                .into_inner();
+            o.status.filter(|s| s.done)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", fleet.logs()));
+    assert_eq!(
+        done.phase,
+        OperationPhase::Succeeded as i32,
+        "{done:#?}\n{}",
+        fleet.logs()
+    );
+    assert!(done.point_of_no_return_passed);
+    // The source holds no copy: not on its broker, not in its nameserver's routes.
+    assert_eq!(
+        topic_queues(&admin, &src_broker.address, "orders").await,
+        None
+    );
+    assert!(route(&admin, &src_ns, "orders").await.is_none());
+    // The target has the topic with the source's queues, and the group's retry topic.
+    assert_eq!(
+        topic_queues(&admin, &dst_broker.address, "orders").await,
+        Some(6)
+    );
+    assert!(
+        topic_queues(&admin, &dst_broker.address, "%RETRY%cg-move")
+            .await
+            .is_some()
+    );
+
+    // Clients carry on against the target.
+    let mut producer = client.producer(&dst_ns, "pg-move").await;
+    let later: BTreeSet<String> =
+        rmq::send_all(&producer, "orders", (0..20).map(|i| format!("c-{i}")), 5).await;
+    assert_eq!(later.len(), 20);
+    rmq::consume_all(&client, &dst_ns, "cg-move", "orders", &later, WAIT).await;
+    producer.shutdown().await;
+    client.shutdown().await;
+}
