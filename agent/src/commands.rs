@@ -331,6 +331,23 @@ pub fn action_name(a: &command::Action) -> &'static str {
     }
 }
 
+/// Whether `action` only reads. Reads are not journaled: they are asked with fresh ids (a
+/// dashboard polling lag, a workflow waiting for a drain), and journaling them would push the
+/// ids of the steps that change something out of the bounded journal, so a resumed step could
+/// apply twice.
+pub fn is_read_only(a: &command::Action) -> bool {
+    use command::Action as A;
+    matches!(
+        a,
+        A::GetGroupProgress(_)
+            | A::GetTopicStats(_)
+            | A::QueryMessages(_)
+            | A::ListTopics(_)
+            | A::GetTopicRoute(_)
+            | A::GetConsumerConnections(_)
+    )
+}
+
 /// Executes `action` against the instance at `addr`. Returns the typed result, if the action
 /// has one.
 pub async fn execute(
@@ -886,6 +903,17 @@ async fn import(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_reads_skip_the_journal() {
+        use command::Action as A;
+        assert!(is_read_only(&A::ListTopics(Default::default())));
+        assert!(is_read_only(&A::GetGroupProgress(Default::default())));
+        assert!(!is_read_only(&A::CreateTopic(Default::default())));
+        assert!(!is_read_only(&A::UpdateBrokerConfig(Default::default())));
+        // One export per scale-out: journaled, so a retried copy gets the same snapshot.
+        assert!(!is_read_only(&A::ExportMetadata(Default::default())));
+    }
 
     #[test]
     fn errors_map_to_rpc_codes() {

@@ -523,7 +523,9 @@ impl Agent {
                     res
                 }
             };
-            if let Err(e) = journal.record(&cmd.command_id, &result) {
+            if !commands::is_read_only(action)
+                && let Err(e) = journal.record(&cmd.command_id, &result)
+            {
                 warn!(error = %e, code = e.code(), "cannot journal the command");
             }
             result
