@@ -283,6 +283,41 @@ pub enum Applied {
 
 /// Creates the cluster, or replaces the spec of the existing one (guarded by its etag).
 pub async fn apply(server: &str, cluster: Cluster) -> Result<(Applied, Cluster), ApplyError> {
+    let (a, c, _) = apply_planned(server, cluster, false).await?;
+    Ok((a, c))
+}
+
+/// One line per member a cluster change touches (`UpdateClusterResponse.changes`).
+pub fn change_lines(changes: &[flotilla_proto::v1::MemberChange]) -> Vec<String> {
+    use flotilla_proto::v1::member_change::Action;
+    changes
+        .iter()
+        .map(|c| {
+            let action = match Action::try_from(c.action).unwrap_or(Action::Unspecified) {
+                Action::Start => "start on",
+                Action::Stop => "stop on",
+                Action::Move => "move to",
+                Action::Restart => "rolling restart on",
+                Action::Online => "online change on",
+                Action::Unspecified => "change on",
+            };
+            let keys = if c.keys.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", c.keys.join(", "))
+            };
+            format!("  {}: {action} {}{keys}", c.member, c.node)
+        })
+        .collect()
+}
+
+/// [`apply`], returning the plan of member changes too; with `dry_run` nothing is changed
+/// (the control plane answers what it would do).
+pub async fn apply_planned(
+    server: &str,
+    cluster: Cluster,
+    dry_run: bool,
+) -> Result<(Applied, Cluster, Vec<flotilla_proto::v1::MemberChange>), ApplyError> {
     let mut client = crate::client::clusters(server).await?;
     let name = cluster
         .metadata
@@ -303,23 +338,27 @@ pub async fn apply(server: &str, cluster: Cluster) -> Result<(Applied, Cluster),
                 .update_cluster(UpdateClusterRequest {
                     cluster: Some(c),
                     request_id: String::new(),
-                    validate_only: false,
+                    validate_only: dry_run,
                     force: false,
                 })
                 .await?
                 .into_inner();
-            Ok((Applied::Updated, resp.cluster.unwrap_or_default()))
+            Ok((
+                Applied::Updated,
+                resp.cluster.unwrap_or_default(),
+                resp.changes,
+            ))
         }
         Err(s) if s.code() == tonic::Code::NotFound => {
             let created = client
                 .create_cluster(CreateClusterRequest {
                     cluster: Some(cluster),
                     request_id: String::new(),
-                    validate_only: false,
+                    validate_only: dry_run,
                 })
                 .await?
                 .into_inner();
-            Ok((Applied::Created, created))
+            Ok((Applied::Created, created, Vec::new()))
         }
         Err(s) => Err(s.into()),
     }
@@ -466,7 +505,7 @@ async fn migrate(
 }
 
 /// Applies every document of `path` in order, printing one line per document.
-pub async fn run(server: &str, path: &Path) -> Result<(), ApplyError> {
+pub async fn run(server: &str, path: &Path, dry_run: bool) -> Result<(), ApplyError> {
     use crate::docs::Document;
     let text = read_input(path)?;
     let parsed = crate::docs::parse(&text)?;
@@ -477,11 +516,28 @@ pub async fn run(server: &str, path: &Path) -> Result<(), ApplyError> {
     let total = docs.len();
     let mut failed = 0;
     for (i, d) in docs.iter().enumerate() {
+        if dry_run && !matches!(d, Document::Cluster(_)) {
+            println!(
+                "{}: not previewed (dry run previews cluster documents only); nothing done",
+                d.describe()
+            );
+            continue;
+        }
         let outcome: Result<(Applied, String), ApplyError> = match d {
             Document::Cluster(f) => match f.to_cluster() {
-                Ok(c) => apply(server, c)
-                    .await
-                    .map(|(a, _)| (a, format!("cluster {}", f.name))),
+                Ok(c) => match apply_planned(server, c, dry_run).await {
+                    Ok((a, _, changes)) => {
+                        let what = format!("cluster {}", f.name);
+                        let lines = change_lines(&changes);
+                        let what = if lines.is_empty() {
+                            what
+                        } else {
+                            format!("{what}\n{}", lines.join("\n"))
+                        };
+                        Ok((a, what))
+                    }
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             },
             Document::Topic { name, spec } => apply_topic(server, name, spec)
@@ -513,8 +569,19 @@ pub async fn run(server: &str, path: &Path) -> Result<(), ApplyError> {
                 .map_err(ApplyError::from),
         };
         match outcome {
-            Ok((Applied::Created, what)) => println!("{what} created"),
-            Ok((Applied::Updated, what)) => println!("{what} updated"),
+            Ok((a, what)) => {
+                let (head, rest) = what.split_once('\n').unwrap_or((what.as_str(), ""));
+                let verb = match (a, dry_run) {
+                    (Applied::Created, false) => "created",
+                    (Applied::Updated, false) => "updated",
+                    (Applied::Created, true) => "would be created",
+                    (Applied::Updated, true) => "would be updated",
+                };
+                println!("{head} {verb}");
+                if !rest.is_empty() {
+                    println!("{rest}");
+                }
+            }
             Err(e) => {
                 // Connection failures stop at once: every later document would fail alike.
                 if matches!(e, ApplyError::Client(_))
@@ -531,6 +598,9 @@ pub async fn run(server: &str, path: &Path) -> Result<(), ApplyError> {
                 );
             }
         }
+    }
+    if dry_run {
+        println!("dry run: nothing was changed");
     }
     if failed > 0 {
         return Err(ApplyError::Failed { failed, total });

@@ -52,6 +52,10 @@ enum Cmd {
         /// The file (`-` = standard input); several documents allowed (`---` in YAML).
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+        /// Change nothing: print what each cluster document would do to each member
+        /// (start, stop, move, rolling restart and the keys forcing it, online change).
+        #[arg(long)]
+        dry_run: bool,
         /// Control-plane addresses (comma-separated replicas, or a DNS name with several records).
         #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
         server: String,
@@ -140,7 +144,11 @@ enum What {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Up(a) => up::run(a).await,
-        Cmd::Apply { file, server } => Ok(apply::run(&server, &file).await?),
+        Cmd::Apply {
+            file,
+            server,
+            dry_run,
+        } => Ok(apply::run(&server, &file, dry_run).await?),
         Cmd::Get {
             what,
             cluster,
