@@ -35,6 +35,16 @@ pub enum CmdError {
     /// The answer could not be printed.
     #[error(transparent)]
     Output(#[from] crate::output::OutputError),
+    /// A followed operation ended other than Succeeded.
+    #[error("operation {name} ended {phase}{}", if .error.is_empty() { String::new() } else { format!(": {}", .error) })]
+    Operation {
+        /// Operation name.
+        name: String,
+        /// Its final phase.
+        phase: String,
+        /// Its error, when it failed.
+        error: String,
+    },
 }
 
 impl From<tonic::Status> for CmdError {
@@ -61,6 +71,7 @@ impl CmdError {
             Self::Client(e) => e.code().to_string(),
             Self::Invalid { .. } => "CLI_INVALID_ARGUMENT".to_string(),
             Self::Output(e) => e.code().to_string(),
+            Self::Operation { phase, .. } => format!("OPERATION_{}", phase.to_uppercase()),
         }
     }
 

@@ -21,6 +21,7 @@ mod get;
 mod group;
 mod message;
 mod node;
+mod operation;
 mod operator;
 mod output;
 mod topic;
@@ -114,6 +115,16 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
         server: String,
     },
+    /// Operations (scale-in, scale-out, migration, drain): get, list, cancel, watch.
+    Operation {
+        #[command(subcommand)]
+        cmd: operation::OperationCmd,
+    },
+    /// Move a topic to another cluster, following the operation to the end.
+    Migrate {
+        #[command(subcommand)]
+        cmd: operation::MigrateCmd,
+    },
     /// Benchmark a broker.
     Bench(flotilla_broker::bench::BenchArgs),
 }
@@ -188,6 +199,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             server,
         } => Ok(node::delete_cluster(&server, &name).await?),
+        Cmd::Operation { cmd } => Ok(operation::run(cmd).await?),
+        Cmd::Migrate { cmd } => Ok(operation::migrate(cmd).await?),
         Cmd::Bench(args) => {
             let report = flotilla_broker::bench::run(args.into_opts()).await?;
             println!("{report}");

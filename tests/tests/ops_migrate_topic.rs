@@ -34,6 +34,11 @@ async fn a_topic_moves_to_another_cluster_with_every_message_consumed() {
     let dst_broker = brokers(&dst).pop().expect("dst broker");
     let admin = RemotingClient::default();
     create_topic(&admin, &src_broker.address, "orders", 6, 6).await;
+    wait_until("the source nameserver routes orders", WAIT, || async {
+        route(&admin, &src_ns, "orders").await.map(|_| ())
+    })
+    .await
+    .expect("route");
 
     // cg-move consumed the topic on the source, then falls behind by 20 messages.
     let client = Client::new("migrate");
@@ -128,4 +133,66 @@ async fn a_topic_moves_to_another_cluster_with_every_message_consumed() {
     rmq::consume_all(&client, &dst_ns, "cg-move", "orders", &later, WAIT).await;
     producer.shutdown().await;
     client.shutdown().await;
+}
+
+/// `flotilla migrate topic` follows the operation to the end with a line per step;
+/// `flotilla operation get -o json` shows it Succeeded; cancelling it then is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_follows_a_migration_to_completion() {
+    let fleet = Fleet::start(3).await;
+    for name in ["left", "right"] {
+        fleet
+            .create_cluster(fleet::cluster(name, 1, 1, 1, BrokerMode::MasterSlave, &[]))
+            .await;
+    }
+    let left = fleet.wait_running("left").await;
+    fleet.wait_running("right").await;
+    let admin = RemotingClient::default();
+    let src = brokers(&left).pop().expect("left broker");
+    create_topic(&admin, &src.address, "events", 4, 6).await;
+
+    let run = |args: Vec<String>| {
+        let server = fleet.cp_addr.clone();
+        async move {
+            tokio::process::Command::new(flotilla_tests::bin_path("flotilla"))
+                .args(&args)
+                .env("FLOTILLA_SERVER", server)
+                .output()
+                .await
+                .expect("run flotilla")
+        }
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let out = run(s(&[
+        "migrate", "topic", "events", "--from", "left", "--to", "right",
+    ]))
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Succeeded: step 7/7 CreateRetryTopicOnTarget"),
+        "{stdout}"
+    );
+    let op = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("op-"))
+        .expect("operation name printed")
+        .to_string();
+    let out = run(s(&["operation", "get", &op, "-o", "json"])).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["phase"], "Succeeded");
+    assert_eq!(v["kind"], "MigrateTopic");
+    assert_eq!(v["point_of_no_return_passed"], true);
+    let out = run(s(&["operation", "cancel", &op])).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("OPERATION_NOT_CANCELLABLE"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(topic_queues(&admin, &src.address, "events").await, None);
 }

@@ -16,7 +16,7 @@ use flotilla_proto::v1::{
     WaitOperationRequest,
 };
 use flotilla_remoting::RemotingClient;
-use flotilla_tests::broker_proc::{cluster_info, create_topic};
+use flotilla_tests::broker_proc::{cluster_info, create_topic, route};
 use flotilla_tests::fleet::{self, Fleet, alive, brokers, namesrv_addr, pids};
 use flotilla_tests::rmq::{self, Client};
 use flotilla_tests::wait_until;
@@ -122,6 +122,18 @@ async fn scale_in_waits_for_consumers_and_never_loses_a_message() {
     for b in brokers(&c) {
         create_topic(&admin, &b.address, "orders", 4, 6).await;
     }
+    wait_until(
+        "the nameserver routes orders to both groups",
+        WAIT,
+        || async {
+            route(&admin, &ns, "orders")
+                .await
+                .filter(|r| r.broker_datas.len() == 2)
+                .map(|_| ())
+        },
+    )
+    .await
+    .expect("route");
     let before = pids(&c);
 
     // Produce, consume everything, then produce more: cg-shop lags on both groups.
