@@ -144,6 +144,50 @@ impl EpochLog {
         Some(self.epochs.get(i + 1).map_or(log_end, |n| n.start))
     }
 
+    /// Follower side of an append whose consistency check passed (this log agrees with the
+    /// leader's at the byte before `prev_offset`): the first offset in `[prev_offset, end)`
+    /// (or at `end`, for an empty last epoch here) where this log's term differs from the
+    /// leader's, if any. `end` is this log's end; the
+    /// leader's terms over `[prev_offset, req_end]` are `prev_term` and then `leader_epochs`
+    /// (its epochs starting in that range).
+    ///
+    /// Only such an offset is a conflict. Bytes of the same term at the same offset were
+    /// written by that term's one leader, so they are the same bytes: an append that repeats
+    /// or trails what this log already holds conflicts nowhere and must not cut anything.
+    /// Terms change only at epoch starts, so comparing at `prev_offset` and at every epoch
+    /// start of either log in range compares every byte.
+    pub fn first_conflict(
+        &self,
+        end: i64,
+        prev_offset: i64,
+        prev_term: u64,
+        leader_epochs: &[Epoch],
+        req_end: i64,
+    ) -> Option<i64> {
+        let leader_term = |o: i64| {
+            leader_epochs
+                .iter()
+                .rev()
+                .find(|e| e.start <= o)
+                .map_or(prev_term, |e| e.term)
+        };
+        // An empty last epoch (a no-op this log holds at its end) has a term but no bytes.
+        let empty_last = self
+            .last()
+            .filter(|l| l.start == end)
+            .map_or(-1, |l| l.start);
+        let mut points: Vec<i64> = std::iter::once(prev_offset)
+            .chain(leader_epochs.iter().map(|e| e.start))
+            .chain(self.epochs.iter().map(|e| e.start))
+            .filter(|&o| o >= prev_offset && o <= req_end && (o < end || o == empty_last))
+            .collect();
+        points.sort_unstable();
+        points.dedup();
+        points
+            .into_iter()
+            .find(|&o| self.term_before(o + 1) != leader_term(o))
+    }
+
     /// Leader side of divergence repair. A follower reports `follower_end` and the epoch
     /// holding its byte before that (`None` if it has nothing). Returns an offset up to which
     /// both logs are known to agree, or at least a strictly smaller probe point than before:
@@ -264,5 +308,87 @@ mod tests {
         // The next probe point is strictly smaller when the check fails again.
         let p = leader.divergence_point(260, 150, Some(ep(1, 0)));
         assert_eq!(p, 100);
+    }
+
+    /// Every append a leader could send (any window of its log) to a follower holding any
+    /// prefix of it — stale, repeated, overlapping, trailing — finds no conflict.
+    #[test]
+    fn stale_and_repeated_appends_never_conflict() {
+        let leader = log(&[(1, 0), (2, 100), (4, 250)]);
+        let leader_end = 400;
+        for f_end in (0..=leader_end).step_by(25) {
+            let follower = EpochLog::from_entries(
+                leader
+                    .entries()
+                    .iter()
+                    .copied()
+                    .filter(|e| e.start < f_end.max(1))
+                    .collect(),
+            )
+            .unwrap();
+            for p in (0..=f_end).step_by(25) {
+                for q in (p..=leader_end).step_by(25) {
+                    let got = follower.first_conflict(
+                        f_end,
+                        p,
+                        leader.term_before(p),
+                        &leader.in_range(p, q),
+                        q,
+                    );
+                    assert_eq!(got, None, "follower end {f_end}, append [{p}, {q})");
+                }
+            }
+        }
+    }
+
+    /// A follower whose log took another term from 100 on conflicts exactly there, whatever
+    /// window of the leader's log covers 100.
+    #[test]
+    fn a_different_term_at_the_same_offset_is_the_conflict() {
+        let leader = log(&[(1, 0), (2, 100), (4, 250)]);
+        let follower = log(&[(1, 0), (3, 180)]);
+        for p in (0..=100).step_by(25) {
+            for q in (100..=400).step_by(25) {
+                let got = follower.first_conflict(
+                    300,
+                    p,
+                    leader.term_before(p),
+                    &leader.in_range(p, q),
+                    q,
+                );
+                assert_eq!(got, Some(100), "append [{p}, {q})");
+            }
+            // An append ending before 100 says nothing about the bytes from 100 on.
+            if p < 100 {
+                let got = follower.first_conflict(300, p, 1, &leader.in_range(p, p), p);
+                assert_eq!(got, None, "append [{p}, {p})");
+            }
+        }
+        // Same term, a later leader of it wrote nothing: the follower's extra bytes of term 1
+        // conflict only with the leader's term-2 epoch at 100.
+        let short = log(&[(1, 0)]);
+        assert_eq!(short.first_conflict(300, 50, 1, &[], 90), None);
+        assert_eq!(
+            short.first_conflict(300, 50, 1, &[ep(2, 100)], 100),
+            Some(100)
+        );
+    }
+
+    /// An empty last epoch (a no-op the follower wrote as a short-lived leader) conflicts
+    /// with another term at its offset, and matches the same term.
+    #[test]
+    fn an_empty_last_epoch_is_compared_too() {
+        let follower = log(&[(1, 0), (3, 100)]);
+        assert_eq!(
+            follower.first_conflict(100, 50, 1, &[ep(2, 100)], 150),
+            Some(100)
+        );
+        assert_eq!(follower.first_conflict(100, 50, 1, &[], 100), Some(100));
+        assert_eq!(
+            follower.first_conflict(100, 50, 1, &[ep(3, 100)], 150),
+            None
+        );
+        // A stale append ending before it leaves it alone.
+        assert_eq!(follower.first_conflict(100, 50, 1, &[], 80), None);
     }
 }

@@ -759,28 +759,43 @@ impl Core {
                 },
             };
         }
-        if prev_offset < end {
-            if prev_offset < st.commit {
+        // Raft's rule: delete only on a real conflict (a different term at the same offset).
+        // A repeated or stale append — a retry after a timeout, a request on an old
+        // connection processed after a newer one — matches what is held and cuts nothing.
+        let req_end = prev_offset + data.len() as i64;
+        let conflict = st
+            .epochs
+            .first_conflict(end, prev_offset, prev_term, &epochs, req_end);
+        let keep = conflict.unwrap_or(end);
+        if let Some(at) = conflict {
+            if at < st.commit {
                 tracing::error!(
-                    prev_offset,
+                    at,
                     commit = st.commit,
-                    "leader asked to replace committed bytes; refusing"
+                    "leader's log conflicts with committed bytes; refusing"
                 );
                 return failed(
                     &st,
                     "DLEDGER_TRUNCATE_COMMITTED",
-                    format!("{prev_offset} is below commit {}", st.commit),
+                    format!("conflict at {at} is below commit {}", st.commit),
                 );
             }
-            tracing::warn!(from = prev_offset, end, "truncating divergent suffix");
-            if let Err(e) = self.store.truncate_to(prev_offset) {
+            tracing::warn!(from = at, end, "truncating conflicting suffix");
+            if let Err(e) = self.store.truncate_to(at) {
                 tracing::error!(error = %e, "truncate failed");
                 return failed(&st, e.code(), e.to_string());
             }
         }
         let mut new_epochs = st.epochs.clone();
-        new_epochs.truncate_from(prev_offset);
-        for e in epochs {
+        if conflict.is_some() {
+            new_epochs.truncate_from(keep);
+        }
+        // Epochs before `keep` are already here (no conflict before it), and so may be one
+        // starting at it.
+        for e in epochs.into_iter().filter(|e| e.start >= keep) {
+            if new_epochs.entries().contains(&e) {
+                continue;
+            }
             if let Err(err) = new_epochs.push(e) {
                 return failed(&st, err.code(), err.to_string());
             }
@@ -792,17 +807,21 @@ impl Core {
             }
             st.epochs = new_epochs;
         }
-        if !data.is_empty()
-            && let Err(e) = self.store.append_raw(prev_offset, &data)
-        {
-            tracing::error!(error = %e, "append_raw failed");
-            return failed(&st, e.code(), e.to_string());
+        // Only the part beyond what is held (and agrees) is written.
+        if keep < req_end {
+            let skip = usize::try_from(keep - prev_offset).unwrap_or(0);
+            if let Some(rest) = data.get(skip..)
+                && let Err(e) = self.store.append_raw(keep, rest)
+            {
+                tracing::error!(error = %e, "append_raw failed");
+                return failed(&st, e.code(), e.to_string());
+            }
         }
-        let new_end = prev_offset + data.len() as i64;
-        self.set_commit(&mut st, commit.min(new_end));
+        // Verified up to the append's end (held bytes beyond it are checked by later appends).
+        self.set_commit(&mut st, commit.min(req_end));
         Response::Append {
             term: st.hs.term,
-            outcome: AppendOutcome::Ok { end: new_end },
+            outcome: AppendOutcome::Ok { end: req_end },
         }
     }
 

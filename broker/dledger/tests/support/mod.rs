@@ -64,6 +64,11 @@ pub fn open_store(root: &std::path::Path, file_size: u64) -> MessageStore {
     let mut sc = StoreConfig::new(root);
     sc.commitlog_file_size = file_size;
     sc.background_services = false;
+    // The tests check replication, not the machine's disk: a crowded shared disk must not
+    // refuse their writes (as the broker tests' TEST_DISK_KEYS).
+    sc.disk_max_used_ratio = 0.95;
+    sc.disk_force_clean_ratio = 0.98;
+    sc.disk_full_ratio = 0.99;
     MessageStore::open(sc).unwrap()
 }
 
