@@ -196,3 +196,108 @@ async fn the_cli_follows_a_migration_to_completion() {
     );
     assert_eq!(topic_queues(&admin, &src.address, "events").await, None);
 }
+
+/// The perm of `topic` on the broker at `addr` (GET_ALL_TOPIC_CONFIG).
+async fn topic_perm(admin: &RemotingClient, addr: &str, topic: &str) -> Option<i64> {
+    use flotilla_remoting::{RemotingCommand, request_code};
+    let r = flotilla_tests::broker_proc::call(
+        admin,
+        addr,
+        RemotingCommand::request(request_code::GET_ALL_TOPIC_CONFIG),
+    )
+    .await?;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+    v.get("topicConfigTable")?.get(topic)?.get("perm")?.as_i64()
+}
+
+/// Cancel while the migration waits for consumers: the source gets its write permission
+/// back and keeps the topic; producers send to it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_before_the_point_of_no_return_leaves_the_source_as_it_was() {
+    let fleet = Fleet::start(3).await;
+    for name in ["from", "into"] {
+        fleet
+            .create_cluster(fleet::cluster(name, 1, 1, 1, BrokerMode::MasterSlave, &[]))
+            .await;
+    }
+    let src = fleet.wait_running("from").await;
+    fleet.wait_running("into").await;
+    let ns = namesrv_addr(&src);
+    let broker = brokers(&src).pop().expect("broker");
+    let admin = RemotingClient::default();
+    create_topic(&admin, &broker.address, "audit", 4, 6).await;
+    wait_until("route", WAIT, || async {
+        route(&admin, &ns, "audit").await.map(|_| ())
+    })
+    .await
+    .expect("route");
+    let client = Client::new("cancel");
+    let mut producer = client.producer(&ns, "pg-audit").await;
+    let first = rmq::send_all(&producer, "audit", (0..10).map(|i| format!("x-{i}")), 3).await;
+    rmq::consume_all(&client, &ns, "cg-audit", "audit", &first, WAIT).await;
+    let backlog = rmq::send_all(&producer, "audit", (0..10).map(|i| format!("y-{i}")), 3).await;
+    assert_eq!(backlog.len(), 10);
+
+    let ch = fleet.channel().await.expect("control plane");
+    let op = TopicServiceClient::new(ch.clone())
+        .migrate_topic(MigrateTopicRequest {
+            topic: "audit".into(),
+            source_cluster: "from".into(),
+            target_cluster: "into".into(),
+            consumer_groups: vec!["cg-audit".into()],
+            keep_source: false,
+            request_id: String::new(),
+        })
+        .await
+        .expect("accepted")
+        .into_inner();
+    let name = op.metadata.expect("metadata").name;
+    let mut ops = OperationServiceClient::new(ch);
+    wait_until("waiting for the backlog", WAIT, || {
+        let mut ops = ops.clone();
+        let name = name.clone();
+        async move {
+            let st = ops
+                .get_operation(GetOperationRequest { name })
+                .await
+                .ok()?
+                .into_inner()
+                .status?;
+            (st.step == "WaitDrained").then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", fleet.logs()));
+    assert_eq!(topic_perm(&admin, &broker.address, "audit").await, Some(4));
+
+    ops.cancel_operation(flotilla_proto::v1::CancelOperationRequest {
+        name: name.clone(),
+        request_id: String::new(),
+    })
+    .await
+    .expect("cancel before the point of no return");
+    let st = wait_until("cancelled", WAIT, || {
+        let mut ops = ops.clone();
+        let name = name.clone();
+        async move {
+            ops.get_operation(GetOperationRequest { name })
+                .await
+                .ok()?
+                .into_inner()
+                .status
+                .filter(|s| s.done)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", fleet.logs()));
+    assert_eq!(st.phase, OperationPhase::Cancelled as i32, "{st:#?}");
+    assert!(!st.point_of_no_return_passed);
+    assert_eq!(topic_perm(&admin, &broker.address, "audit").await, Some(6));
+    // Producers write to the source again, and the backlog is still there to consume.
+    let more = rmq::send_all(&producer, "audit", (0..5).map(|i| format!("z-{i}")), 10).await;
+    assert_eq!(more.len(), 5);
+    let all: BTreeSet<String> = backlog.union(&more).cloned().collect();
+    rmq::consume_all(&client, &ns, "cg-audit", "audit", &all, WAIT).await;
+    producer.shutdown().await;
+    client.shutdown().await;
+}
