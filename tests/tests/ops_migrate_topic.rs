@@ -301,3 +301,99 @@ async fn cancel_before_the_point_of_no_return_leaves_the_source_as_it_was() {
     producer.shutdown().await;
     client.shutdown().await;
 }
+
+async fn op_status(fleet: &Fleet, name: &str) -> Option<flotilla_proto::v1::OperationStatus> {
+    OperationServiceClient::new(fleet.channel().await?)
+        .get_operation(GetOperationRequest {
+            name: name.to_string(),
+        })
+        .await
+        .ok()?
+        .into_inner()
+        .status
+}
+
+/// The control plane restarts while a migration waits for consumers: the new process
+/// resumes the operation at its recorded step and finishes it once the backlog is consumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_resumes_after_a_control_plane_restart() {
+    let mut fleet = Fleet::start(3).await;
+    for name in ["old", "new"] {
+        fleet
+            .create_cluster(fleet::cluster(name, 1, 1, 1, BrokerMode::MasterSlave, &[]))
+            .await;
+    }
+    let src = fleet.wait_running("old").await;
+    fleet.wait_running("new").await;
+    let ns = namesrv_addr(&src);
+    let broker = brokers(&src).pop().expect("broker");
+    let admin = RemotingClient::default();
+    create_topic(&admin, &broker.address, "bills", 4, 6).await;
+    wait_until("route", WAIT, || async {
+        route(&admin, &ns, "bills").await.map(|_| ())
+    })
+    .await
+    .expect("route");
+    let client = Client::new("resume");
+    let mut producer = client.producer(&ns, "pg-bills").await;
+    let first = rmq::send_all(&producer, "bills", (0..10).map(|i| format!("p-{i}")), 3).await;
+    rmq::consume_all(&client, &ns, "cg-bills", "bills", &first, WAIT).await;
+    let backlog = rmq::send_all(&producer, "bills", (0..10).map(|i| format!("q-{i}")), 3).await;
+    producer.shutdown().await;
+
+    let ch = fleet.channel().await.expect("control plane");
+    let op = TopicServiceClient::new(ch)
+        .migrate_topic(MigrateTopicRequest {
+            topic: "bills".into(),
+            source_cluster: "old".into(),
+            target_cluster: "new".into(),
+            consumer_groups: Vec::new(),
+            keep_source: false,
+            request_id: String::new(),
+        })
+        .await
+        .expect("accepted")
+        .into_inner();
+    let name = op.metadata.expect("metadata").name;
+    wait_until("waiting for the backlog", WAIT, || async {
+        op_status(&fleet, &name)
+            .await
+            .filter(|s| s.step == "WaitDrained")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", fleet.logs()));
+
+    fleet.stop_cp();
+    fleet.start_cp().await;
+    // The restarted control plane finds the operation where it was.
+    let st = wait_until("the operation is read back", WAIT, || async {
+        op_status(&fleet, &name).await
+    })
+    .await
+    .expect("operation");
+    assert_eq!(st.step, "WaitDrained", "{st:#?}");
+    rmq::consume_all(&client, &ns, "cg-bills", "bills", &backlog, WAIT).await;
+    let st = wait_until("the migration finishes", WAIT, || async {
+        op_status(&fleet, &name).await.filter(|s| s.done)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", fleet.logs()));
+    assert_eq!(st.phase, OperationPhase::Succeeded as i32, "{st:#?}");
+    // Each step ran to completion once: the history names each exactly once.
+    for step in [
+        "CreateGroupsOnTarget",
+        "CreateTopicOnTarget",
+        "StopWritesOnSource",
+        "WaitDrained",
+        "DeleteTopicOnSource",
+    ] {
+        let n = st
+            .history
+            .iter()
+            .filter(|h| **h == format!("{step} done"))
+            .count();
+        assert_eq!(n, 1, "{step} in {:?}", st.history);
+    }
+    assert_eq!(topic_queues(&admin, &broker.address, "bills").await, None);
+    client.shutdown().await;
+}
