@@ -210,34 +210,68 @@ async fn topic_perm(admin: &RemotingClient, addr: &str, topic: &str) -> Option<i
     v.get("topicConfigTable")?.get(topic)?.get("perm")?.as_i64()
 }
 
-/// Cancel while the migration waits for consumers: the source gets its write permission
-/// back and keeps the topic; producers send to it again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_before_the_point_of_no_return_leaves_the_source_as_it_was() {
+/// Two one-group clusters `src` and `dst`, topic `topic` on the source (routed), consumed
+/// once by `group`, then a backlog of 10 more messages.
+struct Backlogged {
+    fleet: Fleet,
+    ns: String,
+    broker: String,
+    admin: RemotingClient,
+    client: Client,
+    producer: rocketmq_client_rust::DefaultMQProducer,
+    backlog: BTreeSet<String>,
+}
+
+async fn backlogged(src: &str, dst: &str, topic: &str, group: &str) -> Backlogged {
     let fleet = Fleet::start(3).await;
-    for name in ["from", "into"] {
+    for name in [src, dst] {
         fleet
             .create_cluster(fleet::cluster(name, 1, 1, 1, BrokerMode::MasterSlave, &[]))
             .await;
     }
-    let src = fleet.wait_running("from").await;
-    fleet.wait_running("into").await;
-    let ns = namesrv_addr(&src);
-    let broker = brokers(&src).pop().expect("broker");
+    let c = fleet.wait_running(src).await;
+    fleet.wait_running(dst).await;
+    let ns = namesrv_addr(&c);
+    let broker = brokers(&c).pop().expect("broker").address;
     let admin = RemotingClient::default();
-    create_topic(&admin, &broker.address, "audit", 4, 6).await;
+    create_topic(&admin, &broker, topic, 4, 6).await;
     wait_until("route", WAIT, || async {
-        route(&admin, &ns, "audit").await.map(|_| ())
+        route(&admin, &ns, topic).await.map(|_| ())
     })
     .await
     .expect("route");
-    let client = Client::new("cancel");
-    let mut producer = client.producer(&ns, "pg-audit").await;
-    let first = rmq::send_all(&producer, "audit", (0..10).map(|i| format!("x-{i}")), 3).await;
-    rmq::consume_all(&client, &ns, "cg-audit", "audit", &first, WAIT).await;
-    let backlog = rmq::send_all(&producer, "audit", (0..10).map(|i| format!("y-{i}")), 3).await;
+    let client = Client::new(topic);
+    let producer = client.producer(&ns, &format!("pg-{topic}")).await;
+    // A new producer may need a route refresh or two before its first send goes through.
+    let first = rmq::send_all(&producer, topic, (0..10).map(|i| format!("x-{i}")), 30).await;
+    assert_eq!(first.len(), 10);
+    rmq::consume_all(&client, &ns, group, topic, &first, WAIT).await;
+    let backlog = rmq::send_all(&producer, topic, (0..10).map(|i| format!("y-{i}")), 3).await;
     assert_eq!(backlog.len(), 10);
+    Backlogged {
+        fleet,
+        ns,
+        broker,
+        admin,
+        client,
+        producer,
+        backlog,
+    }
+}
 
+/// Cancel while the migration waits for consumers: the source gets its write permission
+/// back and keeps the topic; producers send to it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_before_the_point_of_no_return_leaves_the_source_as_it_was() {
+    let Backlogged {
+        fleet,
+        ns,
+        broker,
+        admin,
+        client,
+        mut producer,
+        backlog,
+    } = backlogged("from", "into", "audit", "cg-audit").await;
     let ch = fleet.channel().await.expect("control plane");
     let op = TopicServiceClient::new(ch.clone())
         .migrate_topic(MigrateTopicRequest {
@@ -268,7 +302,7 @@ async fn cancel_before_the_point_of_no_return_leaves_the_source_as_it_was() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", fleet.logs()));
-    assert_eq!(topic_perm(&admin, &broker.address, "audit").await, Some(4));
+    assert_eq!(topic_perm(&admin, &broker, "audit").await, Some(4));
 
     ops.cancel_operation(flotilla_proto::v1::CancelOperationRequest {
         name: name.clone(),
@@ -292,7 +326,7 @@ async fn cancel_before_the_point_of_no_return_leaves_the_source_as_it_was() {
     .unwrap_or_else(|e| panic!("{e}\n{}", fleet.logs()));
     assert_eq!(st.phase, OperationPhase::Cancelled as i32, "{st:#?}");
     assert!(!st.point_of_no_return_passed);
-    assert_eq!(topic_perm(&admin, &broker.address, "audit").await, Some(6));
+    assert_eq!(topic_perm(&admin, &broker, "audit").await, Some(6));
     // Producers write to the source again, and the backlog is still there to consume.
     let more = rmq::send_all(&producer, "audit", (0..5).map(|i| format!("z-{i}")), 10).await;
     assert_eq!(more.len(), 5);
@@ -317,30 +351,16 @@ async fn op_status(fleet: &Fleet, name: &str) -> Option<flotilla_proto::v1::Oper
 /// resumes the operation at its recorded step and finishes it once the backlog is consumed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_resumes_after_a_control_plane_restart() {
-    let mut fleet = Fleet::start(3).await;
-    for name in ["old", "new"] {
-        fleet
-            .create_cluster(fleet::cluster(name, 1, 1, 1, BrokerMode::MasterSlave, &[]))
-            .await;
-    }
-    let src = fleet.wait_running("old").await;
-    fleet.wait_running("new").await;
-    let ns = namesrv_addr(&src);
-    let broker = brokers(&src).pop().expect("broker");
-    let admin = RemotingClient::default();
-    create_topic(&admin, &broker.address, "bills", 4, 6).await;
-    wait_until("route", WAIT, || async {
-        route(&admin, &ns, "bills").await.map(|_| ())
-    })
-    .await
-    .expect("route");
-    let client = Client::new("resume");
-    let mut producer = client.producer(&ns, "pg-bills").await;
-    let first = rmq::send_all(&producer, "bills", (0..10).map(|i| format!("p-{i}")), 3).await;
-    rmq::consume_all(&client, &ns, "cg-bills", "bills", &first, WAIT).await;
-    let backlog = rmq::send_all(&producer, "bills", (0..10).map(|i| format!("q-{i}")), 3).await;
+    let Backlogged {
+        mut fleet,
+        ns,
+        broker,
+        admin,
+        client,
+        mut producer,
+        backlog,
+    } = backlogged("old", "new", "bills", "cg-bills").await;
     producer.shutdown().await;
-
     let ch = fleet.channel().await.expect("control plane");
     let op = TopicServiceClient::new(ch)
         .migrate_topic(MigrateTopicRequest {
@@ -394,6 +414,6 @@ async fn a_migration_resumes_after_a_control_plane_restart() {
             .count();
         assert_eq!(n, 1, "{step} in {:?}", st.history);
     }
-    assert_eq!(topic_queues(&admin, &broker.address, "bills").await, None);
+    assert_eq!(topic_queues(&admin, &broker, "bills").await, None);
     client.shutdown().await;
 }

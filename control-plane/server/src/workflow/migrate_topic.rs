@@ -34,7 +34,7 @@ use flotilla_proto::agent::v1::{
 use flotilla_proto::v1::{ConsumerGroup, MigrateTopicSpec, Operation, Topic, operation_spec};
 use tracing::info;
 
-use super::scale_in::{Member, ask, masters, members};
+use super::scale_in::{Member, ask, masters, members, unique};
 use super::{Outcome, Step, StepError, Workflow, note};
 use crate::cache::State;
 use crate::context::Ctx;
@@ -124,14 +124,6 @@ fn op_name(op: &Operation) -> String {
         .as_ref()
         .map(|m| m.name.clone())
         .unwrap_or_default()
-}
-
-fn unique(tag: &str) -> String {
-    let ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    format!("{tag}-{ms}-{}", rand::random::<u32>())
 }
 
 /// What the source brokers hold: the topic's config and every subscription group's config.

@@ -179,7 +179,8 @@ impl DrainReport {
     }
 }
 
-fn unique(tag: &str) -> String {
+/// A fresh command id for a read (reads are asked again on every poll).
+pub(super) fn unique(tag: &str) -> String {
     let ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis())
