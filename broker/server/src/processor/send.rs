@@ -3,7 +3,8 @@
 //!
 //! The send path checks, in order: broker write permission, topic existence (auto-creating
 //! from `TBW102` when allowed, and retry topics always), topic write permission, queue id,
-//! size; then appends through [`Broker::put`] (which moves delayed messages to the schedule
+//! size, timer properties (refused: no timer store yet, see [`timer_property`]); then
+//! appends through [`Broker::put`] (which moves delayed messages to the schedule
 //! topic and awaits the replication gate) and answers with the offset message id(s), queue
 //! id and first queue offset. Write-disable is enforced here — a topic without W or a broker
 //! whose `brokerPermission` lacks W answers NO_PERMISSION — unlike Java, which relies on
@@ -335,6 +336,18 @@ pub async fn send(b: &Broker, ch: &Channel, req: RemotingCommand) -> ProcessResu
             tags_code: None,
         }]
     };
+    if let Some(key) = msgs.iter().find_map(|m| timer_property(&m.properties)) {
+        // Delivering it at once would be silently wrong; storing it needs a timer store
+        // this broker does not have yet. Java answers the same when its timer wheel is off.
+        return Err(ProcessError::new(
+            code::SYSTEM_ERROR,
+            format!(
+                "accurate timer message is not enabled, timerWheelEnable is false: this \
+                 broker has no timer store and refuses messages with {key} rather than \
+                 deliver them early (the delay levels of DELAY work)"
+            ),
+        ));
+    }
     let mut msgs = msgs;
     let mut transaction_id = None;
     if !h.batch
@@ -351,6 +364,22 @@ pub async fn send(b: &Broker, ch: &Channel, req: RemotingCommand) -> ProcessResu
         resp.put_ext("transactionId", id);
     }
     Ok(Some(resp))
+}
+
+/// The properties of RocketMQ 5's timer messages (and the older `__STARTDELIVERTIME`): a
+/// message carrying one is due at a set time, not now.
+pub const TIMER_PROPERTIES: [&str; 4] = [
+    "TIMER_DELIVER_MS",
+    "TIMER_DELAY_SEC",
+    "TIMER_DELAY_MS",
+    "__STARTDELIVERTIME",
+];
+
+/// The first timer property a message's properties carry, if any.
+pub fn timer_property(properties: &str) -> Option<&'static str> {
+    TIMER_PROPERTIES
+        .into_iter()
+        .find(|k| codec::property(properties, k).is_some())
 }
 
 fn send_response(
@@ -504,6 +533,18 @@ mod tests {
         let mut tiny = encode(1, b"x", "");
         tiny[0..4].copy_from_slice(&3i32.to_be_bytes());
         assert!(decode_batch(&Bytes::from(tiny)).is_err());
+    }
+
+    #[test]
+    fn timer_properties_are_recognised() {
+        assert_eq!(timer_property(""), None);
+        assert_eq!(timer_property("KEYS\u{1}a\u{2}DELAY\u{1}3\u{2}"), None);
+        for k in TIMER_PROPERTIES {
+            let props = format!("KEYS\u{1}a\u{2}{k}\u{1}1000\u{2}");
+            assert_eq!(timer_property(&props), Some(k));
+        }
+        // A key that merely contains a timer key's name is not one.
+        assert_eq!(timer_property("MY_TIMER_DELAY_SEC\u{1}5\u{2}"), None);
     }
 
     #[test]
