@@ -525,7 +525,15 @@ async fn sync_flush_acks_only_after_the_commitlog_is_synced() {
         return;
     }
     let root = temp_dir("durable-sync");
-    let b = start_traced(root.path(), &[("flushDiskType", "SYNC_FLUSH")]).await;
+    // A generous flush timeout: a loaded machine must not turn an ack into FLUSH_DISK_TIMEOUT.
+    let b = start_traced(
+        root.path(),
+        &[
+            ("flushDiskType", "SYNC_FLUSH"),
+            ("syncFlushTimeout", "60000"),
+        ],
+    )
+    .await;
     let sent = b.send_all("sync").await;
     let (trace, store, _b) = b.stop(nix::sys::signal::Signal::SIGKILL).await;
     assert!(
