@@ -19,16 +19,29 @@ use flotilla_tests::wait_until;
 
 const WAIT: Duration = Duration::from_secs(90);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_topic_moves_to_another_cluster_with_every_message_consumed() {
+/// A fleet of three nodes running two one-group clusters, both Running.
+async fn two_clusters(
+    src: &str,
+    dst: &str,
+) -> (
+    Fleet,
+    flotilla_proto::v1::Cluster,
+    flotilla_proto::v1::Cluster,
+) {
     let fleet = Fleet::start(3).await;
-    for name in ["src", "dst"] {
+    for name in [src, dst] {
         fleet
             .create_cluster(fleet::cluster(name, 1, 1, 1, BrokerMode::MasterSlave, &[]))
             .await;
     }
-    let src = fleet.wait_running("src").await;
-    let dst = fleet.wait_running("dst").await;
+    let a = fleet.wait_running(src).await;
+    let b = fleet.wait_running(dst).await;
+    (fleet, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_moves_to_another_cluster_with_every_message_consumed() {
+    let (fleet, src, dst) = two_clusters("src", "dst").await;
     let (src_ns, dst_ns) = (namesrv_addr(&src), namesrv_addr(&dst));
     let src_broker = brokers(&src).pop().expect("src broker");
     let dst_broker = brokers(&dst).pop().expect("dst broker");
@@ -139,14 +152,7 @@ async fn a_topic_moves_to_another_cluster_with_every_message_consumed() {
 /// `flotilla operation get -o json` shows it Succeeded; cancelling it then is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_follows_a_migration_to_completion() {
-    let fleet = Fleet::start(3).await;
-    for name in ["left", "right"] {
-        fleet
-            .create_cluster(fleet::cluster(name, 1, 1, 1, BrokerMode::MasterSlave, &[]))
-            .await;
-    }
-    let left = fleet.wait_running("left").await;
-    fleet.wait_running("right").await;
+    let (fleet, left, _) = two_clusters("left", "right").await;
     let admin = RemotingClient::default();
     let src = brokers(&left).pop().expect("left broker");
     create_topic(&admin, &src.address, "events", 4, 6).await;
@@ -223,14 +229,7 @@ struct Backlogged {
 }
 
 async fn backlogged(src: &str, dst: &str, topic: &str, group: &str) -> Backlogged {
-    let fleet = Fleet::start(3).await;
-    for name in [src, dst] {
-        fleet
-            .create_cluster(fleet::cluster(name, 1, 1, 1, BrokerMode::MasterSlave, &[]))
-            .await;
-    }
-    let c = fleet.wait_running(src).await;
-    fleet.wait_running(dst).await;
+    let (fleet, c, _) = two_clusters(src, dst).await;
     let ns = namesrv_addr(&c);
     let broker = brokers(&c).pop().expect("broker").address;
     let admin = RemotingClient::default();

@@ -35,7 +35,7 @@ use flotilla_proto::v1::{ConsumerGroup, MigrateTopicSpec, Operation, Topic, oper
 use tracing::info;
 
 use super::scale_in::{Member, ask, masters, members, unique};
-use super::{Outcome, Step, StepError, Workflow, note};
+use super::{Outcome, Step, StepError, Workflow, note, op_name};
 use crate::cache::State;
 use crate::context::Ctx;
 
@@ -117,13 +117,6 @@ fn spec_of(op: &Operation) -> MigrateTopicSpec {
         Some(operation_spec::Kind::MigrateTopic(m)) => m,
         _ => MigrateTopicSpec::default(),
     }
-}
-
-fn op_name(op: &Operation) -> String {
-    op.metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default()
 }
 
 /// What the source brokers hold: the topic's config and every subscription group's config.

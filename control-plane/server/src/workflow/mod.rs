@@ -112,6 +112,14 @@ fn now() -> prost_types::Timestamp {
     prost_types::Timestamp::from(SystemTime::now())
 }
 
+/// The operation's name (its id), the stem of every command id its steps send.
+pub fn op_name(op: &Operation) -> String {
+    op.metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default()
+}
+
 /// Appends a line to the operation's bounded history.
 pub fn note(op: &mut Operation, line: impl Into<String>) {
     let st = op.status.get_or_insert_with(Default::default);
@@ -256,7 +264,10 @@ async fn drive(ctx: &Ctx, name: &str) {
                     note(&mut op, "cancelled: undone");
                     Ok(())
                 }
-                Ok(Outcome::Wait(why)) => wait_note(&mut op, why),
+                Ok(Outcome::Wait(why)) => {
+                    wait_note(&mut op, why);
+                    Ok(())
+                }
                 Err(e) => Err(e),
             }
         } else {
@@ -276,7 +287,10 @@ async fn drive(ctx: &Ctx, name: &str) {
                     }
                     Ok(())
                 }
-                Ok(Outcome::Wait(why)) => wait_note(&mut op, why),
+                Ok(Outcome::Wait(why)) => {
+                    wait_note(&mut op, why);
+                    Ok(())
+                }
                 Err(e) => Err(e),
             }
         };
@@ -284,7 +298,7 @@ async fn drive(ctx: &Ctx, name: &str) {
             Ok(()) => {}
             Err(StepError::Retry(why)) => {
                 warn!(%why, "step will be retried");
-                let _ = wait_note(&mut op, format!("retrying: {why}"));
+                wait_note(&mut op, format!("retrying: {why}"));
             }
             Err(StepError::Failed {
                 code,
@@ -345,13 +359,12 @@ fn begin(op: &mut Operation, steps: &[Step], index: usize) {
     note(op, line);
 }
 
-fn wait_note(op: &mut Operation, why: String) -> Result<(), StepError> {
-    let st = op.status.get_or_insert_with(Default::default);
-    let key = "progress".to_string();
-    if st.handles.get(&key) != Some(&why) {
-        st.handles.insert(key, why);
-    }
-    Ok(())
+/// Records what the current step waits for (the `progress` handle).
+fn wait_note(op: &mut Operation, why: String) {
+    op.status
+        .get_or_insert_with(Default::default)
+        .handles
+        .insert("progress".to_string(), why);
 }
 
 fn finish(op: &mut Operation, phase: OperationPhase, error: Option<OperationError>) {

@@ -30,7 +30,7 @@ use flotilla_proto::v1::{Cluster, InstanceKind, Operation, operation_spec};
 use prost::Message;
 use tracing::info;
 
-use super::{Outcome, Step, StepError, Workflow, note};
+use super::{Outcome, Step, StepError, Workflow, note, op_name};
 use crate::cache::State;
 use crate::context::Ctx;
 use crate::names;
@@ -323,13 +323,6 @@ fn spec_of(op: &Operation) -> (String, BTreeSet<String>, bool) {
         }
         _ => (spec.cluster, BTreeSet::new(), false),
     }
-}
-
-fn op_name(op: &Operation) -> String {
-    op.metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default()
 }
 
 #[tonic::async_trait]

@@ -24,7 +24,7 @@ use flotilla_proto::v1::{Operation, operation_spec};
 use tracing::info;
 
 use super::scale_in::{ask, is_system_topic, masters, members};
-use super::{Outcome, Step, StepError, Workflow};
+use super::{Outcome, Step, StepError, Workflow, op_name};
 use crate::context::Ctx;
 use crate::names;
 
@@ -102,11 +102,7 @@ impl Workflow for ScaleOut {
 
     async fn run(&self, ctx: &Ctx, op: &mut Operation, index: usize) -> Result<Outcome, StepError> {
         let (cluster, groups, named) = spec_of(op);
-        let name = op
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
+        let name = op_name(op);
         let ready: Vec<(String, bool)> = ctx.cache.read(|st| {
             st.clusters
                 .get(&cluster)
