@@ -120,6 +120,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: operation::OperationCmd,
     },
+    /// Rolling restart of a cluster (or some of its members), as an operation.
+    Restart {
+        #[command(subcommand)]
+        cmd: operation::RestartCmd,
+    },
     /// Move a topic to another cluster, following the operation to the end.
     Migrate {
         #[command(subcommand)]
@@ -201,6 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => Ok(node::delete_cluster(&server, &name).await?),
         Cmd::Operation { cmd } => Ok(operation::run(cmd).await?),
         Cmd::Migrate { cmd } => Ok(operation::migrate(cmd).await?),
+        Cmd::Restart { cmd } => Ok(operation::restart(cmd).await?),
         Cmd::Bench(args) => {
             let report = flotilla_broker::bench::run(args.into_opts()).await?;
             println!("{report}");

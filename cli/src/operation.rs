@@ -1,4 +1,5 @@
-//! `flotilla operation get|list|cancel|watch` and `flotilla migrate topic`: the durable
+//! `flotilla operation get|list|cancel|resume|rollback|watch`, `flotilla restart cluster` and
+//! `flotilla migrate topic`: the durable
 //! Operations of the control plane (scale-in, scale-out, topic migration, node drain), seen
 //! and followed from the command line.
 //!
@@ -9,11 +10,13 @@
 
 use std::collections::BTreeMap;
 
+use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::operation_service_client::OperationServiceClient;
 use flotilla_proto::v1::topic_service_client::TopicServiceClient;
 use flotilla_proto::v1::{
     CancelOperationRequest, GetOperationRequest, ListOperationsRequest, MigrateTopicRequest,
-    Operation, OperationPhase, WaitOperationRequest, operation_spec,
+    Operation, OperationPhase, RestartClusterRequest, ResumeOperationRequest,
+    RollbackOperationRequest, WaitOperationRequest, operation_spec,
 };
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -59,6 +62,29 @@ pub enum OperationCmd {
         #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
         server: String,
     },
+    /// Run a failed rolling restart again from the member it stopped at.
+    Resume {
+        /// Operation name.
+        name: String,
+        /// Follow it until done.
+        #[arg(long)]
+        wait: bool,
+        /// Control-plane addresses.
+        #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
+        server: String,
+    },
+    /// Roll back a rolling restart a spec change started: restore the previous spec (which
+    /// rolls the members back, in order).
+    Rollback {
+        /// Operation name.
+        name: String,
+        /// Follow the rollback until done.
+        #[arg(long)]
+        wait: bool,
+        /// Control-plane addresses.
+        #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
+        server: String,
+    },
     /// Follow an operation until it is done.
     Watch {
         /// Operation name.
@@ -67,6 +93,81 @@ pub enum OperationCmd {
         #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
         server: String,
     },
+}
+
+/// `flotilla restart …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum RestartCmd {
+    /// Restart a cluster's members one at a time (nameservers, then each group's followers,
+    /// its master last; a DLedger leader hands leadership over first), each back Ready and
+    /// caught up before the next.
+    Cluster {
+        /// The cluster.
+        name: String,
+        /// Only these members (repeatable); default: all.
+        #[arg(long = "member")]
+        members: Vec<String>,
+        /// Why (kept in the operation's history).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// How long one member may take to come back (e.g. `5m`); default 10 min.
+        #[arg(long)]
+        member_timeout: Option<humantime::Duration>,
+        /// Print the operation that would start, and do nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the operation and return instead of following it.
+        #[arg(long)]
+        no_wait: bool,
+        /// Control-plane addresses.
+        #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
+        server: String,
+    },
+}
+
+/// Runs `flotilla restart …`.
+pub async fn restart(cmd: RestartCmd) -> Result<(), CmdError> {
+    let RestartCmd::Cluster {
+        name,
+        members,
+        reason,
+        member_timeout,
+        dry_run,
+        no_wait,
+        server,
+    } = cmd;
+    let op = ClusterServiceClient::new(client::channel(&server).await?)
+        .restart_cluster(RestartClusterRequest {
+            name: name.clone(),
+            members: members.clone(),
+            reason,
+            request_id: String::new(),
+            validate_only: dry_run,
+            member_timeout: member_timeout
+                .map(|d| prost_types::Duration::try_from(std::time::Duration::from(d)))
+                .transpose()
+                .map_err(|e| CmdError::invalid("--member-timeout", e.to_string()))?,
+        })
+        .await?
+        .into_inner();
+    let who = if members.is_empty() {
+        "every member".to_string()
+    } else {
+        members.join(", ")
+    };
+    if dry_run {
+        println!("would restart {who} of cluster {name}, one at a time (nothing done)");
+        return Ok(());
+    }
+    let v = view(&op);
+    println!(
+        "rolling restart of {who} of cluster {name}: operation {}",
+        v.name
+    );
+    if no_wait {
+        return Ok(());
+    }
+    follow(&server, &v.name).await
 }
 
 /// `flotilla migrate …`.
@@ -319,6 +420,42 @@ pub async fn run(cmd: OperationCmd) -> Result<(), CmdError> {
                 .await?
                 .into_inner();
             println!("{}", progress_line(&view(&op)));
+            Ok(())
+        }
+        OperationCmd::Resume { name, wait, server } => {
+            let op = ops(&server)
+                .await?
+                .resume_operation(ResumeOperationRequest {
+                    name: name.clone(),
+                    request_id: String::new(),
+                })
+                .await?
+                .into_inner();
+            println!("{}", progress_line(&view(&op)));
+            if wait {
+                follow(&server, &name).await?;
+            }
+            Ok(())
+        }
+        OperationCmd::Rollback { name, wait, server } => {
+            let r = ops(&server)
+                .await?
+                .rollback_operation(RollbackOperationRequest {
+                    name,
+                    request_id: String::new(),
+                })
+                .await?
+                .into_inner();
+            if let Some(op) = &r.operation {
+                println!("{}", progress_line(&view(op)));
+            }
+            let back = r.rollback.as_ref().map(view);
+            if let Some(b) = &back {
+                println!("rolling back: operation {}", b.name);
+                if wait {
+                    follow(&server, &b.name).await?;
+                }
+            }
             Ok(())
         }
         OperationCmd::Watch { name, server } => follow(&server, &name).await,

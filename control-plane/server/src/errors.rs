@@ -87,6 +87,17 @@ pub enum ApiError {
         /// Why.
         why: String,
     },
+    /// ResumeOperation/RollbackOperation on an operation that cannot be resumed or rolled
+    /// back (not a rolling restart, not failed, no previous spec, superseded).
+    #[error("operation {name} cannot be {action}: {why}")]
+    OperationNotResumable {
+        /// Operation name.
+        name: String,
+        /// "resumed" or "rolled back".
+        action: &'static str,
+        /// Why.
+        why: String,
+    },
     /// A watch asked for a revision older than the store's compaction point.
     #[error(
         "revision {revision} has been compacted (compaction point {compact_revision}); re-list"
@@ -241,6 +252,7 @@ impl ApiError {
             ApiError::NodeNotFound(_) => "NODE_NOT_FOUND",
             ApiError::OperationNotFound(_) => "OPERATION_NOT_FOUND",
             ApiError::OperationNotCancellable { .. } => "OPERATION_NOT_CANCELLABLE",
+            ApiError::OperationNotResumable { .. } => "OPERATION_NOT_RESUMABLE",
             ApiError::WatchRevisionCompacted { .. } => "WATCH_REVISION_COMPACTED",
             ApiError::RequestIdReused { .. } => "REQUEST_ID_REUSED",
             ApiError::ClusterDeleting(_) => "CLUSTER_DELETING",
@@ -277,6 +289,7 @@ impl ApiError {
             ApiError::EtagMismatch { .. } | ApiError::ConcurrentModification(_) => Code::Aborted,
             ApiError::NotLeader { .. } => Code::Unavailable,
             ApiError::OperationNotCancellable { .. }
+            | ApiError::OperationNotResumable { .. }
             | ApiError::ClusterDeleting(_)
             | ApiError::ScaleInRefused { .. } => Code::FailedPrecondition,
             ApiError::WatchRevisionCompacted { .. } => Code::OutOfRange,
@@ -302,7 +315,9 @@ impl ApiError {
             ApiError::NodeNotFound(n) => {
                 m.insert("node".to_string(), n.clone());
             }
-            ApiError::OperationNotFound(n) | ApiError::OperationNotCancellable { name: n, .. } => {
+            ApiError::OperationNotFound(n)
+            | ApiError::OperationNotCancellable { name: n, .. }
+            | ApiError::OperationNotResumable { name: n, .. } => {
                 m.insert("operation".to_string(), n.clone());
             }
             ApiError::EtagMismatch { current, .. } => {

@@ -12,9 +12,9 @@ use flotilla_intent_store::{Compare, keys};
 use flotilla_proto::v1::{
     Cluster, ClusterPhase, ClusterStatus, CreateClusterRequest, DeleteClusterRequest,
     GetClusterRequest, ListClustersRequest, ListClustersResponse, ObjectMeta, Operation,
-    OperationPhase, OperationSpec, OperationStatus, ScaleInSpec, ScaleOutSpec,
-    UpdateClusterRequest, UpdateClusterResponse, WatchClustersRequest, WatchClustersResponse,
-    cluster_service_server::ClusterService, operation_spec,
+    OperationPhase, OperationSpec, OperationStatus, RestartClusterRequest, RollingRestartSpec,
+    ScaleInSpec, ScaleOutSpec, UpdateClusterRequest, UpdateClusterResponse, WatchClustersRequest,
+    WatchClustersResponse, cluster_service_server::ClusterService, member_change, operation_spec,
 };
 use prost::Message;
 use prost_types::Timestamp;
@@ -31,6 +31,9 @@ use crate::validate::{self, Violations};
 const CREATE: &str = "/flotilla.v1.ClusterService/CreateCluster";
 const UPDATE: &str = "/flotilla.v1.ClusterService/UpdateCluster";
 const DELETE: &str = "/flotilla.v1.ClusterService/DeleteCluster";
+const RESTART: &str = "/flotilla.v1.ClusterService/RestartCluster";
+/// Longest per-member limit of a rolling restart.
+const MAX_MEMBER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The ClusterService implementation.
 pub struct ClusterApi {
@@ -52,6 +55,29 @@ fn set_response_etag(r: &mut UpdateClusterResponse, rev: i64) {
     }
     if let Some(op) = r.operation.as_mut() {
         set_etag(op, rev);
+    }
+}
+
+/// A new pending operation on `cluster`.
+pub fn new_operation(cluster: &str, kind: operation_spec::Kind) -> Operation {
+    Operation {
+        metadata: Some(ObjectMeta {
+            name: format!("op-{}", uuid::Uuid::new_v4()),
+            uid: uuid::Uuid::new_v4().to_string(),
+            generation: 1,
+            create_time: Some(now()),
+            ..Default::default()
+        }),
+        spec: Some(OperationSpec {
+            cluster: cluster.to_string(),
+            kind: Some(kind),
+        }),
+        status: Some(OperationStatus {
+            phase: OperationPhase::Pending as i32,
+            step: "WaitingForWorkflow".into(),
+            start_time: Some(now()),
+            ..Default::default()
+        }),
     }
 }
 
@@ -220,39 +246,47 @@ impl ClusterApi {
                 force: r.force,
             })
         });
-        let operation = scale_in.or(scale_out).map(|kind| Operation {
-            metadata: Some(ObjectMeta {
-                name: format!("op-{}", uuid::Uuid::new_v4()),
-                uid: uuid::Uuid::new_v4().to_string(),
-                generation: 1,
-                create_time: Some(now()),
-                ..Default::default()
-            }),
-            spec: Some(OperationSpec {
-                cluster: meta.name.clone(),
-                kind: Some(kind),
-            }),
-            status: Some(OperationStatus {
-                phase: OperationPhase::Pending as i32,
-                step: "WaitingForWorkflow".into(),
-                start_time: Some(now()),
-                ..Default::default()
-            }),
-        });
+        let operation = scale_in
+            .or(scale_out)
+            .map(|kind| new_operation(&meta.name, kind));
         let leaving: Vec<String> = (new_groups..old_groups)
             .map(|i| names::group(&meta.name, i))
             .collect();
+        let changes = crate::reconcile::preview::preview(ctx, &next, &leaving);
+        // Restart-only changes roll as an Operation: one member at a time, in order, each
+        // back Ready before the next, stopped (Degraded) at the first that does not come back.
+        let restarting: Vec<String> = changes
+            .iter()
+            .filter(|c| c.action == member_change::Action::Restart as i32)
+            .map(|c| c.member.clone())
+            .collect();
+        let roll =
+            (!restarting.is_empty() && new_spec.allow_restart && !new_spec.paused).then(|| {
+                new_operation(
+                    &meta.name,
+                    operation_spec::Kind::RollingRestart(RollingRestartSpec {
+                        members: restarting,
+                        reason: format!(
+                            "spec change (generation {})",
+                            next.metadata.as_ref().map_or(0, |m| m.generation)
+                        ),
+                        generation: next.metadata.as_ref().map_or(0, |m| m.generation),
+                        member_timeout: None,
+                        previous_spec: old_spec.encode_to_vec(),
+                    }),
+                )
+            });
         let response = UpdateClusterResponse {
             cluster: Some(next.clone()),
-            operation: operation.clone(),
-            changes: crate::reconcile::preview::preview(ctx, &next, &leaving),
+            operation: operation.clone().or_else(|| roll.clone()),
+            changes,
         };
         if r.validate_only {
             return Ok(response);
         }
         let key = keys::cluster(&meta.name)?;
         let mut writes = vec![(key.clone(), Some(next.encode_to_vec()))];
-        if let Some(op) = &operation {
+        for op in operation.iter().chain(roll.iter()) {
             let key = keys::operation(&super::name_of(op))?;
             writes.push((key, Some(op.encode_to_vec())));
         }
@@ -269,6 +303,80 @@ impl ClusterApi {
             raced,
         )
         .await
+    }
+
+    async fn restart(&self, r: RestartClusterRequest) -> Result<Operation, ApiError> {
+        let ctx = &self.ctx;
+        let mut v = Violations::default();
+        validate::name(&mut v, "name", &r.name);
+        validate::request_id(&mut v, "request_id", &r.request_id);
+        for (i, m) in r.members.iter().enumerate() {
+            if !names::is_dns_label(m) {
+                v.add(format!("members[{i}]"), "not a member name");
+            }
+        }
+        let member_timeout = match r.member_timeout {
+            None => None,
+            Some(d) => match std::time::Duration::try_from(d) {
+                Ok(t) if !t.is_zero() && t <= MAX_MEMBER_TIMEOUT => Some(d),
+                _ => {
+                    v.add("member_timeout", "must be more than 0 and at most 1 hour");
+                    None
+                }
+            },
+        };
+        v.into_result("INVALID_REQUEST")?;
+        if !r.validate_only {
+            ctx.writer.require_leader().await?;
+            if let Some(prev) = requests::replayed(ctx, RESTART, &r.request_id, set_etag).await? {
+                return Ok(prev);
+            }
+        }
+        let (existing, _) = load(ctx, &r.name).await?;
+        if existing
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.delete_time.is_some())
+        {
+            return Err(ApiError::ClusterDeleting(r.name));
+        }
+        let known: Vec<String> = existing
+            .status
+            .as_ref()
+            .map(|s| s.members.iter().map(|m| m.name.clone()).collect())
+            .unwrap_or_default();
+        let mut v = Violations::default();
+        for (i, m) in r.members.iter().enumerate() {
+            if !known.contains(m) {
+                v.add(
+                    format!("members[{i}]"),
+                    format!("cluster {} has no member {m}", r.name),
+                );
+            }
+        }
+        v.into_result("MEMBER_NOT_FOUND")?;
+        let op = new_operation(
+            &r.name,
+            operation_spec::Kind::RollingRestart(RollingRestartSpec {
+                members: r.members.clone(),
+                reason: if r.reason.is_empty() {
+                    "restart requested".into()
+                } else {
+                    r.reason.clone()
+                },
+                generation: 0,
+                member_timeout,
+                previous_spec: Vec::new(),
+            }),
+        );
+        if r.validate_only {
+            return Ok(op);
+        }
+        let key = keys::operation(&super::name_of(&op))?;
+        let mut writes = vec![(key.clone(), Some(op.encode_to_vec()))];
+        writes.extend(requests::record(RESTART, &r.request_id, &op)?);
+        let compares = vec![Compare::ModRevision(key, 0)];
+        super::commit_stamped(ctx, compares, writes, op, set_etag, &r.name, None).await
     }
 
     async fn delete(&self, r: DeleteClusterRequest) -> Result<Cluster, ApiError> {
@@ -371,6 +479,23 @@ impl ClusterService for ClusterApi {
         let id = r.request_id.clone();
         super::idempotent(&self.ctx, DELETE, &id, span, set_etag, || {
             self.delete(r.clone())
+        })
+        .await
+    }
+
+    async fn restart_cluster(
+        &self,
+        request: Request<RestartClusterRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let r = request.into_inner();
+        let span = info_span!("RestartCluster", cluster = %r.name, request_id = %r.request_id);
+        let id = if r.validate_only {
+            String::new()
+        } else {
+            r.request_id.clone()
+        };
+        super::idempotent(&self.ctx, RESTART, &id, span, set_etag, || {
+            self.restart(r.clone())
         })
         .await
     }

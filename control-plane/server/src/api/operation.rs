@@ -11,9 +11,11 @@ use std::time::{Duration, SystemTime};
 
 use flotilla_intent_store::{Compare, keys};
 use flotilla_proto::v1::{
-    CancelOperationRequest, GetOperationRequest, ListOperationsRequest, ListOperationsResponse,
-    Operation, OperationPhase, WaitOperationRequest, WatchOperationsRequest,
-    WatchOperationsResponse, operation_service_server::OperationService, operation_spec,
+    CancelOperationRequest, ClusterSpec, GetOperationRequest, ListOperationsRequest,
+    ListOperationsResponse, Operation, OperationPhase, ResumeOperationRequest,
+    RollbackOperationRequest, RollbackOperationResponse, RollingRestartSpec, WaitOperationRequest,
+    WatchOperationsRequest, WatchOperationsResponse, operation_service_server::OperationService,
+    operation_spec,
 };
 use futures::StreamExt;
 use prost::Message;
@@ -26,8 +28,20 @@ use crate::errors::ApiError;
 use crate::registry;
 use crate::requests;
 use crate::validate::{self, Violations};
+use crate::workflow::rolling_restart;
 
 const CANCEL: &str = "/flotilla.v1.OperationService/CancelOperation";
+const RESUME: &str = "/flotilla.v1.OperationService/ResumeOperation";
+const ROLLBACK: &str = "/flotilla.v1.OperationService/RollbackOperation";
+
+fn set_rollback_etag(r: &mut RollbackOperationResponse, rev: i64) {
+    if let Some(op) = r.operation.as_mut() {
+        set_etag(op, rev);
+    }
+    if let Some(op) = r.rollback.as_mut() {
+        set_etag(op, rev);
+    }
+}
 /// Default WaitOperation timeout.
 pub const WAIT_DEFAULT: Duration = Duration::from_secs(60);
 /// Longest WaitOperation timeout.
@@ -155,6 +169,140 @@ impl OperationApi {
         super::commit_stamped(ctx, compares, writes, op, set_etag, &r.name, None).await
     }
 
+    async fn resume(&self, r: ResumeOperationRequest) -> Result<Operation, ApiError> {
+        let ctx = &self.ctx;
+        let mut v = Violations::default();
+        op_name(&mut v, "name", &r.name);
+        validate::request_id(&mut v, "request_id", &r.request_id);
+        v.into_result("INVALID_REQUEST")?;
+        ctx.writer.require_leader().await?;
+        if let Some(prev) = requests::replayed(ctx, RESUME, &r.request_id, set_etag).await? {
+            return Ok(prev);
+        }
+        let (mut op, rev) = load(ctx, &r.name).await?;
+        let refused = ctx
+            .cache
+            .read(|st| rolling_restart::why_not_resumable(st, &op));
+        if let Some(why) = refused {
+            return Err(ApiError::OperationNotResumable {
+                name: r.name,
+                action: "resumed",
+                why,
+            });
+        }
+        ctx.cache.read(|st| rolling_restart::resume(st, &mut op));
+        clear_etag(&mut op);
+        let key = keys::operation(&r.name)?;
+        let mut writes = vec![(key.clone(), Some(op.encode_to_vec()))];
+        writes.extend(requests::record(RESUME, &r.request_id, &op)?);
+        let compares = vec![Compare::ModRevision(key, rev)];
+        super::commit_stamped(ctx, compares, writes, op, set_etag, &r.name, None).await
+    }
+
+    async fn rollback(
+        &self,
+        r: RollbackOperationRequest,
+    ) -> Result<RollbackOperationResponse, ApiError> {
+        let ctx = &self.ctx;
+        let mut v = Violations::default();
+        op_name(&mut v, "name", &r.name);
+        validate::request_id(&mut v, "request_id", &r.request_id);
+        v.into_result("INVALID_REQUEST")?;
+        ctx.writer.require_leader().await?;
+        if let Some(prev) =
+            requests::replayed(ctx, ROLLBACK, &r.request_id, set_rollback_etag).await?
+        {
+            return Ok(prev);
+        }
+        let (mut op, rev) = load(ctx, &r.name).await?;
+        let refuse = |why: String| ApiError::OperationNotResumable {
+            name: r.name.clone(),
+            action: "rolled back",
+            why,
+        };
+        let spec = op.spec.clone().unwrap_or_default();
+        let Some(operation_spec::Kind::RollingRestart(roll)) = spec.kind.clone() else {
+            return Err(refuse("only a rolling restart can be rolled back".into()));
+        };
+        if roll.previous_spec.is_empty() {
+            return Err(refuse(
+                "an explicit restart has no previous spec to go back to".into(),
+            ));
+        }
+        let status = op.status.clone().unwrap_or_default();
+        let phase = OperationPhase::try_from(status.phase).unwrap_or(OperationPhase::Pending);
+        if status.done && phase != OperationPhase::Failed {
+            return Err(refuse("it is done".into()));
+        }
+        if phase == OperationPhase::Cancelling {
+            return Err(refuse("it is being cancelled".into()));
+        }
+        let previous = ClusterSpec::decode(roll.previous_spec.as_slice())
+            .map_err(|e| refuse(format!("its previous spec does not decode: {e}")))?;
+        let (mut cluster, cluster_rev) = super::cluster::load(ctx, &spec.cluster).await?;
+        let generation = cluster.metadata.as_ref().map_or(0, |m| m.generation);
+        if generation != roll.generation {
+            return Err(refuse(format!(
+                "the cluster's spec changed since (generation {} -> {generation})",
+                roll.generation
+            )));
+        }
+        let current = cluster.spec.clone().unwrap_or_default();
+        clear_etag(&mut cluster);
+        if let Some(m) = cluster.metadata.as_mut() {
+            m.generation += 1;
+        }
+        cluster.spec = Some(previous);
+        let back = super::cluster::new_operation(
+            &spec.cluster,
+            operation_spec::Kind::RollingRestart(RollingRestartSpec {
+                members: Vec::new(),
+                reason: format!("rollback of {}", r.name),
+                generation: generation + 1,
+                member_timeout: roll.member_timeout,
+                previous_spec: current.encode_to_vec(),
+            }),
+        );
+        let now = prost_types::Timestamp::from(SystemTime::now());
+        let st = op.status.get_or_insert_with(Default::default);
+        st.phase = OperationPhase::Cancelled as i32;
+        st.done = true;
+        st.end_time = Some(now);
+        st.history.push(format!(
+            "rolled back: {} restores the previous spec",
+            super::name_of(&back)
+        ));
+        clear_etag(&mut op);
+        let key = keys::operation(&r.name)?;
+        let cluster_key = keys::cluster(&spec.cluster)?;
+        let back_key = keys::operation(&super::name_of(&back))?;
+        let response = RollbackOperationResponse {
+            operation: Some(op.clone()),
+            rollback: Some(back.clone()),
+        };
+        let mut writes = vec![
+            (key.clone(), Some(op.encode_to_vec())),
+            (cluster_key.clone(), Some(cluster.encode_to_vec())),
+            (back_key.clone(), Some(back.encode_to_vec())),
+        ];
+        writes.extend(requests::record(ROLLBACK, &r.request_id, &response)?);
+        let compares = vec![
+            Compare::ModRevision(key, rev),
+            Compare::ModRevision(cluster_key, cluster_rev),
+            Compare::ModRevision(back_key, 0),
+        ];
+        super::commit_stamped(
+            ctx,
+            compares,
+            writes,
+            response,
+            set_rollback_etag,
+            &r.name,
+            None,
+        )
+        .await
+    }
+
     async fn wait(&self, r: WaitOperationRequest) -> Result<Operation, ApiError> {
         let ctx = &self.ctx;
         let mut v = Violations::default();
@@ -242,6 +390,32 @@ impl OperationService for OperationApi {
         let r = request.into_inner();
         let span = info_span!("WaitOperation", operation = %r.name);
         Ok(Response::new(self.wait(r).instrument(span).await?))
+    }
+
+    async fn resume_operation(
+        &self,
+        request: Request<ResumeOperationRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let r = request.into_inner();
+        let span = info_span!("ResumeOperation", operation = %r.name, request_id = %r.request_id);
+        let id = r.request_id.clone();
+        super::idempotent(&self.ctx, RESUME, &id, span, set_etag, || {
+            self.resume(r.clone())
+        })
+        .await
+    }
+
+    async fn rollback_operation(
+        &self,
+        request: Request<RollbackOperationRequest>,
+    ) -> Result<Response<RollbackOperationResponse>, Status> {
+        let r = request.into_inner();
+        let span = info_span!("RollbackOperation", operation = %r.name, request_id = %r.request_id);
+        let id = r.request_id.clone();
+        super::idempotent(&self.ctx, ROLLBACK, &id, span, set_rollback_etag, || {
+            self.rollback(r.clone())
+        })
+        .await
     }
 
     type WatchOperationsStream = WatchStream;

@@ -52,6 +52,7 @@ use crate::cache::{Change, State};
 use crate::context::{Ctx, Stats};
 use crate::fenced::WriteError;
 use crate::names;
+use crate::workflow::rolling_restart::{self, Roll};
 
 /// Why a reconcile failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -379,7 +380,9 @@ pub fn plan(
         .collect();
     let namesrv_addr = ns_addrs.join(";");
 
-    // Render.
+    // Render (a rolling restart's tokens stamped on).
+    let tokens = rolling_restart::tokens(st, name);
+    let roll = rolling_restart::control(st, name, meta.generation);
     let mut rendered: BTreeMap<String, Instance> = BTreeMap::new();
     let mut group_members: BTreeMap<String, Vec<Option<Placed>>> = BTreeMap::new();
     for (slot, kind) in &slots {
@@ -405,12 +408,38 @@ pub fn plan(
                 render::broker(name, &spec, &gp, *member, p, &namesrv_addr)
             }
         };
+        let mut inst = inst;
+        let token = tokens
+            .get(&slot.name)
+            .cloned()
+            .or_else(|| {
+                existing
+                    .get(&slot.name)
+                    .map(|(_, i)| i.restart_token.clone())
+            })
+            .unwrap_or_default();
+        render::stamp_restart(&mut inst, &token);
         ctx.remember_hashes(&inst.config_hash, &inst.restart_hash);
         rendered.insert(slot.name.clone(), inst);
     }
 
-    // Restart permission: per spread group, at most one member, followers first.
+    // Restart permission. While a rolling-restart operation is unfinished, it alone decides:
+    // only the member it designates may restart. After a failed roll nothing restarts until
+    // it is resumed, rolled back or superseded. Otherwise: per spread group, at most one
+    // member, followers first.
     let mut restart_blocked = false;
+    let mut roll_failed = None;
+    match &roll {
+        Roll::Active { designated } => {
+            if let Some(inst) = designated.as_ref().and_then(|d| rendered.get_mut(d)) {
+                inst.may_restart = true;
+            }
+        }
+        Roll::Failed { operation, message } => {
+            roll_failed = Some(format!("rolling restart {operation} failed: {message}"));
+        }
+        Roll::None => {}
+    }
     let mut by_group: BTreeMap<&str, Vec<(&Slot, &SlotKind)>> = BTreeMap::new();
     for (slot, kind) in &slots {
         by_group
@@ -435,10 +464,10 @@ pub fn plan(
                     != Some(inst.restart_hash.as_str())
         };
         let needing: Vec<&(&Slot, &SlotKind)> = members.iter().filter(|(s, _)| needs(s)).collect();
-        if needing.is_empty() {
+        if needing.is_empty() || matches!(roll, Roll::Active { .. }) {
             continue;
         }
-        if !spec.allow_restart || paused {
+        if !spec.allow_restart || paused || matches!(roll, Roll::Failed { .. }) {
             restart_blocked = true;
             continue;
         }
@@ -574,6 +603,7 @@ pub fn plan(
         observed: &observed,
         node_ready: &node_ready,
         restart_blocked,
+        roll_failed,
         nameserver_addresses: ns_addrs,
         active_operations,
         max_lag_bytes: readiness::DEFAULT_MAX_LAG_BYTES,

@@ -116,6 +116,19 @@ fn finish(mut i: Instance, version: &str) -> Instance {
     i
 }
 
+/// Stamps a rolling restart's token on a rendered instance: the token goes into both hashes,
+/// so a new token makes the running process out of date (it restarts once granted
+/// `may_restart`), and keeping the same token keeps it current.
+pub fn stamp_restart(i: &mut Instance, token: &str) {
+    if token.is_empty() {
+        return;
+    }
+    let version = format!("{}\nrestart_token={token}", i.version);
+    i.config_hash = hash_config(&i.config, &version, &[]);
+    i.restart_hash = hash_config(&i.config, &version, ONLINE_KEYS);
+    i.restart_token = token.to_string();
+}
+
 /// A nameserver instance.
 pub fn namesrv(cluster: &str, spec: &ClusterSpec, p: &Placed) -> Instance {
     let mut config = HashMap::new();
@@ -362,6 +375,36 @@ mod tests {
             a.config_hash,
             broker("c", &s, &g, 0, p, "h0:9876").config_hash
         );
+    }
+
+    #[test]
+    fn restart_token_changes_both_hashes_and_is_stable() {
+        let s = spec(BrokerMode::MasterSlave, MasterRole::AsyncMaster);
+        let members = vec![Some(placed("c-0-0", "h0", 10911, 0))];
+        let g = GroupPlan {
+            group: "c-0",
+            members: &members,
+        };
+        let p = members[0].as_ref().unwrap();
+        let plain = broker("c", &s, &g, 0, p, "h0:9876");
+        let mut a = plain.clone();
+        stamp_restart(&mut a, "op-1");
+        assert_ne!(a.config_hash, plain.config_hash);
+        assert_ne!(a.restart_hash, plain.restart_hash);
+        assert_eq!(a.restart_token, "op-1");
+        let mut again = plain.clone();
+        stamp_restart(&mut again, "op-1");
+        assert_eq!(again.config_hash, a.config_hash);
+        let mut other = plain.clone();
+        stamp_restart(&mut other, "op-2");
+        assert_ne!(other.restart_hash, a.restart_hash);
+        // An online key still changes online under a token.
+        let mut online = broker("c", &s, &g, 0, p, "h0:9876;h1:9876");
+        stamp_restart(&mut online, "op-1");
+        assert_eq!(online.restart_hash, a.restart_hash);
+        let mut none = plain.clone();
+        stamp_restart(&mut none, "");
+        assert_eq!(none, plain);
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct FoldInput<'a> {
     pub node_ready: &'a HashMap<String, bool>,
     /// Some member needs a restart that `allow_restart=false` forbids.
     pub restart_blocked: bool,
+    /// The latest rolling restart failed (why), and nothing superseded it.
+    pub roll_failed: Option<String>,
     /// Nameserver host:port list.
     pub nameserver_addresses: Vec<String>,
     /// Operations still running on the cluster.
@@ -240,7 +242,7 @@ pub fn fold(input: &FoldInput<'_>) -> ClusterStatus {
         ClusterPhase::Running
     } else if unplaced == total {
         ClusterPhase::Pending
-    } else if unplaced > 0 || !failing.is_empty() {
+    } else if unplaced > 0 || !failing.is_empty() || input.roll_failed.is_some() {
         ClusterPhase::Degraded
     } else {
         ClusterPhase::Provisioning
@@ -302,6 +304,8 @@ pub fn fold(input: &FoldInput<'_>) -> ClusterStatus {
             "Paused",
             "reconciliation is paused".to_string(),
         )
+    } else if let Some(why) = &input.roll_failed {
+        (ConditionStatus::False, "RollFailed", why.clone())
     } else if input.restart_blocked {
         (
             ConditionStatus::False,
@@ -327,7 +331,9 @@ pub fn fold(input: &FoldInput<'_>) -> ClusterStatus {
             format!("{} members converging", total - ready.min(total - stale)),
         )
     };
-    let (deg_status, deg_reason, deg_msg) = if !failing.is_empty() {
+    let (deg_status, deg_reason, deg_msg) = if let Some(why) = &input.roll_failed {
+        (ConditionStatus::True, "RollFailed", why.clone())
+    } else if !failing.is_empty() {
         (
             ConditionStatus::True,
             "MembersFailing",
@@ -489,6 +495,7 @@ mod tests {
             observed,
             node_ready: nodes,
             restart_blocked: false,
+            roll_failed: None,
             nameserver_addresses: vec!["h:9876".into()],
             active_operations: vec![],
             max_lag_bytes: readiness::DEFAULT_MAX_LAG_BYTES,

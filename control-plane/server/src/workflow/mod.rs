@@ -18,6 +18,7 @@
 //! placement (the node's `draining` flag) and are not run here.
 
 pub mod migrate_topic;
+pub mod rolling_restart;
 pub mod scale_in;
 pub mod scale_out;
 
@@ -104,6 +105,7 @@ fn workflow_of(op: &Operation) -> Option<Box<dyn Workflow>> {
         operation_spec::Kind::ScaleIn(_) => Some(Box::new(scale_in::ScaleIn)),
         operation_spec::Kind::ScaleOut(_) => Some(Box::new(scale_out::ScaleOut)),
         operation_spec::Kind::MigrateTopic(_) => Some(Box::new(migrate_topic::MigrateTopic)),
+        operation_spec::Kind::RollingRestart(_) => Some(Box::new(rolling_restart::RollingRestart)),
         _ => None,
     }
 }
