@@ -8,6 +8,11 @@ use std::time::Duration;
 use clap::Parser;
 use flotilla_agent::{Agent, AgentConfig};
 
+/// With this variable set the binary parses its flags and environment, prints what it
+/// understood and exits 0 without starting anything: the packaging tests run the Helm
+/// chart's and the systemd units' arguments through it.
+const CHECK_ARGS: &str = "FLOTILLA_CHECK_ARGS";
+
 /// The Flotilla per-node agent.
 #[derive(Debug, Parser)]
 #[command(name = "flotilla-agent", version)]
@@ -59,6 +64,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if std::env::var_os(CHECK_ARGS).is_some() {
+        let labels = parse_labels(&args.labels)?;
+        println!("{args:#?}\n{labels:?}");
+        return Ok(());
+    }
     let bin_dir = match args.bin_dir {
         Some(d) => d,
         None => std::env::current_exe()?

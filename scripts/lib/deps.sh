@@ -54,3 +54,29 @@ ensure_cpp_client() {
   "$py" -m pip install --quiet --disable-pip-version-check "$CPP_CLIENT_PACKAGE"
   "$py" -c 'import rocketmq.client'
 }
+
+# ensure_chart_venv: the Python 3.11 venv in which scripts/packaging-check runs the Helm
+# chart's checks: Helm's engine (PyPI `helm-python-sdk`, Helm's Go SDK as a shared library:
+# lint and offline rendering), the Kubernetes API schemas (PyPI `kubernetes-validate`, which
+# ships them, so validation needs no network) and `yamllint`. It lives in the target
+# directory: ${CARGO_TARGET_DIR:-target}/chart-venv.
+CHART_PACKAGES=("helm-python-sdk==0.2.2" "kubernetes-validate==1.37.0" "yamllint==1.38.0")
+
+ensure_chart_venv() {
+  local venv="${CARGO_TARGET_DIR:-target}/chart-venv"
+  local py="$venv/bin/python"
+  local probe='import helm_python, kubernetes_validate, yamllint'
+  if [ -x "$py" ] && "$py" -c "$probe" >/dev/null 2>&1; then
+    return 0
+  fi
+  command -v python3.11 >/dev/null 2>&1 || ensure_deps python3.11:python3.11
+  rm -rf "$venv"
+  if ! python3.11 -m venv "$venv" >/dev/null 2>&1; then
+    rm -rf "$venv"
+    ensure_deps ensurepip-missing:python3.11-venv
+    python3.11 -m venv "$venv"
+  fi
+  echo "installing the chart tools (${CHART_PACKAGES[*]}) into $venv" >&2
+  "$py" -m pip install --quiet --disable-pip-version-check "${CHART_PACKAGES[@]}"
+  "$py" -c "$probe"
+}

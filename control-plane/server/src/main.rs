@@ -18,6 +18,11 @@ use flotilla_cp::{Config, ControlPlane};
 use flotilla_intent_store::{EmbeddedOptions, LeasesOnReopen, StoreSpec};
 use tracing::info;
 
+/// With this variable set the binary parses its flags and environment, checks the store
+/// spec, prints what it understood and exits 0 without starting anything: the packaging
+/// tests run the Helm chart's and the systemd units' arguments through it.
+const CHECK_ARGS: &str = "FLOTILLA_CHECK_ARGS";
+
 #[derive(Debug, Parser)]
 #[command(name = "flotilla-cp", version, about = "Flotilla control plane")]
 struct Args {
@@ -65,6 +70,10 @@ async fn main() -> anyhow::Result<()> {
         args.etcd_endpoints.as_deref(),
         Path::new("./flotilla-data"),
     )?;
+    if std::env::var_os(CHECK_ARGS).is_some() {
+        println!("{args:#?}\n{spec:?}");
+        return Ok(());
+    }
     // A restarted single control plane must not wait for its old candidate key.
     let store = spec
         .open_with(EmbeddedOptions {
