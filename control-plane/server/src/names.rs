@@ -13,6 +13,14 @@ pub fn namesrv(cluster: &str, i: u32) -> String {
     format!("{cluster}-namesrv-{i}")
 }
 
+/// The index of a nameserver instance of `cluster` (`<cluster>-namesrv-<i>` → `i`).
+pub fn namesrv_index(cluster: &str, name: &str) -> Option<u32> {
+    name.strip_prefix(cluster)?
+        .strip_prefix("-namesrv-")?
+        .parse()
+        .ok()
+}
+
 /// Member `m` of a broker group: `<group>-<m>`.
 pub fn member(group: &str, m: u32) -> String {
     format!("{group}-{m}")

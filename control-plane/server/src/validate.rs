@@ -455,6 +455,17 @@ pub fn immutable(v: &mut Violations, field: &str, old: &ClusterSpec, new: &Clust
     if ob.mode != nb.mode && nb.mode != 0 {
         v.add(format!("{field}.broker.mode"), "immutable");
     }
+    // Restarting DLedger members with another peer list is not a safe membership change
+    // (two majorities can form); until joint consensus exists the count stays as created.
+    if ob.mode == BrokerMode::Dledger as i32 && ob.replicas_per_group != nb.replicas_per_group {
+        v.add(
+            format!("{field}.broker.replicas_per_group"),
+            format!(
+                "cannot change from {} to {} in DLEDGER mode: Raft membership change is not supported yet (create a new cluster and migrate topics to it)",
+                ob.replicas_per_group, nb.replicas_per_group
+            ),
+        );
+    }
     let old_storage = ob.storage.clone().unwrap_or_default();
     let new_storage = nb.storage.clone().unwrap_or_default();
     if old_storage != new_storage {
@@ -465,6 +476,36 @@ pub fn immutable(v: &mut Violations, field: &str, old: &ClusterSpec, new: &Clust
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dledger_member_count_is_fixed_and_master_slave_is_not() {
+        let spec = |mode: BrokerMode, n: u32| ClusterSpec {
+            broker: Some(BrokerSpec {
+                mode: mode as i32,
+                replicas_per_group: n,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut v = Violations::default();
+        immutable(
+            &mut v,
+            "cluster.spec",
+            &spec(BrokerMode::Dledger, 3),
+            &spec(BrokerMode::Dledger, 5),
+        );
+        assert_eq!(v.0.len(), 1, "{:?}", v.0);
+        assert_eq!(v.0[0].field, "cluster.spec.broker.replicas_per_group");
+        assert!(v.0[0].description.contains("membership"), "{:?}", v.0);
+        let mut v = Violations::default();
+        immutable(
+            &mut v,
+            "cluster.spec",
+            &spec(BrokerMode::MasterSlave, 2),
+            &spec(BrokerMode::MasterSlave, 3),
+        );
+        assert!(v.0.is_empty(), "{:?}", v.0);
+    }
 
     #[test]
     fn rocketmq_names() {

@@ -238,8 +238,21 @@ pub fn plan(
 
     // Slots: what the spec asks for.
     let mut slots: Vec<(Slot, SlotKind)> = Vec::new();
+    // Nameservers above spec.nameserver.replicas keep running, out of every broker's list,
+    // until every broker runs the list without them (then they stop): a broker never
+    // registers with, and a client never gets routed through, a nameserver already gone.
+    let mut leaving_ns: BTreeSet<String> = BTreeSet::new();
     if !deleting {
-        for i in 0..ns.replicas {
+        let mut ns_ids: BTreeSet<u32> = (0..ns.replicas).collect();
+        for inst in existing.keys() {
+            if let Some(i) = names::namesrv_index(name, inst)
+                && i >= ns.replicas
+            {
+                ns_ids.insert(i);
+                leaving_ns.insert(inst.clone());
+            }
+        }
+        for i in ns_ids {
             slots.push((
                 Slot {
                     name: names::namesrv(name, i),
@@ -375,7 +388,7 @@ pub fn plan(
     // Nameserver addresses, in index order.
     let ns_addrs: Vec<String> = slots
         .iter()
-        .filter(|(_, k)| matches!(k, SlotKind::Namesrv))
+        .filter(|(s, k)| matches!(k, SlotKind::Namesrv) && !leaving_ns.contains(&s.name))
         .filter_map(|(s, _)| placed.get(&s.name).map(Placed::address))
         .collect();
     let namesrv_addr = ns_addrs.join(";");
@@ -421,6 +434,27 @@ pub fn plan(
         render::stamp_restart(&mut inst, &token);
         ctx.remember_hashes(&inst.config_hash, &inst.restart_hash);
         rendered.insert(slot.name.clone(), inst);
+    }
+
+    // Leaving nameservers stop once no running broker still has them in its list (each runs
+    // its rendered config, whose list no longer names them).
+    if !leaving_ns.is_empty() {
+        let brokers_current = slots
+            .iter()
+            .filter(|(_, k)| matches!(k, SlotKind::Broker { .. }))
+            .all(|(s, _)| {
+                let obs = placed
+                    .get(&s.name)
+                    .and_then(|p| observation(st, &p.node, &s.name));
+                match (obs, rendered.get(&s.name)) {
+                    (Some(o), Some(i)) => o.pid == 0 || o.config_hash == i.config_hash,
+                    _ => true,
+                }
+            });
+        if brokers_current {
+            slots.retain(|(s, _)| !leaving_ns.contains(&s.name));
+            rendered.retain(|n, _| !leaving_ns.contains(n));
+        }
     }
 
     // Restart permission. While a rolling-restart operation is unfinished, it alone decides:

@@ -17,6 +17,7 @@ use prost_types::Timestamp;
 
 use crate::cache::{State, Versioned};
 use crate::context::Ctx;
+use crate::names;
 
 fn instances(st: &State, cluster: &str) -> BTreeMap<String, (String, Instance)> {
     let mut out = BTreeMap::new();
@@ -91,7 +92,8 @@ pub fn diff(
 
 /// What `next` (the cluster with its new spec) would change, planned over the current cache.
 /// A scale-in's leaving groups are shown as stopping although their instances stay until
-/// the workflow's StopMembers step.
+/// the workflow's StopMembers step, and so are leaving nameservers, which stay until every
+/// broker has dropped them from its list.
 pub fn preview(ctx: &Ctx, next: &Cluster, leaving_groups: &[String]) -> Vec<MemberChange> {
     let name = next
         .metadata
@@ -136,7 +138,17 @@ pub fn preview(ctx: &Ctx, next: &Cluster, leaving_groups: &[String]) -> Vec<Memb
             }
         }
         let mut after = instances(&copy, &name);
-        after.retain(|_, (_, i)| !leaving_groups.contains(&i.group));
+        // Leaving nameservers stay until the brokers dropped them from their lists: shown as
+        // stopping.
+        let ns_replicas = next
+            .spec
+            .as_ref()
+            .and_then(|s| s.nameserver.as_ref())
+            .map_or(0, |n| n.replicas);
+        after.retain(|n, (_, i)| {
+            !leaving_groups.contains(&i.group)
+                && names::namesrv_index(&name, n).is_none_or(|i| i < ns_replicas)
+        });
         diff(&before, &after)
     })
 }
