@@ -42,6 +42,14 @@ struct Args {
     /// Stop every instance when the agent exits (used by `flotilla up`).
     #[arg(long)]
     stop_instances_on_exit: bool,
+    /// On Kubernetes: the Node this agent runs on. Its topology labels are reported to the
+    /// control plane and cordoning it acts per --kube-on-cordon (needs get and watch on
+    /// nodes). Unset: the agent does not talk to Kubernetes.
+    #[arg(long, env = "FLOTILLA_KUBE_NODE")]
+    kube_node: Option<String>,
+    /// What cordoning the Kubernetes Node does to the Flotilla node.
+    #[arg(long, value_enum, default_value = "cordon")]
+    kube_on_cordon: flotilla_agent::kube::OnCordon,
 }
 
 fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
@@ -81,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         std::env::current_dir()?.join(args.data_dir)
     };
+    let control_plane = args.control_plane.clone();
     let cfg = AgentConfig {
         control_plane: args.control_plane,
         node_id: args.node_id,
@@ -94,6 +103,17 @@ async fn main() -> anyhow::Result<()> {
     };
     let agent = Agent::new(cfg)?;
     let (tx, rx) = tokio::sync::watch::channel(false);
+    if let Some(node) = &args.kube_node {
+        let client = flotilla_agent::kube::client().await?;
+        flotilla_agent::kube::spawn(
+            agent.clone(),
+            client,
+            node,
+            &control_plane,
+            args.kube_on_cordon,
+            rx.clone(),
+        );
+    }
     let run = tokio::spawn(agent.run(rx));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -27,7 +27,7 @@ use flotilla_proto::agent::v1::control_message::Message as In;
 use flotilla_proto::agent::v1::{
     AgentMessage, Command, CommandError, CommandResult, DesiredState, Hello, Report,
 };
-use flotilla_proto::v1::Capacity;
+use flotilla_proto::v1::{Capacity, NodeTopology};
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{Instrument, info, info_span, warn};
@@ -123,6 +123,8 @@ pub struct Agent {
     applied_generation: AtomicI64,
     seq: AtomicU64,
     boot_id: String,
+    /// Where the node is, once known (on Kubernetes, from its Node: [`crate::kube`]).
+    topology: parking_lot::Mutex<Option<NodeTopology>>,
 }
 
 fn boot_id() -> String {
@@ -199,6 +201,7 @@ impl Agent {
             state,
             seq: AtomicU64::new(0),
             boot_id: boot_id(),
+            topology: parking_lot::Mutex::new(None),
         }))
     }
 
@@ -280,7 +283,18 @@ impl Agent {
             highest_epoch_seen: self.epoch.lock().highest(),
             applied_generation: self.applied_generation.load(Ordering::SeqCst),
             data_dir: self.cfg.data_dir.display().to_string(),
+            topology: self.topology.lock().clone(),
         }
+    }
+
+    /// This node's name.
+    pub fn node_id(&self) -> &str {
+        &self.cfg.node_id
+    }
+
+    /// Records where the node is; the next Hello and report carry it.
+    pub fn set_topology(&self, topology: NodeTopology) {
+        *self.topology.lock() = Some(topology);
     }
 
     async fn report(&self) -> Report {
@@ -293,6 +307,7 @@ impl Agent {
             highest_epoch_seen: self.epoch.lock().highest(),
             limits_mechanism: sup.limits_mechanism().to_string(),
             capacity: Some(capacity(&self.cfg.data_dir)),
+            topology: self.topology.lock().clone(),
         }
     }
 

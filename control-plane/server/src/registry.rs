@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use flotilla_intent_store::{Compare, keys};
 use flotilla_proto::agent::v1::Hello;
 use flotilla_proto::v1::{
-    Condition, ConditionStatus, Node, NodePhase, NodeSpec, NodeStatus, ObjectMeta,
+    Condition, ConditionStatus, Node, NodePhase, NodeSpec, NodeStatus, NodeTopology, ObjectMeta,
 };
 use prost::Message;
 use prost_types::Timestamp;
@@ -116,6 +116,10 @@ pub async fn register(ctx: &Arc<Ctx>, hello: &Hello) -> Result<(), ApiError> {
         st.boot_id = hello.boot_id.clone();
         st.capacity = hello.capacity;
         st.data_dir = hello.data_dir.clone();
+        // An agent that does not know its topology leaves the recorded one alone.
+        if hello.topology.is_some() {
+            st.topology = hello.topology.clone();
+        }
         if !was_ready {
             st.phase = NodePhase::Ready as i32;
             st.last_heartbeat = Some(now);
@@ -126,6 +130,25 @@ pub async fn register(ctx: &Arc<Ctx>, hello: &Hello) -> Result<(), ApiError> {
                 generation,
             )];
         }
+        Some(n)
+    })
+    .await?;
+    Ok(())
+}
+
+/// Records where a node is (its agent reported a new topology); no write when unchanged.
+pub async fn set_topology(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    topology: NodeTopology,
+) -> Result<(), ApiError> {
+    update(ctx, name, |existing| {
+        let mut n = existing?;
+        let st = n.status.get_or_insert_with(Default::default);
+        if st.topology.as_ref() == Some(&topology) {
+            return None;
+        }
+        st.topology = Some(topology.clone());
         Some(n)
     })
     .await?;

@@ -32,7 +32,7 @@ use flotilla_proto::agent::v1::{
     AgentMessage, Command, CommandResult, ControlMessage, DesiredState, Hello, Report,
     agent_message, agent_service_server::AgentService, control_message,
 };
-use flotilla_proto::v1::NodePhase;
+use flotilla_proto::v1::{NodePhase, NodeTopology};
 use futures::Stream;
 use parking_lot::Mutex;
 use prost::Message;
@@ -98,6 +98,8 @@ struct Session {
     last_sent: Option<(i64, i64)>,
     not_ready: bool,
     limits_mechanism: String,
+    /// The topology last written to the node record (from Hello, then reports).
+    topology: Option<NodeTopology>,
 }
 
 /// Connected agents, by node name.
@@ -386,6 +388,7 @@ impl AgentApi {
             highest_epoch_seen: hello.highest_epoch_seen,
             limits_mechanism: String::new(),
             capacity: hello.capacity,
+            topology: hello.topology.clone(),
         };
         if let Err(e) = write_observed(ctx, &hello.node_id, &report, lease.id).await {
             return Err(status(ctx.writer.api_error(e, &hello.node_id).await));
@@ -401,7 +404,7 @@ impl AgentApi {
         }
         let ka_period = ctx.config.node_heartbeat_timeout / 3;
         let fp = fingerprint(&report);
-        let (lease, keepalive, changed, was_not_ready, lm_changed) = {
+        let (lease, keepalive, changed, was_not_ready, lm_changed, topology_changed) = {
             let mut map = ctx.sessions.inner.lock();
             let Some(s) = map.get_mut(node).filter(|s| s.id == id) else {
                 return false;
@@ -419,7 +422,19 @@ impl AgentApi {
             s.not_ready = false;
             let lm_changed = s.limits_mechanism != report.limits_mechanism;
             s.limits_mechanism = report.limits_mechanism.clone();
-            (s.lease, keepalive, changed, was, lm_changed)
+            // A report without topology keeps the one the node has.
+            let topology_changed = report.topology.is_some() && s.topology != report.topology;
+            if topology_changed {
+                s.topology = report.topology.clone();
+            }
+            (
+                s.lease,
+                keepalive,
+                changed,
+                was,
+                lm_changed,
+                topology_changed,
+            )
         };
         let mut lease = lease;
         let mut force_write = false;
@@ -449,6 +464,15 @@ impl AgentApi {
             warn!(node, error = %e, code = e.code(), "writing observed state failed");
             if let Some(s) = ctx.sessions.inner.lock().get_mut(node) {
                 s.observed_fingerprint.clear();
+            }
+        }
+        if topology_changed
+            && let Some(t) = report.topology.clone()
+            && let Err(e) = registry::set_topology(ctx, node, t).await
+        {
+            warn!(node, error = %e, "recording the node's topology failed");
+            if let Some(s) = ctx.sessions.inner.lock().get_mut(node) {
+                s.topology = None;
             }
         }
         if was_not_ready || lm_changed {
@@ -531,6 +555,7 @@ impl AgentService for AgentApi {
                     last_sent: None,
                     not_ready: false,
                     limits_mechanism: String::new(),
+                    topology: hello.topology.clone(),
                 },
             );
             if let Some(old) = old {

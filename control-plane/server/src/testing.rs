@@ -20,7 +20,7 @@ use flotilla_proto::agent::v1::{
 };
 use flotilla_proto::v1::{
     BrokerMode, BrokerSpec, Capacity, Cluster, ClusterSpec, InstanceKind, MemberRole,
-    NameServerSpec, ObjectMeta,
+    NameServerSpec, NodeTopology, ObjectMeta,
 };
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
@@ -44,6 +44,8 @@ pub struct FakeAgentOptions {
     pub report_interval: Duration,
     /// Its data dir.
     pub data_dir: String,
+    /// Where it says it is (Hello and every report).
+    pub topology: Option<NodeTopology>,
 }
 
 impl FakeAgentOptions {
@@ -56,6 +58,7 @@ impl FakeAgentOptions {
             highest_epoch_seen: 0,
             report_interval: Duration::from_millis(200),
             data_dir: format!("/data/{node_id}"),
+            topology: None,
         }
     }
 }
@@ -163,6 +166,7 @@ pub fn echo_report(ds: &DesiredState, seq: u64, highest_epoch: i64) -> Report {
             cpu_millis: 4000,
             disk_free_bytes: 1 << 34,
         }),
+        topology: None,
     }
 }
 
@@ -186,6 +190,7 @@ impl FakeAgent {
             highest_epoch_seen: opts.highest_epoch_seen,
             applied_generation: 0,
             data_dir: opts.data_dir.clone(),
+            topology: opts.topology.clone(),
         };
         tx.send(AgentMessage {
             message: Some(agent_message::Message::Hello(hello)),

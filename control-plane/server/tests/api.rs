@@ -641,3 +641,25 @@ async fn concurrent_repeats_of_one_request_id_all_get_the_first_result() {
     let first = at_once(8, update_req(c, "update-x"), |r| update(&h, r)).await;
     assert_eq!(first.cluster.unwrap().metadata.unwrap().generation, 2);
 }
+
+#[tokio::test]
+async fn a_node_shows_the_topology_its_agent_reports() {
+    let h = start_embedded().await;
+    let mut opts = flotilla_cp::testing::FakeAgentOptions::new("node-z");
+    let topology = flotilla_proto::v1::NodeTopology {
+        zone: "eu-west-1a".into(),
+        region: "eu-west-1".into(),
+        hostname: "ip-10-0-0-7".into(),
+    };
+    opts.topology = Some(topology.clone());
+    let _agent = h.agent_with(opts).await;
+    let node = h
+        .nodes()
+        .get_node(flotilla_proto::v1::GetNodeRequest {
+            name: "node-z".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(node.status.unwrap().topology, Some(topology));
+}
