@@ -55,6 +55,8 @@ pub struct Broker {
     pub registrar: Registrar,
     /// Delayed delivery.
     pub schedule: ScheduleService,
+    /// Timer messages: the due-time index and its checkpoint.
+    pub timer: crate::timer::TimerService,
     /// Transactional messages: resolved half messages, the check-back loop.
     pub transactions: crate::transaction::TransactionService,
     /// Counters.
@@ -340,6 +342,12 @@ impl BrokerHandle {
         if let Err(e) = b.schedule.persist() {
             tracing::error!(error = %e, "cannot persist delay offsets");
         }
+        let b2 = b.clone();
+        if let Ok(Err(e)) =
+            tokio::task::spawn_blocking(move || crate::timer::persist_with_flush(&b2)).await
+        {
+            tracing::error!(error = %e, code = e.code(), "cannot persist the timer store");
+        }
         let store = b.store.clone();
         match tokio::task::spawn_blocking(move || store.shutdown()).await {
             Ok(Ok(())) => {}
@@ -450,6 +458,7 @@ async fn start_inner(
     let groups = SubscriptionGroupManager::load(&root).map_err(|e| meta(&e))?;
     let offsets = ConsumerOffsetManager::load(&root).map_err(|e| meta(&e))?;
     let schedule = ScheduleService::load(&root).map_err(|e| meta(&e))?;
+    let timer = crate::timer::TimerService::load(&root).map_err(|e| meta(&e))?;
     let bind = format!("{}:{}", cfg.bind_address, cfg.listen_port);
     let broker = Arc::new(Broker {
         boot_cfg: Arc::new(cfg.clone()),
@@ -463,6 +472,7 @@ async fn start_inner(
         long_polling: Arc::new(LongPolling::default()),
         registrar: Registrar::new(),
         schedule,
+        timer,
         transactions: crate::transaction::TransactionService::new(),
         stats: Stats::default(),
         gate,
@@ -497,6 +507,9 @@ async fn start_inner(
     // runs everywhere and idles while this member is not the leader).
     if broker.config().is_master() || broker.dledger.is_some() {
         tasks.push(tokio::spawn(ScheduleService::run(broker.clone())));
+        tasks.push(tokio::spawn(crate::timer::TimerService::run(
+            broker.clone(),
+        )));
         tasks.push(tokio::spawn(crate::transaction::TransactionService::run(
             broker.clone(),
         )));

@@ -164,6 +164,9 @@ pub const LIVE_KEYS: &[&str] = &[
     "transactionTimeOut",
     "transactionCheckMax",
     "transactionCheckInterval",
+    "timerWheelEnable",
+    "timerMaxDelaySec",
+    "timerPrecisionMs",
 ];
 
 /// Why a restart-only key cannot change at runtime (the remark of the refusal).
@@ -275,6 +278,12 @@ const KNOWN: &[(&str, &str)] = &[
     ("transactionTimeOut", "6000"),
     ("transactionCheckMax", "15"),
     ("transactionCheckInterval", "30000"),
+    // Timer messages (see `crate::timer`; Java's MessageStoreConfig keys): refused when the
+    // wheel is off or the due time is more than timerMaxDelaySec ahead; due times are
+    // rounded down to timerPrecisionMs.
+    ("timerWheelEnable", "true"),
+    ("timerMaxDelaySec", "259200"),
+    ("timerPrecisionMs", "1000"),
     // Page cache kept behind the CommitLog's flushed offset (see `crate::page_cache`):
     // "" = accessMessageInMemoryMaxRatio of the broker's memory, "0" = no bound, else bytes.
     ("flotillaCommitLogPageCacheWindow", ""),
@@ -387,6 +396,12 @@ pub struct BrokerConfig {
     pub transaction_check_max: i32,
     /// `transactionCheckInterval`: time between check rounds.
     pub transaction_check_interval: Duration,
+    /// `timerWheelEnable`: timer messages are accepted (else refused with SYSTEM_ERROR).
+    pub timer_wheel_enable: bool,
+    /// `timerMaxDelaySec`: the furthest a timer message may be due.
+    pub timer_max_delay_sec: i64,
+    /// `timerPrecisionMs`: due times are rounded down to a multiple of it (at least 1).
+    pub timer_precision_ms: i64,
     /// `flotillaCommitLogPageCacheWindow`: page cache kept behind the flushed offset.
     pub page_cache_window: crate::page_cache::PageCacheWindow,
     /// Classic HA keys (`haMasterAddress`, `inSyncReplicas`, `slaveReadEnable`, …).
@@ -670,6 +685,21 @@ impl BrokerConfig {
             transaction_timeout: r.millis("transactionTimeOut")?,
             transaction_check_max: r.int("transactionCheckMax", "a count 0..1000000")?,
             transaction_check_interval: r.millis("transactionCheckInterval")?,
+            timer_wheel_enable: r.bool("timerWheelEnable")?,
+            timer_max_delay_sec: r
+                .int::<u32>("timerMaxDelaySec", "seconds (a non-negative integer)")?
+                .into(),
+            timer_precision_ms: {
+                let p: u32 = r.int("timerPrecisionMs", "milliseconds (a positive integer)")?;
+                if p == 0 {
+                    return Err(invalid(
+                        "timerPrecisionMs",
+                        "0",
+                        "milliseconds (a positive integer)",
+                    ));
+                }
+                p.into()
+            },
             page_cache_window: {
                 let v = r.raw("flotillaCommitLogPageCacheWindow");
                 crate::page_cache::PageCacheWindow::parse(&v).ok_or_else(|| {

@@ -14,6 +14,7 @@
 //! | [`register`] | nameserver registration and the live nameserver list |
 //! | [`processor`] | request handlers by code |
 //! | [`long_polling`], [`filter`], [`schedule`] | held pulls, tag filters, delayed delivery |
+//! | [`timer`] | timer messages (`TIMER_DELIVER_MS` …): due-time index, put-back when due |
 //! | [`transaction`] | half messages, END_TRANSACTION, transaction check-back |
 //! | [`replication`] | the hook HA/DLedger plug into the send path |
 //! | [`ha`] | classic master/slave HA: CommitLog streaming, SYNC_MASTER gate, slave metadata sync |
@@ -39,6 +40,7 @@ pub mod replication;
 pub mod schedule;
 pub mod stats;
 pub mod subscription_group;
+pub mod timer;
 pub mod topic_config;
 pub mod transaction;
 

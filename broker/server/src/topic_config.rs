@@ -76,7 +76,7 @@ impl TopicConfigManager {
     }
 
     /// Creates the system topics a broker always has (TBW102 when auto-create is on,
-    /// SCHEDULE_TOPIC_XXXX, the cluster and broker topics).
+    /// SCHEDULE_TOPIC_XXXX, rmq_sys_wheel_timer, the cluster and broker topics).
     pub fn init_system_topics(
         &self,
         auto_create: bool,
@@ -100,6 +100,7 @@ impl TopicConfigManager {
         }
         let levels = i32::try_from(delay_levels).unwrap_or(18).max(1);
         ensure(TopicConfig::new(SCHEDULE_TOPIC, levels));
+        ensure(TopicConfig::new(crate::timer::TIMER_TOPIC, 1));
         for name in [cluster, broker].into_iter().flatten() {
             let mut c = TopicConfig::new(name, 1);
             c.perm = perm::READ_WRITE | perm::INHERIT;

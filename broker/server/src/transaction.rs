@@ -560,7 +560,11 @@ pub async fn end_transaction(
         decided.extend(pending_copies(b, id));
     }
     if decision == sysflag::COMMIT_TYPE {
-        let msg = committed(&rec)?;
+        let mut msg = committed(&rec)?;
+        // Committed timer messages wait for their due time (Java's handleScheduleMessage
+        // applies to the commit, not to the half message).
+        crate::timer::transform(&mut msg, &b.config(), crate::topic_config::now_ms())
+            .map_err(|e| ProcessError::new(e.response_code(), e.to_string()))?;
         let r = b.put(vec![msg]).await;
         if !stored(&r) {
             let (c, remark) = crate::processor::send::status_code(r.status);

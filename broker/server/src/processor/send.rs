@@ -3,7 +3,8 @@
 //!
 //! The send path checks, in order: broker write permission, topic existence (auto-creating
 //! from `TBW102` when allowed, and retry topics always), topic write permission, queue id,
-//! size, timer properties (refused: no timer store yet, see [`timer_property`]); then
+//! size, timer properties (a batch holding one is refused; a single timer message due later is
+//! moved to `rmq_sys_wheel_timer`, see [`crate::timer`]); then
 //! appends through [`Broker::put`] (which moves delayed messages to the schedule
 //! topic and awaits the replication gate) and answers with the offset message id(s), queue
 //! id and first queue offset. Write-disable is enforced here — a topic without W or a broker
@@ -336,27 +337,22 @@ pub async fn send(b: &Broker, ch: &Channel, req: RemotingCommand) -> ProcessResu
             tags_code: None,
         }]
     };
-    if let Some(key) = msgs.iter().find_map(|m| timer_property(&m.properties)) {
-        // Delivering it at once would be silently wrong; storing it needs a timer store
-        // this broker does not have yet. Java answers the same when its timer wheel is off.
-        return Err(ProcessError::new(
-            code::SYSTEM_ERROR,
-            format!(
-                "accurate timer message is not enabled, timerWheelEnable is false: this \
-                 broker has no timer store and refuses messages with {key} rather than \
-                 deliver them early (the delay levels of DELAY work)"
-            ),
-        ));
-    }
+    let timer_refused =
+        |e: crate::timer::TimerError| ProcessError::new(e.response_code(), e.to_string());
+    crate::timer::check_batch(&msgs).map_err(timer_refused)?;
     let mut msgs = msgs;
     let mut transaction_id = None;
     if !h.batch
         && let Some(m) = msgs.first_mut()
         && crate::transaction::is_prepared(m)
     {
-        // A half message: stored invisibly until END_TRANSACTION (see `transaction`).
+        // A half message: stored invisibly until END_TRANSACTION (see `transaction`); its
+        // timer properties apply when it is committed, as in Java.
         transaction_id = codec::property(&m.properties, props::UNIQ_KEY).map(str::to_string);
         crate::transaction::to_half(m);
+    } else if let Some(m) = msgs.first_mut() {
+        // A timer message due later waits in rmq_sys_wheel_timer (see `timer`).
+        crate::timer::transform(m, &cfg, crate::topic_config::now_ms()).map_err(timer_refused)?;
     }
     let r = b.put(msgs).await;
     let mut resp = send_response(b, &r, queue_id)?;
@@ -366,20 +362,9 @@ pub async fn send(b: &Broker, ch: &Channel, req: RemotingCommand) -> ProcessResu
     Ok(Some(resp))
 }
 
-/// The properties of RocketMQ 5's timer messages (and the older `__STARTDELIVERTIME`): a
-/// message carrying one is due at a set time, not now.
-pub const TIMER_PROPERTIES: [&str; 4] = [
-    "TIMER_DELIVER_MS",
-    "TIMER_DELAY_SEC",
-    "TIMER_DELAY_MS",
-    "__STARTDELIVERTIME",
-];
-
-/// The first timer property a message's properties carry, if any.
+/// The first timer property a message's properties carry, if any (see [`crate::timer`]).
 pub fn timer_property(properties: &str) -> Option<&'static str> {
-    TIMER_PROPERTIES
-        .into_iter()
-        .find(|k| codec::property(properties, k).is_some())
+    crate::timer::timer_property(properties)
 }
 
 fn send_response(
@@ -539,7 +524,7 @@ mod tests {
     fn timer_properties_are_recognised() {
         assert_eq!(timer_property(""), None);
         assert_eq!(timer_property("KEYS\u{1}a\u{2}DELAY\u{1}3\u{2}"), None);
-        for k in TIMER_PROPERTIES {
+        for k in crate::timer::TIMER_PROPERTIES {
             let props = format!("KEYS\u{1}a\u{2}{k}\u{1}1000\u{2}");
             assert_eq!(timer_property(&props), Some(k));
         }
