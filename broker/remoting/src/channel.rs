@@ -11,7 +11,9 @@
 //!
 //! Requests are handled concurrently (one task each), bounded by per-connection and global
 //! in-flight limits; over the limit a request is answered `SYSTEM_BUSY` at once.
-//! Responses are written in completion order, each frame whole.
+//! Responses are written in completion order, each frame whole. A response that would exceed
+//! the frame cap is never dropped silently: the requester gets a SYSTEM_ERROR answer naming
+//! its size and the cap instead of waiting for its timeout.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,7 +33,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::code::response_code;
-use crate::codec::{RemotingCodec, encode_into};
+use crate::codec::{CodecError, RemotingCodec, encode_into};
 use crate::command::{FLAG_RESPONSE, RemotingCommand, next_opaque};
 use crate::error::RemotingError;
 use crate::processor::DynProcessor;
@@ -273,8 +275,8 @@ impl Dispatcher {
                         e.into_response()
                     }
                 };
-                if !oneway && let Err(e) = channel.send(&resp.answer(&header)).await {
-                    debug!(error = %e, "cannot send response");
+                if !oneway {
+                    send_answer(&channel, resp, &header).await;
                 }
             }
             .instrument(span),
@@ -292,8 +294,35 @@ fn spawn_respond(
         return;
     }
     tracker.spawn(async move {
-        let _ = channel.send(&resp.answer(&req)).await;
+        send_answer(&channel, resp, &req).await;
     });
+}
+
+/// Sends `resp` as the answer to `req`. A response too large for the frame cap is replaced
+/// by a SYSTEM_ERROR answer saying so, so the requester gets an answer instead of a timeout.
+async fn send_answer(channel: &Channel, resp: RemotingCommand, req: &RemotingCommand) {
+    match channel.send(&resp.answer(req)).await {
+        Ok(()) => {}
+        Err(RemotingError::Protocol(CodecError::FrameTooLarge { len, max })) => {
+            warn!(
+                code = req.code,
+                len,
+                max,
+                remote = %channel.remote_addr(),
+                "response over the frame cap answered with an error"
+            );
+            let err = RemotingCommand::response(
+                response_code::SYSTEM_ERROR,
+                Some(format!(
+                    "the response of {len} bytes exceeds the {max}-byte frame limit; ask for less"
+                )),
+            );
+            if let Err(e) = channel.send(&err.answer(req)).await {
+                debug!(error = %e, "cannot send response");
+            }
+        }
+        Err(e) => debug!(error = %e, "cannot send response"),
+    }
 }
 
 /// Starts the reader and writer tasks of a connection and returns its channel.

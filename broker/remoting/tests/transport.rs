@@ -456,3 +456,43 @@ async fn shutdown_closes_connections() {
         .unwrap_err();
     assert!(matches!(err, RemotingError::Connect { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn a_response_over_the_frame_cap_is_answered_with_an_error() {
+    let server = RemotingServer::builder()
+        .config(ServerConfig {
+            channel: ChannelConfig {
+                max_frame: 64 * 1024,
+                ..ChannelConfig::default()
+            },
+            ..ServerConfig::default()
+        })
+        .register(
+            6,
+            Arc::new(processor_fn(|_ch, req: RemotingCommand| async move {
+                let n = req.ext_i32("n").unwrap_or(0);
+                let body = vec![7u8; usize::try_from(n).unwrap_or(0)];
+                Ok(Some(RemotingCommand::success().with_body(body)))
+            })),
+        )
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    let client = RemotingClient::default();
+    // Too large for the server's frame cap: an answer, not a timeout.
+    let resp = client
+        .invoke(&addr, RemotingCommand::request(6).with_ext("n", 200_000), T)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, response_code::SYSTEM_ERROR);
+    let remark = resp.remark.unwrap_or_default();
+    assert!(remark.contains("65536-byte frame limit"), "{remark}");
+    // The connection stays usable.
+    let resp = client
+        .invoke(&addr, RemotingCommand::request(6).with_ext("n", 1000), T)
+        .await
+        .unwrap();
+    assert_eq!((resp.code, resp.body.len()), (0, 1000));
+    server.shutdown().await;
+}
