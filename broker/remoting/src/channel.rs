@@ -10,7 +10,8 @@
 //! senders encode in parallel and the writer only batches and writes).
 //!
 //! Requests are handled concurrently (one task each), bounded by per-connection and global
-//! in-flight limits; over the limit a request is answered `SYSTEM_BUSY` at once.
+//! in-flight limits — a count and a byte budget per connection, a count over all — and over
+//! a limit a request is answered `SYSTEM_BUSY` at once.
 //! Responses are written in completion order, each frame whole. A response that would exceed
 //! the frame cap is never dropped silently: the requester gets a SYSTEM_ERROR answer naming
 //! its size and the cap instead of waiting for its timeout.
@@ -52,6 +53,10 @@ pub struct ChannelConfig {
     pub write_queue: usize,
     /// Requests of this connection processed at once; more get SYSTEM_BUSY.
     pub max_inflight_per_connection: usize,
+    /// Bytes of requests (body and header fields) of this connection processed at once;
+    /// a request that would go over gets SYSTEM_BUSY. One request larger than this on its
+    /// own is admitted only while nothing else of the connection is in flight.
+    pub max_inflight_bytes_per_connection: usize,
 }
 
 impl Default for ChannelConfig {
@@ -60,6 +65,7 @@ impl Default for ChannelConfig {
             max_frame: crate::codec::DEFAULT_MAX_FRAME,
             write_queue: 8192,
             max_inflight_per_connection: 4096,
+            max_inflight_bytes_per_connection: 64 * 1024 * 1024,
         }
     }
 }
@@ -220,7 +226,13 @@ pub(crate) struct Dispatcher {
 }
 
 impl Dispatcher {
-    fn dispatch(&self, channel: &Channel, conn_limit: &Arc<Semaphore>, req: RemotingCommand) {
+    fn dispatch(
+        &self,
+        channel: &Channel,
+        conn_limit: &Arc<Semaphore>,
+        byte_limit: &(Arc<Semaphore>, u32),
+        req: RemotingCommand,
+    ) {
         let processor = self
             .processors
             .get(&req.code)
@@ -235,13 +247,22 @@ impl Dispatcher {
             spawn_respond(&self.tracker, channel.clone(), req, resp);
             return;
         };
+        let cost = request_bytes(&req).clamp(1, byte_limit.1);
         let permits = conn_limit
             .clone()
             .try_acquire_owned()
             .ok()
+            .and_then(|c| {
+                byte_limit
+                    .0
+                    .clone()
+                    .try_acquire_many_owned(cost)
+                    .ok()
+                    .map(|b| (c, b))
+            })
             .and_then(|c| self.global.clone().try_acquire_owned().ok().map(|g| (c, g)));
         let Some(permits) = permits else {
-            warn!(code = req.code, remote = %channel.remote_addr(), "too many requests in flight");
+            warn!(code = req.code, cost, remote = %channel.remote_addr(), "too many requests in flight");
             let resp = RemotingCommand::response(
                 response_code::SYSTEM_BUSY,
                 Some("[OVERLOAD] too many requests in flight, try again later".to_string()),
@@ -259,7 +280,10 @@ impl Dispatcher {
         let channel = channel.clone();
         self.tracker.spawn(
             async move {
-                let _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit) = permits;
+                let _permits: (
+                    (OwnedSemaphorePermit, OwnedSemaphorePermit),
+                    OwnedSemaphorePermit,
+                ) = permits;
                 let oneway = req.is_oneway();
                 let header = RemotingCommand {
                     body: Bytes::new(),
@@ -296,6 +320,14 @@ fn spawn_respond(
     tracker.spawn(async move {
         send_answer(&channel, resp, &req).await;
     });
+}
+
+/// What a request counts against the per-connection byte budget: its body and header
+/// fields, plus a fixed frame overhead.
+fn request_bytes(req: &RemotingCommand) -> u32 {
+    let ext: usize = req.ext_fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let total = req.body.len() + ext + req.remark.as_ref().map_or(0, String::len) + 64;
+    u32::try_from(total).unwrap_or(u32::MAX)
 }
 
 /// Sends `resp` as the answer to `req`. A response too large for the frame cap is replaced
@@ -393,6 +425,9 @@ pub(crate) fn start_connection(
         .max_inflight_per_connection
         .clamp(1, u32::MAX as usize);
     let conn_limit = Arc::new(Semaphore::new(limit));
+    let byte_budget =
+        u32::try_from(config.max_inflight_bytes_per_connection.max(1)).unwrap_or(u32::MAX);
+    let byte_limit = (Arc::new(Semaphore::new(byte_budget as usize)), byte_budget);
     let codec = RemotingCodec::with_max_frame(config.max_frame);
     tokio::spawn(async move {
         let mut frames = FramedRead::new(read_half, codec);
@@ -419,7 +454,7 @@ pub(crate) fn start_connection(
                         None => debug!(opaque = cmd.opaque, "dropping unmatched response"),
                     }
                 }
-                Some(Ok(cmd)) => dispatcher.dispatch(&rchannel, &conn_limit, cmd),
+                Some(Ok(cmd)) => dispatcher.dispatch(&rchannel, &conn_limit, &byte_limit, cmd),
             }
         }
         if stop.is_cancelled() && !inner.closed.is_cancelled() {

@@ -496,3 +496,68 @@ async fn a_response_over_the_frame_cap_is_answered_with_an_error() {
     assert_eq!((resp.code, resp.body.len()), (0, 1000));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn in_flight_bytes_per_connection_are_bounded() {
+    let entered = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (e2, g2) = (entered.clone(), gate.clone());
+    let server = RemotingServer::builder()
+        .config(ServerConfig {
+            channel: ChannelConfig {
+                max_inflight_bytes_per_connection: 10_000,
+                ..ChannelConfig::default()
+            },
+            ..ServerConfig::default()
+        })
+        .register(
+            7,
+            Arc::new(processor_fn(move |_ch, _req| {
+                let (e2, g2) = (e2.clone(), g2.clone());
+                async move {
+                    e2.add_permits(1);
+                    g2.acquire().await.unwrap().forget();
+                    Ok(Some(RemotingCommand::success()))
+                }
+            })),
+        )
+        .register(
+            8,
+            Arc::new(processor_fn(|_ch, _req| async {
+                Ok(Some(RemotingCommand::success()))
+            })),
+        )
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    let client = RemotingClient::default();
+    let big = || RemotingCommand::request(7).with_body(vec![1u8; 8000]);
+    let (c1, a1, r1) = (client.clone(), addr.clone(), big());
+    let held = tokio::spawn(async move { c1.invoke(&a1, r1, T).await });
+    entered.acquire().await.unwrap().forget();
+    // 8 kB are in flight: another 8 kB would exceed the 10 kB budget…
+    let resp = client.invoke(&addr, big(), T).await.unwrap();
+    assert_eq!(resp.code, response_code::SYSTEM_BUSY);
+    assert!(resp.remark.unwrap().contains("OVERLOAD"));
+    // …a small request still fits.
+    let resp = client
+        .invoke(
+            &addr,
+            RemotingCommand::request(8).with_body(vec![1u8; 100]),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.code, 0);
+    // Once the first is answered, its bytes are free again.
+    gate.add_permits(1);
+    assert_eq!(held.await.unwrap().unwrap().code, 0);
+    gate.add_permits(1);
+    assert_eq!(client.invoke(&addr, big(), T).await.unwrap().code, 0);
+    // A request larger than the whole budget is admitted alone.
+    gate.add_permits(1);
+    let huge = RemotingCommand::request(7).with_body(vec![1u8; 50_000]);
+    assert_eq!(client.invoke(&addr, huge, T).await.unwrap().code, 0);
+    server.shutdown().await;
+}

@@ -486,7 +486,11 @@ async fn start_inner(
     });
     let processor = Arc::new(crate::processor::BrokerProcessor::new(broker.clone()));
     let mut server_cfg = ServerConfig::default();
+    // Many small pipelined requests per connection, but never more than 64 MiB of request
+    // bytes of one connection in flight (not 8192 × the frame cap); over either limit a
+    // request is answered SYSTEM_BUSY.
     server_cfg.channel.max_inflight_per_connection = 8192;
+    server_cfg.channel.max_inflight_bytes_per_connection = 64 * 1024 * 1024;
     let server = RemotingServer::builder()
         .config(server_cfg)
         .register_codes(crate::processor::HANDLED_CODES, processor)
