@@ -110,6 +110,10 @@ pub mod request_code {
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
     /// Topics a broker holds (admin).
     pub const GET_TOPIC_CONFIG: i32 = 351;
+    /// Consumer groups of a topic: online subscribers and groups with offsets (`GroupList`).
+    pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
+    /// Topics a consumer group has offsets for (`TopicList` with `brokerAddr`).
+    pub const QUERY_TOPICS_BY_CONSUMER: i32 = 343;
     /// Broker → consumer: runtime info of a consumer.
     pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;
     /// Send one message (V2 short header).

@@ -32,6 +32,49 @@ pub async fn handle(b: &Broker, _ch: &Channel, req: RemotingCommand) -> ProcessR
     match req.code {
         rc::UPDATE_AND_CREATE_TOPIC => update_topic(b, &req),
         rc::DELETE_TOPIC_IN_BROKER => delete_topic(b, &req),
+        rc::GET_TOPIC_CONFIG => {
+            // Java's TopicConfigAndQueueMapping: the topic's config (no queue mapping here).
+            let topic = Ext(&req).string("topic").map_err(bad_header)?;
+            let cfg = b.topics.get(topic).ok_or_else(|| {
+                ProcessError::new(
+                    code::TOPIC_NOT_EXIST,
+                    format!("No topic in this broker. topic: {topic}"),
+                )
+            })?;
+            let w = crate::topic_config::to_wire(&cfg, 0xF);
+            Ok(Some(RemotingCommand::success().with_body(encode_body(&w)?)))
+        }
+        rc::QUERY_TOPIC_CONSUME_BY_WHO => {
+            // Online groups subscribed to the topic, and groups with offsets on it.
+            let topic = Ext(&req).string("topic").map_err(bad_header)?;
+            let mut group_list: std::collections::BTreeSet<String> = b
+                .clients
+                .consumer_groups()
+                .into_iter()
+                .filter(|g| b.clients.subscription(g, topic).is_some())
+                .collect();
+            for key in b.offsets.snapshot().offset_table.keys() {
+                if let Some((t, g)) = key.split_once('@')
+                    && t == topic
+                {
+                    group_list.insert(g.to_string());
+                }
+            }
+            let body = flotilla_remoting::protocol::GroupList { group_list };
+            Ok(Some(
+                RemotingCommand::success().with_body(encode_body(&body)?),
+            ))
+        }
+        rc::QUERY_TOPICS_BY_CONSUMER => {
+            let group = Ext(&req).string("group").map_err(bad_header)?;
+            let body = flotilla_remoting::protocol::TopicList {
+                topic_list: b.offsets.topics_of(group).into_iter().collect(),
+                broker_addr: Some(b.config().broker_addr()),
+            };
+            Ok(Some(
+                RemotingCommand::success().with_body(encode_body(&body)?),
+            ))
+        }
         rc::GET_ALL_TOPIC_CONFIG => {
             let w = wire_wrapper(&b.topics.snapshot(), 0xF);
             Ok(Some(RemotingCommand::success().with_body(encode_body(&w)?)))
