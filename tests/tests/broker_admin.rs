@@ -6,6 +6,7 @@
 //! - QUERY_TOPIC_CONSUME_BY_WHO (300): `GroupList.groupList`, groups with offsets on the topic
 //!   (and online subscribers).
 //! - QUERY_TOPICS_BY_CONSUMER (343): `TopicList.topicList` and `brokerAddr`.
+//! - CLONE_GROUP_OFFSET (314): `srcGroup`'s committed offsets copied to `destGroup`.
 //! - An unknown code is still REQUEST_CODE_NOT_SUPPORTED.
 
 use std::time::Duration;
@@ -109,6 +110,42 @@ async fn broker_admin_codes_answer_as_java() {
     let v = json(&r);
     assert_eq!(v["topicList"], serde_json::json!(["AdminTopic"]));
     assert_eq!(v["brokerAddr"], addr.as_str());
+
+    // CLONE_GROUP_OFFSET: cg-admin's offset (queue 1 → 0) copied to cg-clone.
+    let r = bp::call(
+        &admin,
+        &addr,
+        RemotingCommand::request(request_code::CLONE_GROUP_OFFSET)
+            .with_ext("srcGroup", "cg-admin")
+            .with_ext("destGroup", "cg-clone")
+            .with_ext("offline", false),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(r.code, 0, "{:?}", r.remark);
+    let r = bp::call(
+        &admin,
+        &addr,
+        RemotingCommand::request(request_code::QUERY_CONSUMER_OFFSET)
+            .with_ext("consumerGroup", "cg-clone")
+            .with_ext("topic", "AdminTopic")
+            .with_ext("queueId", 1),
+    )
+    .await
+    .expect("answered");
+    assert_eq!((r.code, r.ext("offset")), (0, Some("0")), "{:?}", r.remark);
+    let r = bp::call(
+        &admin,
+        &addr,
+        RemotingCommand::request(request_code::QUERY_TOPIC_CONSUME_BY_WHO)
+            .with_ext("topic", "AdminTopic"),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(
+        json(&r)["groupList"],
+        serde_json::json!(["cg-admin", "cg-clone"])
+    );
 
     let r = bp::call(&admin, &addr, RemotingCommand::request(9999))
         .await

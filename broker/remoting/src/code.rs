@@ -112,6 +112,8 @@ pub mod request_code {
     pub const GET_TOPIC_CONFIG: i32 = 351;
     /// Consumer groups of a topic: online subscribers and groups with offsets (`GroupList`).
     pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
+    /// Copy one group's committed offsets to another.
+    pub const CLONE_GROUP_OFFSET: i32 = 314;
     /// Topics a consumer group has offsets for (`TopicList` with `brokerAddr`).
     pub const QUERY_TOPICS_BY_CONSUMER: i32 = 343;
     /// Broker → consumer: runtime info of a consumer.

@@ -72,6 +72,20 @@ impl ConsumerOffsetManager {
         }
     }
 
+    /// Copies `src`'s committed offsets on `topic` to `dest` (CLONE_GROUP_OFFSET), replacing
+    /// `dest`'s for the same queues.
+    pub fn clone_offsets(&self, src: &str, dest: &str, topic: &str) {
+        let from = self.offsets_of(src, topic);
+        if from.is_empty() {
+            return;
+        }
+        let mut t = self.table.write();
+        for (q, o) in from {
+            t.set(topic, dest, q, o);
+        }
+        self.dirty.store(true, Ordering::Release);
+    }
+
     /// Records where a group last pulled (for consume stats).
     pub fn record_pull(&self, group: &str, topic: &str, queue_id: i32, next_offset: i64) {
         self.pull.lock().insert(

@@ -65,6 +65,36 @@ pub async fn handle(b: &Broker, _ch: &Channel, req: RemotingCommand) -> ProcessR
                 RemotingCommand::success().with_body(encode_body(&body)?),
             ))
         }
+        rc::CLONE_GROUP_OFFSET => {
+            // Java: every topic srcGroup has offsets for (or the one named); topics this
+            // broker does not have are skipped, and unless `offline`, so are topics an online
+            // srcGroup does not subscribe to.
+            let e = Ext(&req);
+            let src = e.string("srcGroup").map_err(bad_header)?;
+            let dest = e.string("destGroup").map_err(bad_header)?;
+            let offline = e.bool_opt("offline").unwrap_or(false);
+            let topics = match e.opt("topic") {
+                Some(t) => vec![t.to_string()],
+                None => b.offsets.topics_of(src),
+            };
+            let online = b.clients.consumer_group(src).is_some();
+            for topic in topics {
+                if b.topics.get(&topic).is_none() {
+                    tracing::warn!(topic, "CLONE_GROUP_OFFSET: topic not on this broker");
+                    continue;
+                }
+                if !offline && online && b.clients.subscription(src, &topic).is_none() {
+                    tracing::warn!(
+                        topic,
+                        src,
+                        "CLONE_GROUP_OFFSET: the online group does not subscribe"
+                    );
+                    continue;
+                }
+                b.offsets.clone_offsets(src, dest, &topic);
+            }
+            ok()
+        }
         rc::QUERY_TOPICS_BY_CONSUMER => {
             let group = Ext(&req).string("group").map_err(bad_header)?;
             let body = flotilla_remoting::protocol::TopicList {
