@@ -10,6 +10,7 @@
 
 pub mod commands;
 pub mod epoch;
+pub mod health;
 pub mod journal;
 pub mod kube;
 pub mod online;

@@ -47,6 +47,10 @@ struct Args {
     /// nodes). Unset: the agent does not talk to Kubernetes.
     #[arg(long, env = "FLOTILLA_KUBE_NODE")]
     kube_node: Option<String>,
+    /// Serve gRPC health on this address (`host:port`): `""` while the agent runs, `session`
+    /// while a session with the control plane is open (for Kubernetes probes).
+    #[arg(long)]
+    health_listen: Option<String>,
     /// What cordoning the Kubernetes Node does to the Flotilla node.
     #[arg(long, value_enum, default_value = "cordon")]
     kube_on_cordon: flotilla_agent::kube::OnCordon,
@@ -103,6 +107,16 @@ async fn main() -> anyhow::Result<()> {
     };
     let agent = Agent::new(cfg)?;
     let (tx, rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = &args.health_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding the health address {addr}: {e}"))?;
+        tokio::spawn(flotilla_agent::health::serve(
+            listener,
+            agent.session_state(),
+            rx.clone(),
+        ));
+    }
     if let Some(node) = &args.kube_node {
         let client = flotilla_agent::kube::client().await?;
         flotilla_agent::kube::spawn(

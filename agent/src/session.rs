@@ -125,6 +125,8 @@ pub struct Agent {
     boot_id: String,
     /// Where the node is, once known (on Kubernetes, from its Node: [`crate::kube`]).
     topology: parking_lot::Mutex<Option<NodeTopology>>,
+    /// Whether a session with the control plane is open (the health service's readiness).
+    session_open: watch::Sender<bool>,
 }
 
 fn boot_id() -> String {
@@ -202,6 +204,7 @@ impl Agent {
             seq: AtomicU64::new(0),
             boot_id: boot_id(),
             topology: parking_lot::Mutex::new(None),
+            session_open: watch::Sender::new(false),
         }))
     }
 
@@ -287,6 +290,11 @@ impl Agent {
         }
     }
 
+    /// Follows whether a session with the control plane is open.
+    pub fn session_state(&self) -> watch::Receiver<bool> {
+        self.session_open.subscribe()
+    }
+
     /// This node's name.
     pub fn node_id(&self) -> &str {
         &self.cfg.node_id
@@ -344,6 +352,7 @@ impl Agent {
             .map_err(|e| SessionError::Refused(format!("{url}: {}", e.message())))?;
         info!(control_plane = %url, "connected");
         backoff.reset();
+        self.session_open.send_replace(true);
 
         let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(1024);
         let worker = {
@@ -410,6 +419,7 @@ impl Agent {
             }
         };
         worker.abort();
+        self.session_open.send_replace(false);
         result
     }
 

@@ -180,6 +180,13 @@ async fn the_node_reads_its_kubernetes_node_and_follows_cordons() {
     })
     .unwrap();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let health = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let health_addr = health.local_addr().unwrap();
+    tokio::spawn(flotilla_agent::health::serve(
+        health,
+        agent.session_state(),
+        stop_rx.clone(),
+    ));
     let run = tokio::spawn(agent.clone().run(stop_rx.clone()));
     let follow = flotilla_agent::kube::spawn(
         agent.clone(),
@@ -202,6 +209,26 @@ async fn the_node_reads_its_kubernetes_node_and_follows_cordons() {
             }
         }
     };
+    // Readiness: the health service says `session` is SERVING once the session is open.
+    let hc = tonic_health::pb::health_client::HealthClient::new(channel(health_addr));
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    let check = |service: &'static str| {
+        let mut hc = hc.clone();
+        async move {
+            let r = hc
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .ok()?;
+            Some(r.into_inner().status)
+        }
+    };
+    wait_until("the agent's health reports an open session", || async {
+        (check(flotilla_agent::health::SESSION_SERVICE).await? == serving).then_some(())
+    })
+    .await;
+    assert_eq!(check("").await, Some(serving), "alive");
     let n = wait_until(
         "the node's zone reaches the control plane",
         zone_is("eu-west-1a"),
