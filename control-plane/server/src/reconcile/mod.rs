@@ -167,6 +167,19 @@ pub fn plan(
     epoch: i64,
     now: Timestamp,
 ) -> Result<Plan, StoreError> {
+    plan_as(ctx, st, name, epoch, now, false)
+}
+
+/// [`plan`], optionally as if every new nameserver already answered (the plan preview shows
+/// where a change ends up, not its first step).
+pub fn plan_as(
+    ctx: &Ctx,
+    st: &State,
+    name: &str,
+    epoch: i64,
+    now: Timestamp,
+    assume_nameservers_answer: bool,
+) -> Result<Plan, StoreError> {
     let mut plan = Plan::default();
     let mut existing: BTreeMap<String, (String, Instance)> = BTreeMap::new();
     for (node, ds) in &st.desired {
@@ -385,12 +398,36 @@ pub fn plan(
         }
     }
 
-    // Nameserver addresses, in index order.
-    let ns_addrs: Vec<String> = slots
+    // Nameserver addresses, in index order. A new nameserver joins the brokers' lists once
+    // it answers (a broker registers at once when its list changes; a nameserver not up yet
+    // would miss that registration and serve no routes until the next one, 30 s later). One
+    // already listed stays listed while it restarts. At creation nothing answers yet: then
+    // every placed one is listed.
+    let listed_before: BTreeSet<String> = existing
+        .values()
+        .filter_map(|(_, i)| i.config.get("namesrvAddr"))
+        .flat_map(|l| l.split(';').map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    let placed_ns: Vec<(String, bool)> = slots
         .iter()
         .filter(|(s, k)| matches!(k, SlotKind::Namesrv) && !leaving_ns.contains(&s.name))
-        .filter_map(|(s, _)| placed.get(&s.name).map(Placed::address))
+        .filter_map(|(s, _)| {
+            let p = placed.get(&s.name)?;
+            let addr = p.address();
+            let answers = assume_nameservers_answer
+                || observation(st, &p.node, &s.name).is_some_and(|o| o.ready);
+            Some((addr.clone(), answers || listed_before.contains(&addr)))
+        })
         .collect();
+    let ns_addrs: Vec<String> = if placed_ns.iter().any(|(_, ok)| *ok) {
+        placed_ns
+            .into_iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(a, _)| a)
+            .collect()
+    } else {
+        placed_ns.into_iter().map(|(a, _)| a).collect()
+    };
     let namesrv_addr = ns_addrs.join(";");
 
     // Render (a rolling restart's tokens stamped on).

@@ -113,7 +113,7 @@ pub fn preview(ctx: &Ctx, next: &Cluster, leaving_groups: &[String]) -> Vec<Memb
                 mod_revision: rev,
             },
         );
-        let Ok(plan) = super::plan(ctx, &copy, &name, epoch, now) else {
+        let Ok(plan) = super::plan_as(ctx, &copy, &name, epoch, now, true) else {
             return Vec::new();
         };
         for (key, value) in &plan.writes {
