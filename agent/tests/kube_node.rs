@@ -124,6 +124,7 @@ async fn api_server(node: watch::Receiver<K8sNode>) -> (String, tokio::task::Joi
 }
 
 fn kube_client(url: &str) -> kube::Client {
+    flotilla_agent::kube::install_crypto_provider();
     let uri: tonic::codegen::http::Uri = url.parse().unwrap();
     kube::Client::try_from(kube::Config::new(uri)).unwrap()
 }

@@ -117,8 +117,17 @@ pub fn view_of(node: &Node) -> NodeView {
     }
 }
 
+/// Installs ring as the process's TLS provider unless one is installed already. rustls
+/// picks a provider by itself only when exactly one of its backends is compiled in; a build
+/// where other crates enable a second one needs the choice made explicitly.
+pub fn install_crypto_provider() {
+    // An error only says a provider is installed already, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A client from the pod's service account, or else the local kubeconfig.
 pub async fn client() -> Result<::kube::Client, KubeError> {
+    install_crypto_provider();
     ::kube::Client::try_default()
         .await
         .map_err(|e| KubeError::Config(e.to_string()))
