@@ -164,6 +164,24 @@ pub async fn route(admin: &RemotingClient, ns: &str, topic: &str) -> Option<Topi
     decode_body(&r.body).ok()
 }
 
+/// A broker's live config (GET_BROKER_CONFIG), as key → value (empty when it did not answer).
+pub async fn broker_config(admin: &RemotingClient, addr: &str) -> BTreeMap<String, String> {
+    let Some(r) = call(
+        admin,
+        addr,
+        RemotingCommand::request(request_code::GET_BROKER_CONFIG),
+    )
+    .await
+    else {
+        return BTreeMap::new();
+    };
+    String::from_utf8_lossy(&r.body)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
 /// UPDATE_AND_CREATE_TOPIC with `queues` read and write queues and `perm`; asserts SUCCESS.
 pub async fn create_topic(admin: &RemotingClient, addr: &str, topic: &str, queues: i32, perm: i32) {
     let r = call(

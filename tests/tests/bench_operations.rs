@@ -21,8 +21,8 @@ use flotilla_proto::v1::{
     BrokerMode, Cluster, GetOperationRequest, InstanceKind, ListOperationsRequest,
     MigrateTopicRequest, OperationPhase, operation_spec,
 };
-use flotilla_remoting::{RemotingClient, RemotingCommand, request_code};
-use flotilla_tests::broker_proc::{call, create_topic, route};
+use flotilla_remoting::RemotingClient;
+use flotilla_tests::broker_proc::{broker_config, create_topic, route};
 use flotilla_tests::fleet::{self, Fleet, brokers, members, namesrv_addr};
 use flotilla_tests::rmq::{self, Client};
 use flotilla_tests::wait_until;
@@ -31,20 +31,9 @@ const WAIT: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(5);
 
 async fn listed_nameservers(addr: &str) -> String {
-    let Some(r) = call(
-        &RemotingClient::default(),
-        addr,
-        RemotingCommand::request(request_code::GET_BROKER_CONFIG),
-    )
-    .await
-    else {
-        return String::new();
-    };
-    String::from_utf8_lossy(&r.body)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| k.trim() == "namesrvAddr")
-        .map(|(_, v)| v.trim().to_string())
+    broker_config(&RemotingClient::default(), addr)
+        .await
+        .remove("namesrvAddr")
         .unwrap_or_default()
 }
 

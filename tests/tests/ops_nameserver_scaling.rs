@@ -6,15 +6,15 @@
 //! exactly the current set. Every send is acknowledged throughout and every acknowledged
 //! message is consumed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::{BrokerMode, InstanceKind, WatchClustersRequest};
-use flotilla_remoting::{RemotingClient, RemotingCommand, request_code};
-use flotilla_tests::broker_proc::{call, create_topic, registered_at, route};
+use flotilla_remoting::RemotingClient;
+use flotilla_tests::broker_proc::{broker_config, create_topic, registered_at, route};
 use flotilla_tests::fleet::{self, Fleet, alive, brokers, members, namesrv_addr, pids};
 use flotilla_tests::rmq::{self, Client};
 use flotilla_tests::wait_until;
@@ -23,21 +23,10 @@ use futures::StreamExt;
 const WAIT: Duration = Duration::from_secs(120);
 
 async fn broker_namesrv_addr(addr: &str) -> String {
-    let Some(r) = call(
-        &RemotingClient::default(),
-        addr,
-        RemotingCommand::request(request_code::GET_BROKER_CONFIG),
-    )
-    .await
-    else {
-        return String::new();
-    };
-    let cfg: BTreeMap<String, String> = String::from_utf8_lossy(&r.body)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    cfg.get("namesrvAddr").cloned().unwrap_or_default()
+    broker_config(&RemotingClient::default(), addr)
+        .await
+        .remove("namesrvAddr")
+        .unwrap_or_default()
 }
 
 fn set_of(list: &str) -> BTreeSet<String> {
