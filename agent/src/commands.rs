@@ -328,6 +328,9 @@ pub fn action_name(a: &command::Action) -> &'static str {
         A::TransferLeadership(_) => "transfer_leadership",
         A::GetTopicRoute(_) => "get_topic_route",
         A::GetConsumerConnections(_) => "get_consumer_connections",
+        A::GetProducerConnections(_) => "get_producer_connections",
+        A::ListMessages(_) => "list_messages",
+        A::SendMessage(_) => "send_message",
     }
 }
 
@@ -345,6 +348,8 @@ pub fn is_read_only(a: &command::Action) -> bool {
             | A::ListTopics(_)
             | A::GetTopicRoute(_)
             | A::GetConsumerConnections(_)
+            | A::GetProducerConnections(_)
+            | A::ListMessages(_)
     )
 }
 
@@ -602,7 +607,263 @@ pub async fn execute(
             };
             Ok(Some(command_result::Result::ConsumerConnections(conns)))
         }
+        A::GetProducerConnections(g) => producer_connections(client, addr, &g.group).await,
+        A::ListMessages(q) => list_messages(client, addr, q).await,
+        A::SendMessage(m) => send_message(client, addr, m).await,
     }
+}
+
+/// Reply body of GET_PRODUCER_CONNECTION_LIST (RocketMQ `ProducerConnection`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct ProducerConnectionBody {
+    connection_set: Vec<flotilla_remoting::protocol::Connection>,
+}
+
+/// GET_PRODUCER_CONNECTION_LIST. A broker answers SYSTEM_ERROR ("the producer group[g] not
+/// exist") for a group with no connection, as Java's does: that is an empty answer here.
+async fn producer_connections(
+    client: &RemotingClient,
+    addr: &str,
+    group: &str,
+) -> Result<Option<command_result::Result>, CommandFailure> {
+    if group.is_empty() {
+        return Err(CommandFailure::Invalid("group name is empty".into()));
+    }
+    let cmd = RemotingCommand::request(request_code::GET_PRODUCER_CONNECTION_LIST)
+        .with_ext("producerGroup", group);
+    let resp = client
+        .invoke(addr, cmd, ADMIN_TIMEOUT)
+        .await
+        .map_err(|e| CommandFailure::Unreachable(e.to_string()))?;
+    let body = match resp.code {
+        response_code::SUCCESS => decode_body(&resp.body).map_err(bad)?,
+        response_code::SYSTEM_ERROR
+            if resp
+                .remark
+                .as_deref()
+                .is_some_and(|r| r.contains("not exist")) =>
+        {
+            ProducerConnectionBody::default()
+        }
+        code => {
+            return Err(CommandFailure::Broker {
+                code,
+                remark: resp.remark.unwrap_or_default(),
+            });
+        }
+    };
+    Ok(Some(command_result::Result::ProducerConnections(
+        producer_connections_to_proto(group, &body),
+    )))
+}
+
+fn producer_connections_to_proto(
+    group: &str,
+    body: &ProducerConnectionBody,
+) -> flotilla_proto::v1::ProducerConnections {
+    flotilla_proto::v1::ProducerConnections {
+        group: group.to_string(),
+        connections: body
+            .connection_set
+            .iter()
+            .map(|x| ClientConnection {
+                client_id: x.client_id.clone(),
+                client_address: x.client_addr.clone(),
+                language: x.language.clone(),
+                version: x.version,
+                broker_names: Vec::new(),
+            })
+            .collect(),
+        failures: Vec::new(),
+    }
+}
+
+/// The group pulls for browsing are made as (RocketMQ's tools group; nothing is committed).
+pub const BROWSE_GROUP: &str = "TOOLS_CONSUMER";
+/// Most messages one browse answers.
+pub const MAX_BROWSE: usize = 1000;
+/// Most pulls one queue gets in one browse (a bound on the loop, far above what
+/// `MAX_BROWSE` messages need).
+const MAX_PULLS_PER_QUEUE: usize = 2 * MAX_BROWSE;
+
+/// The offset range to read in one queue: `[from, to)` from the request and the queue's
+/// min/max (`search` = the first offset stored at or after `begin_ms`, when asked).
+pub fn browse_range(
+    q: &flotilla_proto::agent::v1::ListMessages,
+    min: i64,
+    max: i64,
+    search: Option<i64>,
+) -> (i64, i64) {
+    let mut from = q.begin_offset.max(min);
+    if let Some(s) = search {
+        from = from.max(s);
+    }
+    let to = if q.end_offset > 0 {
+        q.end_offset.min(max)
+    } else {
+        max
+    };
+    (from, to)
+}
+
+/// Lists a topic's messages on this broker (see `ListMessages` in the agent protocol):
+/// queue offsets from GET_TOPIC_STATS_INFO, the start of a time range from
+/// SEARCH_OFFSET_BY_TIMESTAMP, then PULL_MESSAGE without committing anything.
+async fn list_messages(
+    client: &RemotingClient,
+    addr: &str,
+    q: &flotilla_proto::agent::v1::ListMessages,
+) -> Result<Option<command_result::Result>, CommandFailure> {
+    use flotilla_message_store::codec;
+    if q.topic.is_empty() {
+        return Err(CommandFailure::Invalid("topic name is empty".into()));
+    }
+    let max = usize::try_from(q.max).unwrap_or(0).clamp(1, MAX_BROWSE);
+    let cmd =
+        RemotingCommand::request(request_code::GET_TOPIC_STATS_INFO).with_ext("topic", &q.topic);
+    let stats: TopicStatsTable =
+        decode_body(&invoke(client, addr, cmd).await?.body).map_err(bad)?;
+    let mut queues: Vec<(i32, i64, i64)> = stats
+        .offset_table
+        .iter()
+        .filter(|(mq, _)| q.queue_id.is_none_or(|id| id == mq.queue_id))
+        .map(|(mq, o)| (mq.queue_id, o.min_offset, o.max_offset))
+        .collect();
+    queues.sort_unstable();
+    queues.dedup_by_key(|x| x.0);
+    let mut out = Vec::new();
+    for (qid, min, max_offset) in queues {
+        let search = if q.begin_ms > 0 {
+            let cmd = RemotingCommand::request(request_code::SEARCH_OFFSET_BY_TIMESTAMP)
+                .with_ext("topic", &q.topic)
+                .with_ext("queueId", qid)
+                .with_ext("timestamp", q.begin_ms);
+            let resp = invoke(client, addr, cmd).await?;
+            resp.ext("offset").and_then(|v| v.parse::<i64>().ok())
+        } else {
+            None
+        };
+        let (mut from, to) = browse_range(q, min, max_offset, search);
+        'queue: for _ in 0..MAX_PULLS_PER_QUEUE {
+            if from >= to || out.len() >= max {
+                break;
+            }
+            let want = (to - from)
+                .min(32)
+                .min(i64::try_from(max - out.len()).unwrap_or(32));
+            let cmd = RemotingCommand::request(request_code::PULL_MESSAGE)
+                .with_ext("consumerGroup", BROWSE_GROUP)
+                .with_ext("topic", &q.topic)
+                .with_ext("queueId", qid)
+                .with_ext("queueOffset", from)
+                .with_ext("maxMsgNums", want)
+                // PullSysFlag: the request carries its subscription (`*`); no commit, no hold.
+                .with_ext("sysFlag", 4)
+                .with_ext("commitOffset", 0)
+                .with_ext("suspendTimeoutMillis", 0)
+                .with_ext("subscription", "*")
+                .with_ext("subVersion", 0)
+                .with_ext("expressionType", "TAG");
+            let resp = client
+                .invoke(addr, cmd, ADMIN_TIMEOUT)
+                .await
+                .map_err(|e| CommandFailure::Unreachable(e.to_string()))?;
+            let next = resp
+                .ext("nextBeginOffset")
+                .and_then(|v| v.parse::<i64>().ok());
+            match resp.code {
+                response_code::SUCCESS => {
+                    let records = codec::decode_all(&resp.body, false).map_err(bad)?;
+                    if records.is_empty() {
+                        break;
+                    }
+                    for r in &records {
+                        if r.queue_offset >= to || out.len() >= max {
+                            break 'queue;
+                        }
+                        if q.end_ms > 0 && r.store_timestamp > q.end_ms {
+                            break 'queue;
+                        }
+                        out.push(message_to_proto(r));
+                    }
+                    let last = records.last().map_or(from, |r| r.queue_offset + 1);
+                    from = next.filter(|n| *n > from).unwrap_or(last);
+                }
+                response_code::PULL_RETRY_IMMEDIATELY | response_code::PULL_OFFSET_MOVED => {
+                    match next.filter(|n| *n > from) {
+                        Some(n) => from = n,
+                        None => break,
+                    }
+                }
+                response_code::PULL_NOT_FOUND => break,
+                code => {
+                    return Err(CommandFailure::Broker {
+                        code,
+                        remark: resp.remark.unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        if out.len() >= max {
+            break;
+        }
+    }
+    Ok(Some(command_result::Result::Messages(
+        flotilla_proto::agent::v1::QueryMessagesResult { messages: out },
+    )))
+}
+
+/// SEND_MESSAGE of one message to this broker (the broker picks the queue).
+async fn send_message(
+    client: &RemotingClient,
+    addr: &str,
+    m: &flotilla_proto::agent::v1::SendMessage,
+) -> Result<Option<command_result::Result>, CommandFailure> {
+    use flotilla_message_store::codec;
+    if m.topic.is_empty() {
+        return Err(CommandFailure::Invalid("topic name is empty".into()));
+    }
+    let props: BTreeMap<String, String> = m
+        .properties
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let born = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
+    let group = if m.producer_group.is_empty() {
+        "CLIENT_INNER_PRODUCER"
+    } else {
+        &m.producer_group
+    };
+    let cmd = RemotingCommand::request(request_code::SEND_MESSAGE)
+        .with_ext("producerGroup", group)
+        .with_ext("topic", &m.topic)
+        .with_ext("defaultTopic", "TBW102")
+        .with_ext("defaultTopicQueueNums", 4)
+        .with_ext("queueId", -1)
+        .with_ext("sysFlag", 0)
+        .with_ext("bornTimestamp", born)
+        .with_ext("flag", m.flag)
+        .with_ext("properties", codec::encode_properties(&props))
+        .with_ext("reconsumeTimes", 0)
+        .with_ext("unitMode", false)
+        .with_ext("batch", false)
+        .with_body(m.body.clone());
+    let resp = invoke(client, addr, cmd).await?;
+    let num = |k: &str| {
+        resp.ext(k)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(-1)
+    };
+    Ok(Some(command_result::Result::Sent(
+        flotilla_proto::agent::v1::SendMessageResult {
+            message_id: resp.ext("msgId").unwrap_or("").to_string(),
+            queue_id: i32::try_from(num("queueId")).unwrap_or(-1),
+            queue_offset: num("queueOffset"),
+        },
+    )))
 }
 
 /// A stored record as the API's `Message`.
@@ -1030,6 +1291,32 @@ mod tests {
         assert_eq!(p.connections[0].client_address, "127.0.0.1:5555");
         assert_eq!(p.subscriptions[0].expression, "a || b");
         assert_eq!(p.message_model, "CLUSTERING");
+    }
+
+    #[test]
+    fn browse_ranges_clamp_to_the_queue() {
+        let q = |begin, end| flotilla_proto::agent::v1::ListMessages {
+            topic: "T".into(),
+            begin_offset: begin,
+            end_offset: end,
+            ..Default::default()
+        };
+        assert_eq!(browse_range(&q(0, 0), 3, 10, None), (3, 10), "min..max");
+        assert_eq!(browse_range(&q(5, 7), 3, 10, None), (5, 7));
+        assert_eq!(browse_range(&q(5, 70), 3, 10, None), (5, 10), "end clamped");
+        assert_eq!(
+            browse_range(&q(0, 0), 0, 10, Some(6)),
+            (6, 10),
+            "time start"
+        );
+        let body: ProducerConnectionBody = decode_body(
+            br#"{"connectionSet":[{"clientId":"c1","clientAddr":"127.0.0.1:1","language":"RUST","version":475}]}"#,
+        )
+        .unwrap();
+        let p = producer_connections_to_proto("pg", &body);
+        assert_eq!(p.connections[0].client_id, "c1");
+        assert_eq!(p.connections[0].client_address, "127.0.0.1:1");
+        assert_eq!(p.group, "pg");
     }
 
     #[test]

@@ -267,9 +267,9 @@ fn lag_table(l: &view::Lag, wide: bool) -> String {
     out
 }
 
-fn connections_table(c: &view::Connections) -> String {
-    let rows: Vec<Vec<String>> = c
-        .connections
+/// The clients table of `group connections` and `producer connections`.
+pub fn clients_table(clients: &[view::Client]) -> String {
+    let rows: Vec<Vec<String>> = clients
         .iter()
         .map(|x| {
             vec![
@@ -281,10 +281,14 @@ fn connections_table(c: &view::Connections) -> String {
             ]
         })
         .collect();
-    let mut out = columns(
+    columns(
         &["CLIENT-ID", "ADDRESS", "LANGUAGE", "VERSION", "BROKERS"],
         &rows,
-    );
+    )
+}
+
+fn connections_table(c: &view::Connections) -> String {
+    let mut out = clients_table(&c.connections);
     if !c.subscriptions.is_empty() {
         out.push('\n');
         let subs: Vec<Vec<String>> = c

@@ -5,7 +5,8 @@
 //!   YAML or JSON documents;
 //! - `flotilla get clusters|nodes|members` — list resources (`-o table|wide|json|yaml`);
 //! - `flotilla cordon|uncordon|drain NODE`, `flotilla delete cluster NAME`;
-//! - `flotilla topic …`, `flotilla group …`, `flotilla offset reset`, `flotilla message …` —
+//! - `flotilla topic …`, `flotilla group …`, `flotilla offset reset`, `flotilla message …`
+//!   (get, query, list, trace), `flotilla dlq list|resend`, `flotilla producer connections` —
 //!   the business API;
 //! - `flotilla bench …` — drive load at a broker (`flotilla_broker::bench`).
 //!
@@ -16,6 +17,7 @@
 mod api;
 mod apply;
 mod client;
+mod dlq;
 mod docs;
 mod get;
 mod group;
@@ -93,10 +95,20 @@ enum Cmd {
         #[command(subcommand)]
         cmd: group::OffsetCmd,
     },
-    /// Messages: get by id, query by key.
+    /// Messages: get by id, query by key or time, list by queue and offset, trace.
     Message {
         #[command(subcommand)]
         cmd: message::MessageCmd,
+    },
+    /// Dead-letter queues of consumer groups: list, resend.
+    Dlq {
+        #[command(subcommand)]
+        cmd: dlq::DlqCmd,
+    },
+    /// Producer groups: connections.
+    Producer {
+        #[command(subcommand)]
+        cmd: dlq::ProducerCmd,
     },
     /// Stop placing new instances on a node.
     Cordon(NodeArgs),
@@ -196,6 +208,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Group { cmd } => Ok(group::run(cmd).await?),
         Cmd::Offset { cmd } => Ok(group::run_offset(cmd).await?),
         Cmd::Message { cmd } => Ok(message::run(cmd).await?),
+        Cmd::Dlq { cmd } => Ok(dlq::run(cmd).await?),
+        Cmd::Producer { cmd } => Ok(dlq::run_producer(cmd).await?),
         Cmd::Cordon(a) => Ok(node::run(&a.server, node::NodeAction::Cordon, &a.node).await?),
         Cmd::Uncordon(a) => Ok(node::run(&a.server, node::NodeAction::Uncordon, &a.node).await?),
         Cmd::Drain(a) => Ok(node::run(&a.server, node::NodeAction::Drain, &a.node).await?),

@@ -346,6 +346,39 @@ pub struct Client {
     pub broker_names: Vec<String>,
 }
 
+impl From<&pb::ClientConnection> for Client {
+    fn from(x: &pb::ClientConnection) -> Self {
+        Self {
+            client_id: x.client_id.clone(),
+            address: x.client_address.clone(),
+            language: x.language.clone(),
+            version: x.version,
+            broker_names: x.broker_names.clone(),
+        }
+    }
+}
+
+/// A producer group's connected producers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Producers {
+    /// Producer group.
+    pub group: String,
+    /// Clients.
+    pub connections: Vec<Client>,
+    /// Silent broker groups.
+    pub failures: Vec<Failure>,
+}
+
+impl From<&pb::ProducerConnections> for Producers {
+    fn from(c: &pb::ProducerConnections) -> Self {
+        Self {
+            group: c.group.clone(),
+            connections: c.connections.iter().map(Client::from).collect(),
+            failures: failures(&c.failures),
+        }
+    }
+}
+
 /// One subscription.
 #[derive(Debug, Clone, Serialize)]
 pub struct Subscription {
@@ -383,17 +416,7 @@ impl From<&pb::ConsumerConnections> for Connections {
             consume_type: c.consume_type.clone(),
             message_model: c.message_model.clone(),
             consume_from_where: c.consume_from_where.clone(),
-            connections: c
-                .connections
-                .iter()
-                .map(|x| Client {
-                    client_id: x.client_id.clone(),
-                    address: x.client_address.clone(),
-                    language: x.language.clone(),
-                    version: x.version,
-                    broker_names: x.broker_names.clone(),
-                })
-                .collect(),
+            connections: c.connections.iter().map(Client::from).collect(),
             subscriptions: c
                 .subscriptions
                 .iter()

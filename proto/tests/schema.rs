@@ -72,6 +72,11 @@ fn every_promised_service_method_exists() {
         "flotilla.v1.MessageService/GetMessage",
         "flotilla.v1.MessageService/QueryMessagesByKey",
         "flotilla.v1.MessageService/QueryMessagesByTime",
+        "flotilla.v1.MessageService/ListMessages",
+        "flotilla.v1.MessageService/GetMessageTrace",
+        "flotilla.v1.MessageService/ListDlqMessages",
+        "flotilla.v1.MessageService/ResendDlqMessage",
+        "flotilla.v1.GroupService/GetProducerConnections",
         "flotilla.agent.v1.AgentService/Connect",
     ];
     let missing: Vec<_> = expected.iter().filter(|m| !methods.contains(**m)).collect();

@@ -145,6 +145,12 @@ pub mod props {
     pub const UNIQ_KEY: &str = "UNIQ_KEY";
     /// Tags.
     pub const TAGS: &str = "TAGS";
+    /// The broker's `regionId`, stamped on every message it stores (as Java does); a
+    /// tracing consumer takes the trace's region from it and drops a trace without one.
+    pub const MSG_REGION: &str = "MSG_REGION";
+    /// The broker's `traceOn`, stamped on every message it stores: `false` tells tracing
+    /// clients not to trace it.
+    pub const TRACE_SWITCH: &str = "TRACE_ON";
 }
 
 /// Removes one property from an encoded properties string.

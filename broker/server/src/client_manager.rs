@@ -160,6 +160,15 @@ impl ClientManager {
             .map(|c| c.channel.clone())
     }
 
+    /// The connections of producer group `group` (GET_PRODUCER_CONNECTION_LIST).
+    pub fn producers(&self, group: &str) -> Vec<ClientInfo> {
+        self.producers
+            .lock()
+            .get(group)
+            .map(|g| g.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// UNREGISTER_CLIENT for a consumer group.
     pub fn unregister_consumer(self: &Arc<Self>, group: &str, conn: u64, client_id: &str) {
         let left = {

@@ -19,6 +19,7 @@ use crate::headers::HeaderError;
 pub mod admin;
 pub mod client_manage;
 pub mod consumer_manage;
+pub mod producer_manage;
 pub mod pull;
 pub mod query;
 pub mod send;
@@ -63,6 +64,7 @@ pub const HANDLED_CODES: &[i32] = &[
     rc::GET_CONSUME_STATS,
     rc::GET_TOPIC_STATS_INFO,
     rc::GET_CONSUMER_CONNECTION_LIST,
+    rc::GET_PRODUCER_CONNECTION_LIST,
     rc::INVOKE_BROKER_TO_RESET_OFFSET,
     rc::GET_ALL_CONSUMER_OFFSET,
     rc::GET_ALL_DELAY_OFFSET,
@@ -115,6 +117,7 @@ impl RequestProcessor for BrokerProcessor {
             rc::LOCK_BATCH_MQ => consumer_manage::lock(b, &request),
             rc::UNLOCK_BATCH_MQ => consumer_manage::unlock(b, &request),
             rc::HEART_BEAT => client_manage::heartbeat(b, &channel, &request),
+            rc::GET_PRODUCER_CONNECTION_LIST => producer_manage::connection_list(b, &request),
             rc::UNREGISTER_CLIENT => client_manage::unregister(b, &channel, &request),
             rc::END_TRANSACTION => crate::transaction::end_transaction(b, &channel, &request).await,
             _ => admin::handle(b, &channel, request).await,

@@ -231,6 +231,13 @@ pub async fn send(b: &Broker, ch: &Channel, req: RemotingCommand) -> ProcessResu
         }
     }
     let tc = resolve_topic(b, &h)?;
+    // As Java: the region and trace switch go into the (batch-level) properties.
+    h.properties = set_property(&h.properties, props::MSG_REGION, &cfg.region_id);
+    h.properties = set_property(
+        &h.properties,
+        props::TRACE_SWITCH,
+        if cfg.trace_on { "true" } else { "false" },
+    );
     if !perm::is_writeable(tc.perm) {
         return Err(ProcessError::new(
             code::NO_PERMISSION,

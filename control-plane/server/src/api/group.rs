@@ -7,6 +7,10 @@
 //! every broker group involved answered; reads list silent groups in `failures`. A reset
 //! commits the new offsets on the brokers and flags them for the group's online consumers,
 //! which pick them up on their next pull; offline groups simply find them when they start.
+//!
+//! Producer groups are not stored anywhere: GetProducerConnections asks every master who is
+//! connected as a producer of the group right now (GET_PRODUCER_CONNECTION_LIST) and merges
+//! the answers by client id.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,8 +19,9 @@ use flotilla_proto::agent::v1::{self as agent, TopicList, command::Action, comma
 use flotilla_proto::v1::{
     BrokerFailure, ConsumerConnections, ConsumerGroup, CreateGroupRequest, DeleteGroupRequest,
     DeleteGroupResponse, GetConsumerConnectionsRequest, GetGroupProgressRequest, GetGroupRequest,
-    GroupProgress, ListGroupsRequest, ListGroupsResponse, ResetOffsetRequest, ResetOffsetResponse,
-    UpdateGroupRequest, group_service_server::GroupService, reset_offset_request,
+    GetProducerConnectionsRequest, GroupProgress, ListGroupsRequest, ListGroupsResponse,
+    ProducerConnections, ResetOffsetRequest, ResetOffsetResponse, UpdateGroupRequest,
+    group_service_server::GroupService, reset_offset_request,
 };
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span};
@@ -162,7 +167,63 @@ pub fn merge_connections(
     out
 }
 
+/// The connections of a producer group, merged by client id over the broker groups (each
+/// client lists the groups it is connected to), sorted by client id.
+pub fn merge_producers(
+    group: &str,
+    parts: Vec<(Target, ProducerConnections)>,
+) -> ProducerConnections {
+    let mut clients: BTreeMap<String, flotilla_proto::v1::ClientConnection> = BTreeMap::new();
+    for (t, c) in parts {
+        for conn in c.connections {
+            let e = clients
+                .entry(conn.client_id.clone())
+                .or_insert_with(|| conn.clone());
+            if !e.broker_names.contains(&t.broker_name) {
+                e.broker_names.push(t.broker_name.clone());
+            }
+        }
+    }
+    ProducerConnections {
+        group: group.to_string(),
+        connections: clients.into_values().collect(),
+        failures: Vec::new(),
+    }
+}
+
 impl GroupApi {
+    async fn producers(
+        &self,
+        r: GetProducerConnectionsRequest,
+    ) -> Result<ProducerConnections, ApiError> {
+        let ctx = &self.ctx;
+        let mut v = Violations::default();
+        validate::name(&mut v, "cluster", &r.cluster);
+        validate::rocketmq_name(&mut v, "group", &r.group);
+        v.into_result("INVALID_REQUEST")?;
+        let targets = brokers::resolve(ctx, &r.cluster).await?;
+        let (masters, mut failures) = targets.masters(&[]);
+        let results = brokers::call_all(ctx, &masters, "", "producers", |_| {
+            Action::GetProducerConnections(agent::GetProducerConnections {
+                group: r.group.clone(),
+            })
+        })
+        .await;
+        let mut parts = Vec::new();
+        for (t, res) in results {
+            match res {
+                Ok(Some(command_result::Result::ProducerConnections(c))) => parts.push((t, c)),
+                Ok(_) => {
+                    failures.push(t.failure("BAD_AGENT_ANSWER", "no connections in the answer"))
+                }
+                Err(f) => failures.push(f),
+            }
+        }
+        let mut out = merge_producers(&r.group, parts);
+        out.failures = failures;
+        Ok(out)
+    }
+
     async fn create(&self, r: CreateGroupRequest) -> Result<ConsumerGroup, ApiError> {
         let ctx = &self.ctx;
         let mut g = r.group.unwrap_or_default();
@@ -475,6 +536,15 @@ impl GroupApi {
 
 #[tonic::async_trait]
 impl GroupService for GroupApi {
+    async fn get_producer_connections(
+        &self,
+        request: Request<GetProducerConnectionsRequest>,
+    ) -> Result<Response<ProducerConnections>, Status> {
+        let r = request.into_inner();
+        let span = info_span!("GetProducerConnections", cluster = %r.cluster, group = %r.group);
+        Ok(Response::new(self.producers(r).instrument(span).await?))
+    }
+
     async fn create_group(
         &self,
         request: Request<CreateGroupRequest>,

@@ -17,6 +17,7 @@ pub mod message;
 pub mod node;
 pub mod operation;
 pub mod topic;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;
