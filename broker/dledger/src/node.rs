@@ -454,10 +454,32 @@ impl DLedger {
             term,
             leader: core.cfg.self_id.clone(),
         };
-        match client.call(&req).await {
-            Ok(Response::TimeoutNow { accepted: true, .. }) => {}
-            Ok(other) => tracing::warn!(?other, "transfer target refused TimeoutNow"),
-            Err(e) => tracing::warn!(error = %e, "TimeoutNow failed"),
+        // A call can fail on a connection that the target's last restart closed; the next
+        // call dials anew, so a transport error is retried until the deadline.
+        loop {
+            match client.call(&req).await {
+                Ok(Response::TimeoutNow { accepted: true, .. }) => break,
+                Ok(other) => {
+                    tracing::warn!(?other, "transfer target refused TimeoutNow");
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "TimeoutNow failed; retrying"),
+            }
+            {
+                let st = core.state.lock();
+                if st.hs.term != term || st.role != Role::Leader {
+                    return Err(TransferError::NotLeader {
+                        leader: st.leader_id.clone(),
+                    });
+                }
+            }
+            if core.is_shutdown.load(Ordering::Acquire) {
+                return Err(TransferError::ShutDown);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(timeout_err());
+            }
+            tokio::time::sleep(tick).await;
         }
         // 3. Wait until it leads.
         loop {

@@ -204,6 +204,34 @@ async fn leadership_transfer_moves_the_master() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_transfer_reaches_a_target_that_restarted_since_the_election() {
+    // The leader's vote connection to the target dates from the election; the target's
+    // restart closed it. A rolling restart hands leadership to such a member: the first
+    // TimeoutNow on the dead connection fails, and the transfer must dial anew, not wait
+    // out its deadline.
+    let mut c = Cluster::start(3, FILE).await;
+    let l = c.wait_leader(&[0, 1, 2], ELECT).await;
+    let target = others(3, l)[0];
+    let end = c.put(l, "before", 5, 100).await;
+    c.dl(l).wait_committed(end, COMMIT).await.unwrap();
+    c.kill(target).await;
+    c.restart(target, FILE).await;
+    let end = c.put(l, "after", 5, 100).await;
+    c.dl(l).wait_committed(end, COMMIT).await.unwrap();
+    let s = c.store(target).clone();
+    wait_until("the restarted member catches up", COMMIT, || {
+        s.commitlog_max_offset() == end
+    })
+    .await;
+    c.dl(l)
+        .transfer_leadership(&format!("n{target}"), ELECT)
+        .await
+        .unwrap();
+    assert_eq!(c.wait_leader(&[0, 1, 2], ELECT).await, target);
+    c.assert_one_leader_per_term();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_member_group_commits_alone_and_keeps_term_across_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mk = |listener_port: u16| {

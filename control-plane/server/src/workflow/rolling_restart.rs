@@ -59,6 +59,10 @@ const PID: &str = "pid/";
 const SINCE: &str = "since/";
 const RESTARTS: &str = "restarts/";
 const TRANSFERRED: &str = "transferred/";
+/// `transfer_attempt/<member>`: failed transfer attempts so far. It is part of the command
+/// id, so a retry is a new command: an agent answers a repeated id with the result it
+/// recorded, which would replay the first failure for ever.
+const TRANSFER_ATTEMPT: &str = "transfer_attempt/";
 
 /// Per-member limit when the spec sets none.
 pub const DEFAULT_MEMBER_TIMEOUT: Duration = Duration::from_secs(600);
@@ -717,8 +721,12 @@ impl RollingRestart {
                 m.name
             )));
         }
+        let attempt_key = format!("{TRANSFER_ATTEMPT}{}", m.name);
+        let attempt: u32 = handle(op, &attempt_key)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0);
         let cmd = Command {
-            command_id: format!("{}-transfer-{}-{target}", op_name(op), m.name),
+            command_id: format!("{}-transfer-{}-{target}-{attempt}", op_name(op), m.name),
             instance: m.name.clone(),
             action: Some(command::Action::TransferLeadership(TransferLeadership {
                 target_self_id: target.clone(),
@@ -731,6 +739,7 @@ impl RollingRestart {
             .await
             .map_err(|e| StepError::Retry(format!("{}: {e}", m.name)))?;
         if !r.success {
+            set(op, attempt_key, (attempt + 1).to_string());
             let why = r.error.map(|e| e.message).unwrap_or_default();
             return Err(StepError::Retry(format!(
                 "{}: leadership transfer to {target}: {why}",
