@@ -63,6 +63,8 @@ pub struct Fleet {
     pub cp_addr: String,
     /// The control-plane replicas.
     pub cps: Vec<CpReplica>,
+    /// Extra environment for control-plane processes started from now on (e.g. fail points).
+    pub cp_env: Vec<(String, String)>,
     store: CpStore,
     block: String,
     /// Agents by node id.
@@ -109,6 +111,7 @@ impl Fleet {
                 .collect::<Vec<_>>()
                 .join(","),
             cps,
+            cp_env: Vec::new(),
             store,
             block: random_block(),
             agents: BTreeMap::new(),
@@ -167,6 +170,7 @@ impl Fleet {
         }
         cmd.args(["--node-heartbeat-timeout", "6s", "--resync-interval", "5s"]);
         cmd.env("RUST_LOG", "info");
+        cmd.envs(self.cp_env.iter().map(|(k, v)| (k, v)));
         let log = if self.cps.len() == 1 {
             self.log("cp")
         } else {
@@ -176,6 +180,25 @@ impl Fleet {
         wait_for_port(&addr, FLEET_WAIT)
             .await
             .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    /// Waits (without blocking the runtime) until control-plane replica `i` exits on its
+    /// own, up to `timeout`; its exit status, or `None` if it still runs (or never ran).
+    pub async fn wait_cp_exit(
+        &mut self,
+        i: usize,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            let p = self.cps[i].proc.as_mut()?;
+            if let Some(status) = p.wait_exit(Duration::from_millis(1)) {
+                self.cps[i].proc = None;
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     /// SIGKILLs control-plane replica `i`.

@@ -416,3 +416,110 @@ async fn a_migration_resumes_after_a_control_plane_restart() {
     assert_eq!(topic_queues(&admin, &broker, "bills").await, None);
     client.shutdown().await;
 }
+
+/// The migration's steps in order (control-plane/server/src/workflow/migrate_topic.rs).
+const MIGRATION_STEPS: [&str; 7] = [
+    "CreateGroupsOnTarget",
+    "CreateTopicOnTarget",
+    "StopWritesOnSource",
+    "WaitDrained",
+    "DeleteTopicOnSource",
+    "DeleteGroupsOnSource",
+    "CreateRetryTopicOnTarget",
+];
+
+fn crash_after(step: &str) -> Vec<(String, String)> {
+    vec![(
+        flotilla_cp::failpoints::ENV.to_string(),
+        format!("workflow-after-step=return({step})"),
+    )]
+}
+
+/// The control plane dies right after each step is recorded, one step per run (a fail
+/// point makes it exit there, where a SIGKILL cannot be aimed); each restarted control
+/// plane resumes at the next step. The migration completes, each step ran once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_completes_with_the_control_plane_dying_after_every_step() {
+    let Backlogged {
+        mut fleet,
+        ns,
+        broker,
+        admin,
+        client,
+        mut producer,
+        backlog,
+    } = backlogged("was", "now", "logs", "cg-logs").await;
+    producer.shutdown().await;
+    rmq::consume_all(&client, &ns, "cg-logs", "logs", &backlog, WAIT).await;
+
+    fleet.stop_cp();
+    fleet.cp_env = crash_after(MIGRATION_STEPS[0]);
+    fleet.start_cp().await;
+    let ch = fleet.channel().await.expect("control plane");
+    let op = TopicServiceClient::new(ch)
+        .migrate_topic(MigrateTopicRequest {
+            topic: "logs".into(),
+            source_cluster: "was".into(),
+            target_cluster: "now".into(),
+            consumer_groups: Vec::new(),
+            keep_source: false,
+            request_id: "migrate-logs-1".into(),
+        })
+        .await
+        .expect("accepted")
+        .into_inner();
+    let name = op.metadata.expect("metadata").name;
+    for (i, step) in MIGRATION_STEPS.iter().enumerate() {
+        let exit = fleet.wait_cp_exit(0, WAIT).await.unwrap_or_else(|| {
+            panic!(
+                "the control plane did not stop after {step}\n{}",
+                fleet.logs()
+            )
+        });
+        assert_eq!(
+            exit.code(),
+            Some(flotilla_cp::failpoints::EXIT_CODE),
+            "after {step}: {exit:?}\n{}",
+            fleet.logs()
+        );
+        fleet.cp_env = MIGRATION_STEPS
+            .get(i + 1)
+            .map(|next| crash_after(next))
+            .unwrap_or_default();
+        fleet.start_cp().await;
+        let st = wait_until("the operation is read back", WAIT, || async {
+            op_status(&fleet, &name).await
+        })
+        .await
+        .expect("operation");
+        // What the store recorded before the exit: this step done, nothing after it.
+        assert!(
+            st.history.iter().any(|h| *h == format!("{step} done")),
+            "{step}: {:?}",
+            st.history
+        );
+        if let Some(next) = MIGRATION_STEPS.get(i + 2) {
+            assert!(
+                !st.history.iter().any(|h| *h == format!("{next} done")),
+                "{next} ran before its turn: {:?}",
+                st.history
+            );
+        }
+    }
+    let st = wait_until("the migration finishes", WAIT, || async {
+        op_status(&fleet, &name).await.filter(|s| s.done)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", fleet.logs()));
+    assert_eq!(st.phase, OperationPhase::Succeeded as i32, "{st:#?}");
+    for step in MIGRATION_STEPS {
+        let n = st
+            .history
+            .iter()
+            .filter(|h| **h == format!("{step} done"))
+            .count();
+        assert_eq!(n, 1, "{step} in {:?}", st.history);
+    }
+    assert_eq!(topic_queues(&admin, &broker, "logs").await, None);
+    client.shutdown().await;
+}

@@ -27,6 +27,7 @@ pub mod backoff;
 pub mod cache;
 pub mod context;
 pub mod errors;
+pub mod failpoints;
 pub mod fenced;
 pub mod forward;
 pub mod leader;

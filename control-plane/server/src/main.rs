@@ -65,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    flotilla_cp::failpoints::setup_from_env()?;
     let spec = StoreSpec::from_flags(
         args.store.as_deref(),
         args.etcd_endpoints.as_deref(),

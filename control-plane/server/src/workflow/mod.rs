@@ -328,6 +328,7 @@ async fn drive(ctx: &Ctx, name: &str) {
                     return;
                 }
             }
+            crash_point(&before, &op, steps);
         }
         if op.status.as_ref().is_some_and(|s| s.done) {
             info!("operation done");
@@ -340,6 +341,39 @@ async fn drive(ctx: &Ctx, name: &str) {
                 _ = ctx.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(TICK) => {}
             }
+        }
+    }
+}
+
+/// The `workflow-after-step` fail point, for crash tests: configured as
+/// `workflow-after-step=return(STEP)` (see [`crate::failpoints`]), the process exits at once
+/// after the store recorded that `STEP` finished, as a crash between two steps would.
+fn crash_point(before: &Operation, after: &Operation, steps: &[Step]) {
+    let (b, a) = (
+        before.status.clone().unwrap_or_default(),
+        after.status.clone().unwrap_or_default(),
+    );
+    let running = OperationPhase::Running as i32;
+    if a.phase != running && a.phase != OperationPhase::Succeeded as i32 {
+        return;
+    }
+    // A pending operation begins at step 0 within the same pass.
+    let from = if b.phase == running { b.step_index } else { 0 };
+    let to = if a.done {
+        a.step_index.saturating_add(1)
+    } else {
+        a.step_index
+    };
+    let Some(Some(want)) = fail::eval("workflow-after-step", |arg| arg) else {
+        return;
+    };
+    for finished in (from..to).filter_map(|i| steps.get(usize::try_from(i).ok()?)) {
+        if want == finished.name {
+            warn!(
+                step = finished.name,
+                "fail point workflow-after-step: exiting"
+            );
+            std::process::exit(crate::failpoints::EXIT_CODE);
         }
     }
 }
