@@ -1,4 +1,4 @@
-//! `flotilla get clusters|nodes|members`: one line per resource, the columns an operator
+//! `flotilla get clusters|nodes|members [NAME]`: one line per resource (or just the named one), the columns an operator
 //! looks at first (phase, ready members, writable groups, nameserver address; node phase,
 //! address, instances; each member's role, id, readiness and offsets).
 //!
@@ -7,10 +7,11 @@
 //! `-o json|yaml` prints the views of [`crate::view`] (stable field names) instead.
 
 use flotilla_proto::v1::{
-    Cluster, ClusterPhase, GetClusterRequest, InstanceKind, ListClustersRequest, ListNodesRequest,
-    Member, MemberRole, Node, NodePhase,
+    Cluster, ClusterPhase, GetClusterRequest, GetNodeRequest, InstanceKind, ListClustersRequest,
+    ListNodesRequest, Member, MemberRole, Node, NodePhase,
 };
 
+use crate::api::CmdError;
 use crate::client::{self, ClientError};
 use crate::output::{self, Format, OutputError};
 use crate::view;
@@ -40,7 +41,8 @@ impl GetError {
     }
 }
 
-fn phase_name(p: i32) -> &'static str {
+/// A cluster phase's name.
+pub fn phase_name(p: i32) -> &'static str {
     match ClusterPhase::try_from(p) {
         Ok(ClusterPhase::Pending) => "Pending",
         Ok(ClusterPhase::Provisioning) => "Provisioning",
@@ -141,7 +143,8 @@ pub fn member_view(m: &Member) -> view::Member {
     }
 }
 
-fn node_view(n: &Node) -> view::Node {
+/// The JSON/YAML view of a node.
+pub fn node_view(n: &Node) -> view::Node {
     let st = n.status.clone().unwrap_or_default();
     view::Node {
         name: n
@@ -195,7 +198,8 @@ pub async fn clusters(server: &str, format: Format) -> Result<(), GetError> {
     Ok(())
 }
 
-fn node_line(n: &Node) -> String {
+/// One row of `flotilla get nodes`.
+pub fn node_line(n: &Node) -> String {
     let name = n.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
     let st = n.status.clone().unwrap_or_default();
     let phase = match NodePhase::try_from(st.phase) {
@@ -214,16 +218,59 @@ fn node_line(n: &Node) -> String {
     )
 }
 
+/// The header of [`node_line`] rows.
+pub fn node_header() -> String {
+    format!(
+        "{:<12} {:<9} {:<16} {:<8} INSTANCES",
+        "NAME", "PHASE", "ADDRESS", "LIMITS"
+    )
+}
+
+/// Prints one cluster (`flotilla get clusters NAME`): its row, or its view as one JSON/YAML
+/// object. An unknown name fails with the control plane's CLUSTER_NOT_FOUND.
+pub async fn cluster(server: &str, name: &str, format: Format) -> Result<(), CmdError> {
+    let cl = client::clusters(server)
+        .await?
+        .get_cluster(GetClusterRequest {
+            name: name.to_string(),
+        })
+        .await?
+        .into_inner();
+    output::print(format, &cluster_view(&cl), |_| {
+        format!("{}\n{}\n", cluster_header(), cluster_line(&cl))
+    })?;
+    Ok(())
+}
+
+/// Prints one node (`flotilla get nodes NAME`); an unknown name fails with NODE_NOT_FOUND.
+pub async fn node(server: &str, name: &str, format: Format) -> Result<(), CmdError> {
+    let n = client::nodes(server)
+        .await?
+        .get_node(GetNodeRequest {
+            name: name.to_string(),
+        })
+        .await?
+        .into_inner();
+    output::print(format, &node_view(&n), |_| {
+        format!("{}\n{}\n", node_header(), node_line(&n))
+    })?;
+    Ok(())
+}
+
 /// Prints every cluster, then every change as it happens (`--watch`): one table row, or one
 /// compact JSON object per line (`-o json`), per change; deleted clusters print with phase
 /// `Deleted`. Runs until the stream ends or the command is interrupted.
-pub async fn watch_clusters(server: &str, format: Format) -> Result<(), GetError> {
+pub async fn watch_clusters(
+    server: &str,
+    name: Option<&str>,
+    format: Format,
+) -> Result<(), GetError> {
     use flotilla_proto::v1::{WatchClustersRequest, WatchEventType};
     let mut c = client::clusters(server).await?;
     let mut stream = c
         .watch_clusters(WatchClustersRequest {
             revision: 0,
-            name: String::new(),
+            name: name.unwrap_or_default().to_string(),
         })
         .await?
         .into_inner();
@@ -281,10 +328,7 @@ pub async fn nodes(server: &str, format: Format) -> Result<(), GetError> {
         token = resp.next_page_token;
     }
     output::print(format, &views, |_| {
-        let mut s = format!(
-            "{:<12} {:<9} {:<16} {:<8} INSTANCES\n",
-            "NAME", "PHASE", "ADDRESS", "LIMITS"
-        );
+        let mut s = node_header() + "\n";
         for r in rows {
             s.push_str(&r);
             s.push('\n');
@@ -294,7 +338,8 @@ pub async fn nodes(server: &str, format: Format) -> Result<(), GetError> {
     Ok(())
 }
 
-fn role_name(r: i32) -> &'static str {
+/// A member role's name.
+pub fn role_name(r: i32) -> &'static str {
     match MemberRole::try_from(r) {
         Ok(MemberRole::Namesrv) => "namesrv",
         Ok(MemberRole::Master) => "master",

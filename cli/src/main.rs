@@ -3,7 +3,10 @@
 //! - `flotilla up` — a one-machine Flotilla (control plane, three agents, a default cluster);
 //! - `flotilla apply -f FILE|-` — create or update clusters, topics and consumer groups from
 //!   YAML or JSON documents;
-//! - `flotilla get clusters|nodes|members` — list resources (`-o table|wide|json|yaml`);
+//! - `flotilla get clusters|nodes|members|operations [NAME]` — list resources or get one
+//!   (`-o table|wide|json|yaml`, `--watch` to follow changes);
+//! - `flotilla describe cluster|node|operation NAME` — one resource in detail, for people;
+//! - `flotilla completion bash|zsh|fish|powershell` — a shell completion script;
 //! - `flotilla cordon|uncordon|drain NODE`, `flotilla delete cluster NAME`;
 //! - `flotilla topic …`, `flotilla group …`, `flotilla offset reset`, `flotilla message …`
 //!   (get, query, list, trace), `flotilla dlq list|resend`, `flotilla producer connections` —
@@ -17,6 +20,7 @@
 mod api;
 mod apply;
 mod client;
+mod describe;
 mod dlq;
 mod docs;
 mod get;
@@ -29,6 +33,7 @@ mod output;
 mod topic;
 mod up;
 mod view;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,12 +68,16 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
         server: String,
     },
-    /// List resources (`clusters`, `nodes`, or `members CLUSTER`).
+    /// List resources, or get one by name: `clusters [NAME]`, `nodes [NAME]`,
+    /// `members CLUSTER`, `operations [--cluster C] [NAME]`.
     Get {
         /// What to list.
         #[arg(value_enum)]
         what: What,
-        /// The cluster, for `members`.
+        /// One resource by name (for `members`: the cluster, required).
+        name: Option<String>,
+        /// Only this cluster's (for `operations`).
+        #[arg(short = 'c', long)]
         cluster: Option<String>,
         /// Control-plane addresses (comma-separated replicas, or a DNS name with several records).
         #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
@@ -76,9 +85,29 @@ enum Cmd {
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value_t)]
         output: output::Format,
-        /// Keep printing changes (clusters).
+        /// Keep printing changes until the stream ends or Ctrl-C.
         #[arg(short = 'w', long)]
         watch: bool,
+    },
+    /// Show one resource in detail: `cluster|node|operation NAME`.
+    Describe {
+        /// What to describe.
+        #[arg(value_enum)]
+        what: describe::Describable,
+        /// Its name.
+        name: String,
+        /// Control-plane addresses (comma-separated replicas, or a DNS name with several records).
+        #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
+        server: String,
+        /// Output format: the text for people (`table`), or what `get KIND NAME` prints.
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: output::Format,
+    },
+    /// Print a shell completion script (e.g. `source <(flotilla completion bash)`).
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Topics of a cluster: create, update, delete, get, list, route, stats.
     Topic {
@@ -163,10 +192,16 @@ enum Deletable {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum What {
+    #[value(alias = "cluster")]
     Clusters,
+    #[value(alias = "node")]
     Nodes,
     /// Every member of one cluster: role, id, term, node, address, pid, readiness, offsets.
+    #[value(alias = "member")]
     Members,
+    /// Operations (finished ones too): kind, phase, step, progress.
+    #[value(alias = "operation", alias = "ops")]
+    Operations,
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -179,31 +214,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => Ok(apply::run(&server, &file, dry_run).await?),
         Cmd::Get {
             what,
+            name,
             cluster,
             server,
             output,
             watch,
-        } => {
-            match what {
-                What::Clusters if watch => get::watch_clusters(&server, output).await?,
-                _ if watch => {
-                    return Err(api::CmdError::invalid(
-                        "--watch",
-                        "only `flotilla get clusters` can be watched",
-                    )
-                    .into());
-                }
-                What::Clusters => get::clusters(&server, output).await?,
-                What::Nodes => get::nodes(&server, output).await?,
-                What::Members => {
-                    let cluster = cluster.ok_or_else(|| {
-                        api::CmdError::invalid("flotilla get members", "give the CLUSTER")
-                    })?;
-                    get::members(&server, &cluster, output).await?
-                }
-            }
-            Ok(())
-        }
+        } => get_cmd(what, name, cluster, &server, output, watch).await,
+        Cmd::Describe {
+            what,
+            name,
+            server,
+            output,
+        } => Ok(describe::run(&server, what, &name, output).await?),
+        Cmd::Completion { shell } => completion(shell),
         Cmd::Topic { cmd } => Ok(topic::run(cmd).await?),
         Cmd::Group { cmd } => Ok(group::run(cmd).await?),
         Cmd::Offset { cmd } => Ok(group::run_offset(cmd).await?),
@@ -226,6 +249,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{report}");
             Ok(())
         }
+    }
+}
+
+/// Prints the completion script for `shell`. Rendered into memory first: clap_complete
+/// panics when its writer fails, and a closed pipe (`flotilla completion bash | head`) is no
+/// error.
+fn completion(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "flotilla", &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::anyhow!(
+            "cannot write the completion script to standard output: {e}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `flotilla get …`.
+async fn get_cmd(
+    what: What,
+    name: Option<String>,
+    cluster: Option<String>,
+    server: &str,
+    output: output::Format,
+    watch: bool,
+) -> anyhow::Result<()> {
+    if cluster.is_some() && !matches!(what, What::Operations) {
+        return Err(api::CmdError::invalid(
+            "--cluster",
+            "only `flotilla get operations` takes --cluster (for members: `get members CLUSTER`)",
+        )
+        .into());
+    }
+    let name = name.as_deref();
+    let cluster = cluster.as_deref();
+    match (what, name) {
+        (What::Members, None) => Err(api::CmdError::invalid(
+            "flotilla get members",
+            "give the CLUSTER: `flotilla get members CLUSTER`",
+        )
+        .into()),
+        (What::Members, Some(c)) if watch => Ok(watch::members(server, c, output).await?),
+        (What::Members, Some(c)) => Ok(get::members(server, c, output).await?),
+        (What::Clusters, n) if watch => Ok(get::watch_clusters(server, n, output).await?),
+        (What::Clusters, Some(n)) => Ok(get::cluster(server, n, output).await?),
+        (What::Clusters, None) => Ok(get::clusters(server, output).await?),
+        (What::Nodes, n) if watch => Ok(watch::nodes(server, n, output).await?),
+        (What::Nodes, Some(n)) => Ok(get::node(server, n, output).await?),
+        (What::Nodes, None) => Ok(get::nodes(server, output).await?),
+        (What::Operations, n) if watch => Ok(watch::operations(server, cluster, n, output).await?),
+        (What::Operations, n) => Ok(operation::get(server, cluster, n, output).await?),
     }
 }
 

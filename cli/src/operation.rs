@@ -287,7 +287,8 @@ pub fn view(op: &Operation) -> OperationView {
     }
 }
 
-fn table(ops: &[OperationView], wide: bool) -> String {
+/// The table of operations (`wide` adds what each waits for).
+pub fn table(ops: &[OperationView], wide: bool) -> String {
     let mut header = vec!["NAME", "CLUSTER", "KIND", "PHASE", "STEP", "PROGRESS"];
     if wide {
         header.push("WAITING FOR");
@@ -312,7 +313,8 @@ fn table(ops: &[OperationView], wide: bool) -> String {
     output::columns(&header, &rows)
 }
 
-async fn ops(server: &str) -> Result<OperationServiceClient<Channel>, CmdError> {
+/// OperationService client.
+pub async fn ops(server: &str) -> Result<OperationServiceClient<Channel>, CmdError> {
     Ok(OperationServiceClient::new(client::channel(server).await?))
 }
 
@@ -364,6 +366,58 @@ pub async fn follow(server: &str, name: &str) -> Result<(), CmdError> {
             };
         }
     }
+}
+
+/// `flotilla get operations [--cluster C] [NAME]`: one operation as an object, or every
+/// operation (finished ones too, as `kubectl get` lists completed jobs) of the cluster, or of
+/// all clusters, as a list.
+pub async fn get(
+    server: &str,
+    cluster: Option<&str>,
+    name: Option<&str>,
+    format: Format,
+) -> Result<(), CmdError> {
+    let mut c = ops(server).await?;
+    if let Some(name) = name {
+        let op = c
+            .get_operation(GetOperationRequest {
+                name: name.to_string(),
+            })
+            .await?
+            .into_inner();
+        let v = view(&op);
+        if let Some(want) = cluster.filter(|want| *want != v.cluster) {
+            return Err(CmdError::invalid(
+                "--cluster",
+                format!(
+                    "operation {name} is on cluster {}, not {want}: drop --cluster or name its cluster",
+                    v.cluster
+                ),
+            ));
+        }
+        output::print(format, &v, |wide| table(std::slice::from_ref(&v), wide))?;
+        return Ok(());
+    }
+    let mut views = Vec::new();
+    let mut token = String::new();
+    loop {
+        let list = c
+            .list_operations(ListOperationsRequest {
+                cluster: cluster.unwrap_or_default().to_string(),
+                include_done: true,
+                page_size: 100,
+                page_token: token.clone(),
+            })
+            .await?
+            .into_inner();
+        views.extend(list.operations.iter().map(view));
+        if list.next_page_token.is_empty() {
+            break;
+        }
+        token = list.next_page_token;
+    }
+    output::print(format, &views, |wide| table(&views, wide))?;
+    Ok(())
 }
 
 /// Runs `flotilla operation …`.
