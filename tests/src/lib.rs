@@ -21,6 +21,7 @@
 //! Servers started here always bind loopback addresses (127.0.0.0/8).
 
 pub mod broker_proc;
+pub mod cli;
 pub mod cpp;
 
 /// Disk thresholds for every broker a test starts: the tests check behaviour, not the

@@ -14,11 +14,11 @@
 //!   cluster, topic or group) fail with a clear message, the stable code and a non-zero exit.
 
 use std::collections::BTreeSet;
-use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flotilla_proto::v1::group_service_client::GroupServiceClient;
 use flotilla_proto::v1::{BrokerMode, GetGroupProgressRequest};
+use flotilla_tests::cli::{fails, json, ok, run, text, wait_leader};
 use flotilla_tests::fleet::{self, Fleet, brokers, namesrv_addr};
 use flotilla_tests::rmq::{self, Client, Collector};
 use flotilla_tests::{bin_path, wait_until};
@@ -26,78 +26,6 @@ use rocketmq_client_rust::MQPushConsumer;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(90);
-
-/// Runs `flotilla ARGS` against the fleet's control plane, with `stdin` piped in.
-async fn flotilla(fleet: &Fleet, args: &[&str], stdin: Option<&str>) -> Output {
-    use tokio::io::AsyncWriteExt;
-    let mut cmd = tokio::process::Command::new(bin_path("flotilla"));
-    cmd.args(args)
-        .env("FLOTILLA_SERVER", &fleet.cp_addr)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("run flotilla");
-    let mut input = child.stdin.take().expect("piped stdin");
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).await.expect("write stdin");
-    }
-    drop(input);
-    child.wait_with_output().await.expect("flotilla output")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Runs a command that must succeed; returns its stdout.
-async fn ok(fleet: &Fleet, args: &[&str]) -> String {
-    let o = flotilla(fleet, args, None).await;
-    assert!(o.status.success(), "flotilla {args:?} failed: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Runs a command that must succeed and print JSON.
-async fn json(fleet: &Fleet, args: &[&str]) -> Value {
-    let out = ok(fleet, args).await;
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("flotilla {args:?}: not JSON ({e}):\n{out}"))
-}
-
-/// Runs a command that must fail with `exit` and print `code` on stderr; returns stderr.
-async fn fails(fleet: &Fleet, args: &[&str], stdin: Option<&str>, exit: i32, code: &str) -> String {
-    let o = flotilla(fleet, args, stdin).await;
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(
-        o.status.code(),
-        Some(exit),
-        "flotilla {args:?}: {}",
-        text(&o)
-    );
-    assert!(
-        err.contains(&format!("[{code}]")),
-        "flotilla {args:?} names {code}: {}",
-        text(&o)
-    );
-    err
-}
-
-/// Waits until the control plane leads (a business call on an unknown cluster then answers
-/// CLUSTER_NOT_FOUND instead of NOT_LEADER): the fleet only waits for its port.
-async fn wait_leader(fleet: &Fleet) {
-    wait_until("the control plane leads", WAIT, || async {
-        let o = flotilla(fleet, &["topic", "list", "-c", "no-such-cluster"], None).await;
-        String::from_utf8_lossy(&o.stderr)
-            .contains("[CLUSTER_NOT_FOUND]")
-            .then_some(())
-    })
-    .await
-    .expect("a leader is elected");
-}
 
 fn now_ms() -> i64 {
     i64::try_from(
@@ -173,7 +101,7 @@ spec: {cluster: biz, maxRetries: 3}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_manages_topics_groups_lag_and_offsets_end_to_end() {
     let mut fleet = Fleet::start(2).await;
-    wait_leader(&fleet).await;
+    wait_leader(&fleet, WAIT).await;
     fleet
         .create_cluster(fleet::cluster(
             "biz",
@@ -189,7 +117,7 @@ async fn cli_manages_topics_groups_lag_and_offsets_end_to_end() {
 
     // Apply from YAML on stdin, then the same documents again from a JSON file: created,
     // then updated.
-    let o = flotilla(&fleet, &["apply", "-f", "-"], Some(DOCS_YAML)).await;
+    let o = run(&fleet, &["apply", "-f", "-"], Some(DOCS_YAML)).await;
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("topic Orders in cluster biz created"), "{out}");
@@ -445,7 +373,7 @@ async fn cli_manages_topics_groups_lag_and_offsets_end_to_end() {
     assert_eq!(m["keys"], serde_json::json!(["order-42"]), "{m}");
     assert_eq!(m["unique_key"], unique.as_str(), "{m}");
     let m = wait_until("the unique key is indexed", WAIT, || async {
-        let o = flotilla(
+        let o = run(
             &fleet,
             &[
                 "message", "get", &unique, "-c", "biz", "--topic", "Orders", "-o", "json",
@@ -610,7 +538,7 @@ async fn cli_manages_topics_groups_lag_and_offsets_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_bad_inputs_fail_clearly() {
     let fleet = Fleet::start(1).await;
-    wait_leader(&fleet).await;
+    wait_leader(&fleet, WAIT).await;
     let err = fails(
         &fleet,
         &["apply", "-f", "-"],
@@ -702,7 +630,7 @@ async fn cli_bad_inputs_fail_clearly() {
         "CLI_INVALID_ARGUMENT",
     )
     .await;
-    let o = flotilla(&fleet, &["topic", "frobnicate"], None).await;
+    let o = run(&fleet, &["topic", "frobnicate"], None).await;
     assert_eq!(o.status.code(), Some(2), "unknown subcommand: {}", text(&o));
     fails(
         &fleet,

@@ -9,48 +9,17 @@
 //!   node prints once), and are killed once they printed (every read has a timeout).
 //! - `completion bash|zsh` prints a script naming the subcommands.
 
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use flotilla_proto::v1::BrokerMode;
+use flotilla_tests::bin_path;
+use flotilla_tests::cli::{flotilla, json, ok, text, wait_leader};
 use flotilla_tests::fleet::{self, Fleet, members};
-use flotilla_tests::{bin_path, wait_until};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-/// Runs `flotilla ARGS` against the fleet's control plane.
-async fn flotilla(fleet: &Fleet, args: &[&str]) -> Output {
-    tokio::process::Command::new(bin_path("flotilla"))
-        .args(args)
-        .env("FLOTILLA_SERVER", &fleet.cp_addr)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run flotilla")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-async fn ok(fleet: &Fleet, args: &[&str]) -> String {
-    let o = flotilla(fleet, args).await;
-    assert!(o.status.success(), "flotilla {args:?} failed: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-async fn json(fleet: &Fleet, args: &[&str]) -> Value {
-    let out = ok(fleet, args).await;
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("flotilla {args:?}: not JSON ({e}):\n{out}"))
-}
 
 /// Runs a command that must exit 1 naming `code` and `name` on stderr.
 async fn not_found(fleet: &Fleet, args: &[&str], code: &str, name: &str) {
@@ -152,14 +121,7 @@ async fn get_one_describe_watch_and_completion_end_to_end() {
 
     let fleet = Fleet::start(1).await;
     // Until a leader is elected the answer is NOT_LEADER, not NOT_FOUND.
-    wait_until("the control plane leads", WAIT, || async {
-        let o = flotilla(&fleet, &["get", "clusters", "no-such-cluster"]).await;
-        String::from_utf8_lossy(&o.stderr)
-            .contains("[CLUSTER_NOT_FOUND]")
-            .then_some(())
-    })
-    .await
-    .expect("a leader is elected");
+    wait_leader(&fleet, WAIT).await;
     fleet
         .create_cluster(fleet::cluster("gd", 1, 1, 1, BrokerMode::MasterSlave, &[]))
         .await;

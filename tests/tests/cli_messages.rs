@@ -18,13 +18,13 @@
 //!   a stable code.
 
 use std::collections::BTreeSet;
-use std::process::Output;
 use std::time::Duration;
 
 use flotilla_proto::v1::BrokerMode;
+use flotilla_tests::cli::{fails, flotilla, json, ok, text, wait_leader};
 use flotilla_tests::fleet::{self, Fleet, namesrv_addr};
 use flotilla_tests::rmq::{self, Client, Collector};
-use flotilla_tests::{bin_path, wait_until};
+use flotilla_tests::wait_until;
 use rocketmq_client_rust::{
     ClientConfig, ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
     DefaultMQProducer, MQPushConsumer, MessageListenerConcurrently,
@@ -34,55 +34,6 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(90);
 const CLUSTER: &str = "msgs";
-
-async fn flotilla(fleet: &Fleet, args: &[&str]) -> Output {
-    tokio::process::Command::new(bin_path("flotilla"))
-        .args(args)
-        .env("FLOTILLA_SERVER", &fleet.cp_addr)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("run flotilla")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-async fn ok(fleet: &Fleet, args: &[&str]) -> String {
-    let o = flotilla(fleet, args).await;
-    assert!(o.status.success(), "flotilla {args:?} failed: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-async fn json(fleet: &Fleet, args: &[&str]) -> Value {
-    let out = ok(fleet, args).await;
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("flotilla {args:?}: not JSON ({e}):\n{out}"))
-}
-
-/// Runs a command that must fail with `exit` and name `code`; returns stderr.
-async fn fails(fleet: &Fleet, args: &[&str], exit: i32, code: &str) -> String {
-    let o = flotilla(fleet, args).await;
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(
-        o.status.code(),
-        Some(exit),
-        "flotilla {args:?}: {}",
-        text(&o)
-    );
-    assert!(
-        err.contains(&format!("[{code}]")),
-        "flotilla {args:?} names {code}: {}",
-        text(&o)
-    );
-    err
-}
 
 /// Polls a JSON command until `done` accepts its output.
 async fn json_until(
@@ -143,14 +94,7 @@ fn strs(v: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_traces_dlqs_producers_and_browsing_end_to_end() {
     let fleet = Fleet::start(1).await;
-    wait_until("the control plane leads", WAIT, || async {
-        let o = flotilla(&fleet, &["topic", "list", "-c", "no-such-cluster"]).await;
-        String::from_utf8_lossy(&o.stderr)
-            .contains("[CLUSTER_NOT_FOUND]")
-            .then_some(())
-    })
-    .await
-    .expect("a leader is elected");
+    wait_leader(&fleet, WAIT).await;
     fleet
         .create_cluster(fleet::cluster(
             CLUSTER,
@@ -511,6 +455,7 @@ async fn cli_traces_dlqs_producers_and_browsing_end_to_end() {
     fails(
         &fleet,
         &["message", "trace", "-c", CLUSTER],
+        None,
         2,
         "CLI_INVALID_ARGUMENT",
     )
@@ -518,6 +463,7 @@ async fn cli_traces_dlqs_producers_and_browsing_end_to_end() {
     let err = fails(
         &fleet,
         &["dlq", "resend", "cg-dlq", "not-an-id", "-c", CLUSTER],
+        None,
         1,
         "INVALID_REQUEST",
     )
@@ -529,6 +475,7 @@ async fn cli_traces_dlqs_producers_and_browsing_end_to_end() {
     fails(
         &fleet,
         &["dlq", "list", "cg-nosuch", "-c", CLUSTER],
+        None,
         1,
         "GROUP_NOT_FOUND",
     )
@@ -536,6 +483,7 @@ async fn cli_traces_dlqs_producers_and_browsing_end_to_end() {
     fails(
         &fleet,
         &["message", "list", "--topic", "Nope", "-c", CLUSTER],
+        None,
         1,
         "TOPIC_NOT_FOUND",
     )
@@ -545,6 +493,7 @@ async fn cli_traces_dlqs_producers_and_browsing_end_to_end() {
         &[
             "message", "list", "--topic", "Poison", "-c", CLUSTER, "--queue", "-1",
         ],
+        None,
         2,
         "CLI_INVALID_ARGUMENT",
     )
@@ -553,6 +502,7 @@ async fn cli_traces_dlqs_producers_and_browsing_end_to_end() {
     let err = fails(
         &fleet,
         &["producer", "connections", "bad.name", "-c", CLUSTER],
+        None,
         1,
         "INVALID_REQUEST",
     )
