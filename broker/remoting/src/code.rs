@@ -118,6 +118,8 @@ pub mod request_code {
     pub const QUERY_TOPICS_BY_CONSUMER: i32 = 343;
     /// Broker → consumer: runtime info of a consumer.
     pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;
+    /// Admin → broker → consumer: consume one stored message (by offset message id) now.
+    pub const CONSUME_MESSAGE_DIRECTLY: i32 = 309;
     /// Send one message (V2 short header).
     pub const SEND_MESSAGE_V2: i32 = 310;
     /// Nameserver: update its config.

@@ -265,6 +265,19 @@ impl ClientManager {
         ids
     }
 
+    /// The live connection of client `client_id` in consumer group `group` (the one heard
+    /// from last when it has several), for requests the broker relays to that client.
+    pub fn find_consumer(&self, group: &str, client_id: &str) -> Option<ClientInfo> {
+        self.consumers
+            .lock()
+            .get(group)?
+            .clients
+            .values()
+            .filter(|c| c.client_id == client_id && !c.channel.is_closed())
+            .max_by_key(|c| c.last_update)
+            .cloned()
+    }
+
     /// A group's info.
     pub fn consumer_group(&self, group: &str) -> Option<ConsumerGroupInfo> {
         self.consumers.lock().get(group).cloned()

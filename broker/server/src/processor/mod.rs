@@ -3,7 +3,8 @@
 //! The remoting server already wraps each request in a tracing span (code, opaque,
 //! connection, remote address) and answers unknown codes with REQUEST_CODE_NOT_SUPPORTED;
 //! [`BrokerProcessor`] routes the codes in [`HANDLED_CODES`] to `send`, `pull`,
-//! `consumer_manage`, `client_manage`, `query` and `admin`. Handlers validate their headers
+//! `consumer_manage`, `client_manage`, `query`, `consumer_call` (requests relayed to one
+//! consumer on its own connection) and `admin`. Handlers validate their headers
 //! and return a [`ProcessError`] (INVALID_PARAMETER, NO_PERMISSION, SYSTEM_ERROR … with a
 //! remark) rather than panicking.
 
@@ -18,6 +19,7 @@ use crate::headers::HeaderError;
 
 pub mod admin;
 pub mod client_manage;
+pub mod consumer_call;
 pub mod consumer_manage;
 pub mod producer_manage;
 pub mod pull;
@@ -71,6 +73,8 @@ pub const HANDLED_CODES: &[i32] = &[
     rc::TRIGGER_DELETE_FILES,
     rc::FLOTILLA_TRANSFER_LEADERSHIP,
     rc::END_TRANSACTION,
+    rc::GET_CONSUMER_RUNNING_INFO,
+    rc::CONSUME_MESSAGE_DIRECTLY,
 ];
 
 /// The broker's request processor.
@@ -119,6 +123,8 @@ impl RequestProcessor for BrokerProcessor {
             rc::HEART_BEAT => client_manage::heartbeat(b, &channel, &request),
             rc::GET_PRODUCER_CONNECTION_LIST => producer_manage::connection_list(b, &request),
             rc::UNREGISTER_CLIENT => client_manage::unregister(b, &channel, &request),
+            rc::GET_CONSUMER_RUNNING_INFO => consumer_call::running_info(b, &request).await,
+            rc::CONSUME_MESSAGE_DIRECTLY => consumer_call::consume_directly(b, &request).await,
             rc::END_TRANSACTION => crate::transaction::end_transaction(b, &channel, &request).await,
             _ => admin::handle(b, &channel, request).await,
         }
