@@ -241,6 +241,30 @@ pub async fn call_all(
     join_all(calls).await
 }
 
+/// Splits [`call_all`]'s answers into what `pick` takes from each and the failures; an
+/// answer `pick` does not take is the target's BAD_AGENT_ANSWER ("no WHAT in the answer").
+pub fn answers<T>(
+    results: Vec<(
+        Target,
+        Result<Option<command_result::Result>, BrokerFailure>,
+    )>,
+    what: &str,
+    pick: impl Fn(command_result::Result) -> Option<T>,
+) -> (Vec<(Target, T)>, Vec<BrokerFailure>) {
+    let mut parts = Vec::new();
+    let mut failures = Vec::new();
+    for (t, r) in results {
+        match r.map(|a| a.and_then(&pick)) {
+            Ok(Some(v)) => parts.push((t, v)),
+            Ok(None) => {
+                failures.push(t.failure("BAD_AGENT_ANSWER", format!("no {what} in the answer")))
+            }
+            Err(f) => failures.push(f),
+        }
+    }
+    (parts, failures)
+}
+
 /// Fails with BROKERS_UNAVAILABLE when any target failed (writes act on all or report).
 pub fn all_ok<T>(
     results: Vec<(Target, Result<T, BrokerFailure>)>,
@@ -275,14 +299,11 @@ pub async fn list_all(
         command::Action::ListTopics(Default::default())
     })
     .await;
-    let mut lists = Vec::new();
-    for (t, r) in results {
-        match r {
-            Ok(Some(command_result::Result::Topics(l))) => lists.push((t, l)),
-            Ok(_) => failures.push(t.failure("BAD_AGENT_ANSWER", "no topic list in the answer")),
-            Err(f) => failures.push(f),
-        }
-    }
+    let (lists, bad) = answers(results, "topic list", |a| match a {
+        command_result::Result::Topics(l) => Some(l),
+        _ => None,
+    });
+    failures.extend(bad);
     (lists, failures)
 }
 

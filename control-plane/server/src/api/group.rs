@@ -209,16 +209,11 @@ impl GroupApi {
             })
         })
         .await;
-        let mut parts = Vec::new();
-        for (t, res) in results {
-            match res {
-                Ok(Some(command_result::Result::ProducerConnections(c))) => parts.push((t, c)),
-                Ok(_) => {
-                    failures.push(t.failure("BAD_AGENT_ANSWER", "no connections in the answer"))
-                }
-                Err(f) => failures.push(f),
-            }
-        }
+        let (parts, bad) = brokers::answers(results, "connections", |a| match a {
+            command_result::Result::ProducerConnections(c) => Some(c),
+            _ => None,
+        });
+        failures.extend(bad);
         let mut out = merge_producers(&r.group, parts);
         out.failures = failures;
         Ok(out)
@@ -518,16 +513,11 @@ impl GroupApi {
             })
         })
         .await;
-        let mut parts = Vec::new();
-        for (t, res) in results {
-            match res {
-                Ok(Some(command_result::Result::ConsumerConnections(c))) => parts.push((t, c)),
-                Ok(_) => {
-                    failures.push(t.failure("BAD_AGENT_ANSWER", "no connections in the answer"))
-                }
-                Err(f) => failures.push(f),
-            }
-        }
+        let (parts, bad) = brokers::answers(results, "connections", |a| match a {
+            command_result::Result::ConsumerConnections(c) => Some(c),
+            _ => None,
+        });
+        failures.extend(bad);
         let mut out = merge_connections(&r.group, parts);
         out.failures = failures;
         Ok(out)
