@@ -291,17 +291,28 @@ impl Fleet {
     }
 
     /// Creates a cluster through the API.
+    /// Until a leader is elected the control plane answers NOT_LEADER, which applied
+    /// nothing: that answer is retried, up to the fleet's wait.
     pub async fn create_cluster(&self, c: Cluster) -> Cluster {
-        self.clusters()
-            .await
-            .create_cluster(flotilla_proto::v1::CreateClusterRequest {
-                cluster: Some(c),
-                request_id: String::new(),
-                validate_only: false,
-            })
-            .await
-            .expect("create cluster")
-            .into_inner()
+        let req = flotilla_proto::v1::CreateClusterRequest {
+            cluster: Some(c),
+            request_id: String::new(),
+            validate_only: false,
+        };
+        let deadline = tokio::time::Instant::now() + FLEET_WAIT;
+        loop {
+            match self.clusters().await.create_cluster(req.clone()).await {
+                Ok(r) => return r.into_inner(),
+                Err(s)
+                    if s.code() == tonic::Code::Unavailable
+                        && s.message() == "not the leader"
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(s) => panic!("create cluster: {s:?}"),
+            }
+        }
     }
 
     /// Reads a cluster through the API.
