@@ -13,6 +13,32 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Copies `from` to `to` until either side closes or the link is cut. The cut is checked
+/// after every read and before its write: bytes a peer sends after [`FaultProxy::block`]
+/// returned are never delivered, even when the task has not yet seen the cut
+/// (`copy_bidirectional` could forward one more buffer, which let a write made "after the
+/// partition" reach a follower).
+async fn pump<R, W>(mut from: R, mut to: W, cut: &watch::Receiver<bool>)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if *cut.borrow() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// One directed link through the test.
 pub struct FaultProxy {
     addr: SocketAddr,
@@ -41,8 +67,12 @@ impl FaultProxy {
                     let Ok(mut outbound) = TcpStream::connect(target).await else {
                         return;
                     };
+                    let (ir, iw) = inbound.split();
+                    let (or, ow) = outbound.split();
+                    let cut = rx.clone();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = pump(ir, ow, &cut) => {}
+                        _ = pump(or, iw, &cut) => {}
                         _ = rx.wait_for(|b| *b) => {}
                     }
                 });
