@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use flotilla_agent::{Agent, AgentConfig};
+use flotilla_client::ClientTls;
 
 /// With this variable set the binary parses its flags and environment, prints what it
 /// understood and exits 0 without starting anything: the packaging tests run the Helm
@@ -54,6 +55,23 @@ struct Args {
     /// What cordoning the Kubernetes Node does to the Flotilla node.
     #[arg(long, value_enum, default_value = "cordon")]
     kube_on_cordon: flotilla_agent::kube::OnCordon,
+    /// PEM CA bundle the control plane's certificate must chain to.
+    #[arg(long, env = "FLOTILLA_AGENT_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// PEM certificate of this node (identity `flotilla://agent/<node-id>`); re-read on
+    /// every reconnect, so a rotated file is used from the next session on.
+    #[arg(long, env = "FLOTILLA_AGENT_TLS_CERT", requires = "tls_ca")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "FLOTILLA_AGENT_TLS_KEY", requires = "tls_ca")]
+    tls_key: Option<PathBuf>,
+    /// Server name to check the control plane's certificate against (default: the host of
+    /// each address).
+    #[arg(long, env = "FLOTILLA_AGENT_TLS_SERVER_NAME")]
+    tls_server_name: Option<String>,
+    /// Talk plaintext to a control plane started with --insecure.
+    #[arg(long, env = "FLOTILLA_AGENT_INSECURE", conflicts_with = "tls_ca")]
+    insecure: bool,
 }
 
 fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
@@ -76,6 +94,21 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let tls = ClientTls::from_parts(
+        args.tls_ca.clone(),
+        args.tls_cert.clone(),
+        args.tls_key.clone(),
+        args.tls_server_name.clone(),
+    )?;
+    if tls.is_none() && !args.insecure {
+        anyhow::bail!(
+            "no TLS configured: give --tls-ca, --tls-cert and --tls-key (`flotilla certs init` \
+             writes a set), or --insecure for a control plane started with --insecure"
+        );
+    }
+    if tls.is_none() {
+        tracing::warn!("INSECURE: talking plaintext to the control plane (--insecure)");
+    }
     if std::env::var_os(CHECK_ARGS).is_some() {
         let labels = parse_labels(&args.labels)?;
         println!("{args:#?}\n{labels:?}");
@@ -104,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
         report_interval: Duration::from_secs(args.report_interval_secs.clamp(1, 5)),
         tick_interval: Duration::from_millis(500),
         stop_instances_on_exit: args.stop_instances_on_exit,
+        tls,
     };
     let agent = Agent::new(cfg)?;
     let (tx, rx) = tokio::sync::watch::channel(false);

@@ -110,6 +110,9 @@ pub struct AgentConfig {
     /// Stop every instance when the agent is asked to exit (`flotilla up`); by default
     /// instances outlive the agent.
     pub stop_instances_on_exit: bool,
+    /// TLS towards the control plane: its CA and this node's certificate (whose identity
+    /// must be `flotilla://agent/<node_id>`). `None` is plaintext (`--insecure`).
+    pub tls: Option<flotilla_client::ClientTls>,
 }
 
 /// The running agent.
@@ -192,7 +195,8 @@ impl Agent {
         );
         sup.recover();
         let connector = Connector::parse(&cfg.control_plane)
-            .map_err(|e| SessionError::BadAddress(e.to_string()))?;
+            .map_err(|e| SessionError::BadAddress(e.to_string()))?
+            .tls(cfg.tls.clone());
         Ok(Arc::new(Self {
             connector: Mutex::new(connector),
             applied_generation: AtomicI64::new(rec.applied_generation),
@@ -298,6 +302,11 @@ impl Agent {
     /// This node's name.
     pub fn node_id(&self) -> &str {
         &self.cfg.node_id
+    }
+
+    /// How this agent reaches the control plane over TLS (`None`: plaintext).
+    pub fn control_plane_tls(&self) -> Option<flotilla_client::ClientTls> {
+        self.cfg.tls.clone()
     }
 
     /// Records where the node is; the next Hello and report carry it.

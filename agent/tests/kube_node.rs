@@ -178,6 +178,7 @@ async fn the_node_reads_its_kubernetes_node_and_follows_cordons() {
         report_interval: Duration::from_millis(200),
         tick_interval: Duration::from_millis(200),
         stop_instances_on_exit: false,
+        tls: None,
     })
     .unwrap();
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -10,7 +10,6 @@
 
 use flotilla_proto::v1::group_service_client::GroupServiceClient;
 use flotilla_proto::v1::topic_service_client::TopicServiceClient;
-use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use crate::client::{self, ClientError};
@@ -104,12 +103,12 @@ pub fn describe(s: &tonic::Status) -> String {
 }
 
 /// TopicService client.
-pub async fn topics(server: &str) -> Result<TopicServiceClient<Channel>, ClientError> {
+pub async fn topics(server: &str) -> Result<TopicServiceClient<crate::client::Chan>, ClientError> {
     Ok(TopicServiceClient::new(client::channel(server).await?))
 }
 
 /// GroupService client.
-pub async fn groups(server: &str) -> Result<GroupServiceClient<Channel>, ClientError> {
+pub async fn groups(server: &str) -> Result<GroupServiceClient<crate::client::Chan>, ClientError> {
     Ok(GroupServiceClient::new(client::channel(server).await?))
 }
 

@@ -97,7 +97,7 @@ pub struct Resent {
     pub unique_key: String,
 }
 
-async fn client(server: &str) -> Result<MessageServiceClient<tonic::transport::Channel>, CmdError> {
+async fn client(server: &str) -> Result<MessageServiceClient<crate::client::Chan>, CmdError> {
     Ok(MessageServiceClient::new(
         crate::client::channel(server).await?,
     ))

@@ -19,6 +19,7 @@
 
 mod api;
 mod apply;
+mod certs;
 mod client;
 mod describe;
 mod dlq;
@@ -102,6 +103,11 @@ enum Cmd {
         /// Output format: the text for people (`table`), or what `get KIND NAME` prints.
         #[arg(short = 'o', long, value_enum, default_value_t)]
         output: output::Format,
+    },
+    /// Certificates for the control plane, agents and users (`init` a CA, `issue` more).
+    Certs {
+        #[command(subcommand)]
+        cmd: CertsCmd,
     },
     /// Print a shell completion script (e.g. `source <(flotilla completion bash)`).
     Completion {
@@ -227,6 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             output,
         } => Ok(describe::run(&server, what, &name, output).await?),
         Cmd::Completion { shell } => completion(shell),
+        Cmd::Certs { cmd } => certs_cmd(cmd),
         Cmd::Topic { cmd } => Ok(topic::run(cmd).await?),
         Cmd::Group { cmd } => Ok(group::run(cmd).await?),
         Cmd::Offset { cmd } => Ok(group::run_offset(cmd).await?),
@@ -314,6 +321,8 @@ fn error_code(e: &anyhow::Error) -> Option<String> {
             Some(x.code().to_string())
         } else if let Some(x) = cause.downcast_ref::<client::ClientError>() {
             Some(x.code().to_string())
+        } else if let Some(x) = cause.downcast_ref::<certs::CertsError>() {
+            Some(x.code().to_string())
         } else if let Some(x) = cause.downcast_ref::<api::CmdError>() {
             Some(x.code())
         } else {
@@ -359,4 +368,66 @@ async fn main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// `flotilla certs`.
+#[derive(Debug, clap::Subcommand)]
+enum CertsCmd {
+    /// A new CA in DIR and, signed by it: the control plane's certificate (server and
+    /// replica identity), one per `--node`, one per `--user` (`admin` when none is named).
+    Init(CertsArgs),
+    /// More certificates signed by the CA already in DIR.
+    Issue(CertsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CertsArgs {
+    /// Directory of the CA and the certificates.
+    #[arg(long, default_value = "flotilla-certs")]
+    dir: std::path::PathBuf,
+    /// A node to issue an agent certificate for (`agent-NODE.crt`); repeatable.
+    #[arg(long = "node")]
+    nodes: Vec<String>,
+    /// A user `NAME[:ROLE]` (role admin, operator or viewer; default admin) to issue a
+    /// client certificate for (`user-NAME.crt`); repeatable.
+    #[arg(long = "user")]
+    users: Vec<String>,
+    /// Another DNS name or IP of the control plane (localhost and loopback are always in);
+    /// repeatable.
+    #[arg(long = "host")]
+    hosts: Vec<String>,
+    /// With `issue`: a new control-plane certificate too.
+    #[arg(long)]
+    control_plane: bool,
+    /// Validity of the leaf certificates in days (the CA gets twice as long).
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Overwrite existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+fn certs_cmd(cmd: CertsCmd) -> anyhow::Result<()> {
+    let (init, a) = match cmd {
+        CertsCmd::Init(a) => (true, a),
+        CertsCmd::Issue(a) => (false, a),
+    };
+    let req = certs::Request {
+        dir: a.dir,
+        nodes: a.nodes,
+        hosts: a.hosts,
+        users: a.users,
+        days: a.days,
+        force: a.force,
+        control_plane: a.control_plane,
+    };
+    let files = if init {
+        certs::init(req)?
+    } else {
+        certs::issue(req)?
+    };
+    for f in files {
+        println!("{}", f.display());
+    }
+    Ok(())
 }

@@ -444,7 +444,7 @@ fn table(ms: &[MessageView], wide: bool) -> String {
     columns(&header, &rows)
 }
 
-async fn client(server: &str) -> Result<MessageServiceClient<tonic::transport::Channel>, CmdError> {
+async fn client(server: &str) -> Result<MessageServiceClient<crate::client::Chan>, CmdError> {
     Ok(MessageServiceClient::new(
         crate::client::channel(server).await?,
     ))

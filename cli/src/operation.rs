@@ -19,7 +19,6 @@ use flotilla_proto::v1::{
     RollbackOperationRequest, WaitOperationRequest, operation_spec,
 };
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use crate::api::CmdError;
 use crate::client;
@@ -314,7 +313,7 @@ pub fn table(ops: &[OperationView], wide: bool) -> String {
 }
 
 /// OperationService client.
-pub async fn ops(server: &str) -> Result<OperationServiceClient<Channel>, CmdError> {
+pub async fn ops(server: &str) -> Result<OperationServiceClient<crate::client::Chan>, CmdError> {
     Ok(OperationServiceClient::new(client::channel(server).await?))
 }
 

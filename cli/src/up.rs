@@ -544,6 +544,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             st.cp_listen.clone(),
             "--store".into(),
             format!("embedded:{}", data.join("cp").display()),
+            // One machine, loopback only; TLS for `up` is still to come (issue #19).
+            "--insecure".into(),
         ],
         &logs.join("cp.log"),
     )?;
@@ -564,6 +566,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 "--bin-dir".into(),
                 bin_dir.display().to_string(),
                 "--stop-instances-on-exit".into(),
+                "--insecure".into(),
             ],
             &logs.join(format!("{node}.log")),
         );

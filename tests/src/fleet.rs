@@ -169,6 +169,8 @@ impl Fleet {
             }
         }
         cmd.args(["--node-heartbeat-timeout", "6s", "--resync-interval", "5s"]);
+        // The fleet tests are about operations, not security (tests/tests/security_tls.rs).
+        cmd.arg("--insecure");
         cmd.env("RUST_LOG", "info");
         cmd.envs(self.cp_env.iter().map(|(k, v)| (k, v)));
         let log = if self.cps.len() == 1 {
@@ -239,6 +241,7 @@ impl Fleet {
             &a.ip,
             "--report-interval-secs",
             "1",
+            "--insecure",
         ]);
         cmd.env("RUST_LOG", "info");
         a.proc = Some(Proc::spawn(node, &mut cmd, Some(&log)));

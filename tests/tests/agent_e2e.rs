@@ -414,6 +414,7 @@ async fn commands_are_applied_once_and_stale_epochs_are_refused() {
         "127.0.0.1",
         "--report-interval-secs",
         "1",
+        "--insecure",
     ]);
     let _agent = Proc::spawn("agent", &mut cmd, Some(&dir.path().join("agent.log")));
     let hello = tokio::time::timeout(WAIT, in_rx.recv())

@@ -281,8 +281,9 @@ pub async fn react(
     policy: OnCordon,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), KubeError> {
-    let mut connector =
-        Connector::parse(control_plane).map_err(|e| KubeError::ControlPlane(e.to_string()))?;
+    let mut connector = Connector::parse(control_plane)
+        .map_err(|e| KubeError::ControlPlane(e.to_string()))?
+        .tls(agent.control_plane_tls());
     let node = agent.node_id().to_string();
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut seen: Option<bool> = None;

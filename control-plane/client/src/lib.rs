@@ -15,6 +15,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+pub mod tls;
+
+pub use tls::{ClientTls, Principal, Role, TlsError};
+
 use tonic::transport::{Channel, Endpoint, Uri};
 use tracing::debug;
 
@@ -33,6 +37,9 @@ pub enum ClientError {
     /// No address of the list accepted a connection.
     #[error("cannot reach the control plane at any of: {}", summarize(.0))]
     Unreachable(Vec<(String, String)>),
+    /// The TLS files could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 impl ClientError {
@@ -42,6 +49,7 @@ impl ClientError {
             ClientError::Empty => "CONTROL_PLANE_ADDRESS_EMPTY",
             ClientError::BadAddress(_) => "CONTROL_PLANE_ADDRESS_INVALID",
             ClientError::Unreachable(_) => "CONTROL_PLANE_UNREACHABLE",
+            ClientError::Tls(e) => e.code(),
         }
     }
 }
@@ -113,15 +121,44 @@ impl Endpoints {
     /// addresses as one URL per address, any other name as it is (it is resolved again when
     /// dialled, and its failure is reported then).
     pub async fn resolve(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        self.resolve_named()
+            .await
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect()
+    }
+
+    /// [`Endpoints::resolve`], each address with the host name it was resolved from (the
+    /// name a TLS certificate is checked against).
+    pub async fn resolve_named(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
         for url in &self.urls {
+            let host = host_of(url);
             for u in expand(url).await {
-                if !out.contains(&u) {
-                    out.push(u);
+                if !out.iter().any(|(seen, _)| *seen == u) {
+                    out.push((u, host.clone()));
                 }
             }
         }
         out
+    }
+}
+
+fn host_of(url: &str) -> String {
+    url.parse::<Uri>()
+        .ok()
+        .and_then(|u| {
+            u.host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// `http://` turned into `https://` (a TLS connector dials every entry with TLS).
+fn secure(url: &str) -> String {
+    match url.strip_prefix("http://") {
+        Some(rest) => format!("https://{rest}"),
+        None => url.to_string(),
     }
 }
 
@@ -174,6 +211,7 @@ pub struct Connector {
     endpoints: Endpoints,
     connect_timeout: Duration,
     request_timeout: Option<Duration>,
+    tls: Option<ClientTls>,
     /// The address the next connect tries first (an index into the resolved list).
     next: usize,
     /// The address last handed out.
@@ -187,6 +225,7 @@ impl Connector {
             endpoints,
             connect_timeout: Duration::from_secs(3),
             request_timeout: None,
+            tls: None,
             next: 0,
             current: None,
         }
@@ -200,6 +239,13 @@ impl Connector {
     /// Sets the timeout of each unary call on the channels handed out.
     pub fn request_timeout(mut self, t: Duration) -> Self {
         self.request_timeout = Some(t);
+        self
+    }
+
+    /// Dials every address with TLS, verifying the control plane against `tls`'s CA and
+    /// presenting its certificate, if any (`http://` entries are dialled as `https://`).
+    pub fn tls(mut self, tls: Option<ClientTls>) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -217,16 +263,28 @@ impl Connector {
     /// Tries every address once, starting with the one after the last failure, and returns
     /// the first that accepts a connection.
     pub async fn connect(&mut self) -> Result<Connected, ClientError> {
-        let urls = self.endpoints.resolve().await;
+        let urls = self.endpoints.resolve_named().await;
         let n = urls.len();
         let mut tried = Vec::new();
         for i in 0..n {
             let idx = (self.next + i) % n;
-            let url = &urls[idx];
+            let (url, host) = &urls[idx];
+            let url = match &self.tls {
+                Some(_) => secure(url),
+                None => url.clone(),
+            };
             let mut ep = Endpoint::from_shared(url.clone())
                 .map_err(|_| ClientError::BadAddress(url.clone()))?
                 .connect_timeout(self.connect_timeout)
                 .tcp_nodelay(true);
+            if let Some(tls) = &self.tls {
+                ep = ep.tls_config(tls.load(host)?).map_err(|e| {
+                    ClientError::Tls(TlsError::Read {
+                        path: tls.ca.display().to_string(),
+                        reason: error_chain(&e),
+                    })
+                })?;
+            }
             if let Some(t) = self.request_timeout {
                 ep = ep.timeout(t);
             }
@@ -234,14 +292,11 @@ impl Connector {
                 Ok(channel) => {
                     self.current = Some(idx);
                     self.next = idx;
-                    return Ok(Connected {
-                        url: url.clone(),
-                        channel,
-                    });
+                    return Ok(Connected { url, channel });
                 }
                 Err(e) => {
                     debug!(%url, error = %e, "control plane not reachable");
-                    tried.push((url.clone(), error_chain(&e)));
+                    tried.push((url, error_chain(&e)));
                 }
             }
         }

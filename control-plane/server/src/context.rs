@@ -38,6 +38,8 @@ pub struct Config {
     /// A follower forwards API calls and agent streams to the leader ([`crate::forward`]);
     /// off, it answers writes and agent streams `NOT_LEADER` itself.
     pub forward_to_leader: bool,
+    /// TLS and authentication of the port ([`crate::security`]).
+    pub security: crate::security::Security,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             reconcile_workers: 2,
             command_timeout: Duration::from_secs(30),
             forward_to_leader: true,
+            security: crate::security::Security::Insecure,
         }
     }
 }

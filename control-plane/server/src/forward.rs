@@ -39,6 +39,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::errors::ApiError;
 use crate::leader::LeaderHandle;
+use flotilla_client::ClientTls;
 
 /// Header a forwarding replica adds (its own advertise name); a request carrying it is never
 /// forwarded again.
@@ -94,12 +95,18 @@ pub struct LeaderRoute {
     known: watch::Receiver<Option<String>>,
     channel: Arc<Mutex<Option<(String, Channel)>>>,
     enabled: bool,
+    tls: Option<ClientTls>,
 }
 
 impl LeaderRoute {
     /// Starts following the election key until `shutdown`. With `enabled` false the route
     /// never forwards (every call is handled locally).
-    pub fn spawn(leader: LeaderHandle, enabled: bool, shutdown: CancellationToken) -> Self {
+    pub fn spawn(
+        leader: LeaderHandle,
+        enabled: bool,
+        tls: Option<ClientTls>,
+        shutdown: CancellationToken,
+    ) -> Self {
         let (tx, known) = watch::channel(None);
         let h = leader.clone();
         tokio::spawn(
@@ -123,6 +130,7 @@ impl LeaderRoute {
             known,
             channel: Arc::new(Mutex::new(None)),
             enabled,
+            tls,
         }
     }
 
@@ -155,15 +163,42 @@ impl LeaderRoute {
                 return None;
             }
         };
-        let ch = Endpoint::from_shared(url)
+        let mut ep = Endpoint::from_shared(secure(&url, self.tls.is_some()))
             .ok()?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .connect_lazy();
+            .keep_alive_timeout(Duration::from_secs(20));
+        if let Some(tls) = &self.tls {
+            // The files are read when the channel to a new leader is made: a rotated replica
+            // certificate is used from the next leader change on.
+            let host = ep.uri().host().unwrap_or_default().to_string();
+            let cfg = match tls.load(&host) {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, code = e.code(), "not forwarding: TLS files unusable");
+                    return None;
+                }
+            };
+            ep = match ep.tls_config(cfg) {
+                Ok(ep) => ep,
+                Err(e) => {
+                    warn!(error = %e, "not forwarding: TLS configuration refused");
+                    return None;
+                }
+            };
+        }
+        let ch = ep.connect_lazy();
         *cached = Some((name.clone(), ch.clone()));
         Some((name, ch))
+    }
+}
+
+/// `url` with `https://` when the replicas speak TLS (an `http://` leader name included).
+fn secure(url: &str, tls: bool) -> String {
+    match url.strip_prefix("http://") {
+        Some(rest) if tls => format!("https://{rest}"),
+        _ => url.to_string(),
     }
 }
 

@@ -17,6 +17,7 @@
 //! | [`sessions`], [`registry`] | agent streams, heartbeats, commands; node records |
 //! | [`reconcile`] | placement, rendering, desired states, status folding |
 //! | [`requests`] | request-id idempotency |
+//! | [`security`] | TLS, bearer tokens, who may call what |
 //! | [`workflow`] | the engine that drives Operations step by step (scale-in, …) |
 //! | [`testing`] | a fake agent speaking the real protocol (tests, benchmark) |
 //!
@@ -35,6 +36,7 @@ pub mod names;
 pub mod reconcile;
 pub mod registry;
 pub mod requests;
+pub mod security;
 pub mod server;
 pub mod sessions;
 pub mod testing;

@@ -3,17 +3,23 @@
 //! ```text
 //! flotilla-cp [--listen 127.0.0.1:7443] [--store embedded:<dir> | --etcd-endpoints a,b,c]
 //!             [--advertise NAME] [--node-heartbeat-timeout 15s] [--resync-interval 60s]
+//!             (--tls-cert F --tls-key F --tls-client-ca F [--tokens F] | --insecure)
 //! ```
+//!
+//! The port is mutual TLS: agents, replicas and users present certificates from the client
+//! CA (`flotilla certs init` makes a set), users may instead send a bearer token from the
+//! `--tokens` file. Plaintext with no authentication only with an explicit `--insecure`.
 //!
 //! Replicas sharing one etcd elect a leader; the others forward API calls and agent streams
 //! to it (`--advertise` must then be a `host:port` the replicas can dial; the default is the
 //! listen address). With `--no-forward` they answer writes UNAVAILABLE naming the leader.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use flotilla_cp::security::{Security, TlsFiles, TlsSettings};
 use flotilla_cp::{Config, ControlPlane};
 use flotilla_intent_store::{EmbeddedOptions, LeasesOnReopen, StoreSpec};
 use tracing::info;
@@ -54,6 +60,48 @@ struct Args {
     /// leader (forwarding needs `--advertise` to be an address the replicas can dial).
     #[arg(long)]
     no_forward: bool,
+    /// PEM certificate chain this replica presents.
+    #[arg(long, env = "FLOTILLA_CP_TLS_CERT", requires_all = ["tls_key", "tls_client_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "FLOTILLA_CP_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA bundle that agent, replica and user certificates must chain to.
+    #[arg(long, env = "FLOTILLA_CP_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Bearer tokens: one `token,role,name` line each (role admin, operator or viewer).
+    #[arg(long, env = "FLOTILLA_CP_TOKENS", requires = "tls_cert")]
+    tokens: Option<PathBuf>,
+    /// How often changed certificate, CA and token files are reloaded.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    tls_reload_interval: Duration,
+    /// Serve plaintext gRPC with no authentication: anyone who reaches the port controls the
+    /// fleet. For a laptop or a test only.
+    #[arg(long, env = "FLOTILLA_CP_INSECURE", conflicts_with = "tls_cert")]
+    insecure: bool,
+}
+
+impl Args {
+    fn security(&self) -> anyhow::Result<Security> {
+        if self.insecure {
+            return Ok(Security::Insecure);
+        }
+        match (&self.tls_cert, &self.tls_key, &self.tls_client_ca) {
+            (Some(cert), Some(key), Some(ca)) => Ok(Security::Tls(TlsSettings {
+                files: TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: ca.clone(),
+                },
+                tokens: self.tokens.clone(),
+                reload_interval: self.tls_reload_interval,
+            })),
+            _ => anyhow::bail!(
+                "no TLS configured: give --tls-cert, --tls-key and --tls-client-ca (`flotilla \
+                 certs init` writes a set), or --insecure to serve plaintext to anyone"
+            ),
+        }
+    }
 }
 
 #[tokio::main]
@@ -66,13 +114,14 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     flotilla_cp::failpoints::setup_from_env()?;
+    let security = args.security()?;
     let spec = StoreSpec::from_flags(
         args.store.as_deref(),
         args.etcd_endpoints.as_deref(),
         Path::new("./flotilla-data"),
     )?;
     if std::env::var_os(CHECK_ARGS).is_some() {
-        println!("{args:#?}\n{spec:?}");
+        println!("{args:#?}\n{spec:?}\n{security:?}");
         return Ok(());
     }
     // A restarted single control plane must not wait for its old candidate key.
@@ -104,8 +153,16 @@ async fn main() -> anyhow::Result<()> {
         leader_lease_ttl: args.leader_lease_ttl,
         reconcile_workers: args.reconcile_workers,
         forward_to_leader: !args.no_forward,
+        security,
         ..Config::default()
     };
+    if config.security.is_insecure() {
+        tracing::warn!(
+            listen = %args.listen,
+            "INSECURE: plaintext gRPC with no authentication (--insecure); anyone who can \
+             reach this port can change every cluster"
+        );
+    }
     let cp = ControlPlane::start(config, store, listener).await?;
     info!(addr = %cp.addr, backend = cp.ctx.store.backend(), "started");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

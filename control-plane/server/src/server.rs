@@ -19,7 +19,6 @@ use flotilla_proto::v1::{
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -33,7 +32,9 @@ use crate::fenced::Writer;
 use crate::forward::{ForwardLayer, LeaderRoute};
 use crate::leader;
 use crate::reconcile::{self, queue::Queue};
+use crate::security::{AuthLayer, ReloadingTls, Security, SecurityError, Tokens};
 use crate::sessions::{AgentApi, Sessions};
+use flotilla_client::ClientTls;
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,9 @@ pub enum ServerError {
     /// Reflection could not be built from the descriptor set.
     #[error("reflection: {0}")]
     Reflection(String),
+    /// The TLS or token files cannot be used.
+    #[error(transparent)]
+    Security(#[from] crate::security::SecurityError),
 }
 
 impl ServerError {
@@ -52,6 +56,7 @@ impl ServerError {
         match self {
             ServerError::Listener(_) => "LISTENER",
             ServerError::Reflection(_) => "REFLECTION",
+            ServerError::Security(e) => e.code(),
         }
     }
 }
@@ -93,6 +98,27 @@ impl ControlPlane {
         shutdown: CancellationToken,
     ) -> Result<Self, ServerError> {
         let addr = listener.local_addr()?;
+        // Load the files before anything starts: a control plane that cannot protect its
+        // port must not come up.
+        let (tls, tokens, client_tls) = match &config.security {
+            Security::Insecure => (None, None, None),
+            Security::Tls(s) => {
+                let tls = ReloadingTls::new(s.files.clone()).map_err(SecurityError::from)?;
+                tls.spawn_reloader(s.reload_interval, shutdown.clone());
+                let tokens = match &s.tokens {
+                    Some(p) => {
+                        let t = Tokens::new(p.clone()).map_err(SecurityError::from)?;
+                        t.spawn_reloader(s.reload_interval, shutdown.clone());
+                        Some(t)
+                    }
+                    None => None,
+                };
+                // A follower dials the leader presenting its own (replica) certificate.
+                let client =
+                    ClientTls::new(&s.files.client_ca).with_identity(&s.files.cert, &s.files.key);
+                (Some(tls), tokens, Some(client))
+            }
+        };
         let cache = Cache::new();
         cache.spawn(store.clone(), shutdown.clone());
         let ctx = Arc::new(Ctx {
@@ -132,9 +158,15 @@ impl ControlPlane {
         let route = LeaderRoute::spawn(
             ctx.leader.clone(),
             ctx.config.forward_to_leader,
+            client_tls,
             shutdown.clone(),
         );
+        let auth = match ctx.config.security {
+            Security::Insecure => None,
+            Security::Tls(_) => Some(AuthLayer::new(tokens)),
+        };
         let router = tonic::transport::Server::builder()
+            .layer(tower::util::option_layer(auth))
             .layer(ForwardLayer::new(route))
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -149,7 +181,7 @@ impl ControlPlane {
             .add_service(TopicServiceServer::new(TopicApi::new(ctx.clone())))
             .add_service(GroupServiceServer::new(GroupApi::new(ctx.clone())))
             .add_service(MessageServiceServer::new(MessageApi::new(ctx.clone())));
-        let incoming = TcpListenerStream::new(listener);
+        let incoming = crate::security::tls::incoming(listener, tls, shutdown.clone());
         let stop = shutdown.clone();
         let server = tokio::spawn(async move {
             router

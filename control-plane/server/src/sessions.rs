@@ -48,6 +48,8 @@ use crate::context::Ctx;
 use crate::errors::ApiError;
 use crate::names;
 use crate::registry;
+use crate::security::Caller;
+use flotilla_client::Principal;
 
 /// Why a command could not be completed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -359,6 +361,25 @@ async fn write_observed(
     Ok(())
 }
 
+/// An agent's certificate names one node; its session may speak for that node only. Without
+/// TLS (`--insecure`) there is no identity to check, which is said on every session.
+fn check_identity(caller: Option<&Caller>, node: &str, insecure: bool) -> Result<(), Status> {
+    match caller {
+        Some(Caller(Principal::Agent(n))) if n == node => Ok(()),
+        Some(Caller(p)) => Err(Status::permission_denied(format!(
+            "{p} may not open the session of node {node}: an agent's certificate must name \
+             its node (flotilla://agent/{node})"
+        ))),
+        None if insecure => {
+            warn!(%node, "agent session without TLS (--insecure): its node id is not verified");
+            Ok(())
+        }
+        None => Err(Status::unauthenticated(format!(
+            "the session of node {node} needs the agent's client certificate"
+        ))),
+    }
+}
+
 impl AgentApi {
     async fn hello(&self, hello: &Hello) -> Result<(i64, LeaseId), Status> {
         let ctx = &self.ctx;
@@ -514,6 +535,7 @@ impl AgentService for AgentApi {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
+        let caller = request.extensions().get::<Caller>().cloned();
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(Duration::from_secs(30), inbound.message())
             .await
@@ -531,6 +553,11 @@ impl AgentService for AgentApi {
             }
         };
         let node = hello.node_id.clone();
+        check_identity(
+            caller.as_ref(),
+            &node,
+            self.ctx.config.security.is_insecure(),
+        )?;
         let span = info_span!("agent_session", node = %node);
         let (epoch, lease) = self.hello(&hello).instrument(span.clone()).await?;
         let (tx, rx) = mpsc::channel(256);

@@ -34,6 +34,7 @@ pub fn test_config(name: &str) -> Config {
         // These replicas advertise names, not addresses: followers answer NOT_LEADER
         // themselves. `start_forwarding` starts replicas that forward.
         forward_to_leader: false,
+        ..Config::default()
     }
 }
 
