@@ -37,7 +37,7 @@ use crate::code::response_code;
 use crate::codec::{CodecError, RemotingCodec, encode_into};
 use crate::command::{FLAG_RESPONSE, RemotingCommand, next_opaque};
 use crate::error::RemotingError;
-use crate::processor::DynProcessor;
+use crate::processor::{DynProcessor, RequestHook};
 
 /// How long a stopping connection waits for its in-flight handlers.
 const GRACE: Duration = Duration::from_secs(10);
@@ -220,6 +220,8 @@ impl Channel {
 pub(crate) struct Dispatcher {
     pub(crate) processors: HashMap<i32, Arc<dyn DynProcessor>>,
     pub(crate) default: Option<Arc<dyn DynProcessor>>,
+    /// Runs before every processor (ACL); its error is the answer.
+    pub(crate) hook: Option<Arc<dyn RequestHook>>,
     pub(crate) global: Arc<Semaphore>,
     /// Tracks every handler task, for graceful shutdown.
     pub(crate) tracker: TaskTracker,
@@ -278,6 +280,7 @@ impl Dispatcher {
             remote = %channel.remote_addr()
         );
         let channel = channel.clone();
+        let hook = self.hook.clone();
         self.tracker.spawn(
             async move {
                 let _permits: (
@@ -290,7 +293,17 @@ impl Dispatcher {
                     ext_fields: HashMap::new(),
                     ..req.clone()
                 };
-                let result = processor.process_boxed(channel.clone(), req).await;
+                let checked = match &hook {
+                    Some(h) => h.before(channel.remote_addr(), &req),
+                    None => Ok(()),
+                };
+                let result = match checked {
+                    Ok(()) => processor.process_boxed(channel.clone(), req).await,
+                    Err(e) => {
+                        debug!(error = %e, "request refused before processing");
+                        Err(e)
+                    }
+                };
                 let resp = match result {
                     Ok(Some(resp)) => resp,
                     Ok(None) => return,

@@ -24,6 +24,7 @@ use crate::channel::{Channel, ChannelConfig, Dispatcher, start_connection};
 use crate::command::RemotingCommand;
 use crate::error::RemotingError;
 use crate::processor::{DynProcessor, RequestProcessor};
+use crate::signing::SessionCredentials;
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -61,6 +62,8 @@ struct ClientInner {
     pools: Mutex<HashMap<String, Arc<Pool>>>,
     dispatcher: Arc<Dispatcher>,
     stop: CancellationToken,
+    /// Signs every request (ACL 1.0) when set.
+    credentials: parking_lot::RwLock<Option<Arc<SessionCredentials>>>,
 }
 
 /// A pooled remoting client. Cheap to clone; clones share connections.
@@ -91,6 +94,7 @@ impl RemotingClient {
         let dispatcher = Arc::new(Dispatcher {
             processors: HashMap::new(),
             default: handler,
+            hook: None,
             global: Arc::new(Semaphore::new(
                 config.channel.max_inflight_per_connection.max(1),
             )),
@@ -102,8 +106,34 @@ impl RemotingClient {
                 pools: Mutex::new(HashMap::new()),
                 dispatcher,
                 stop: CancellationToken::new(),
+                credentials: parking_lot::RwLock::new(None),
             }),
         }
+    }
+
+    /// This client with every request signed with `credentials` (ACL 1.0, as Java's
+    /// `AclClientRPCHook`): `AccessKey`, optional `SecurityToken` and `Signature`.
+    pub fn with_credentials(self, credentials: SessionCredentials) -> Self {
+        self.set_credentials(Some(credentials));
+        self
+    }
+
+    /// Signs requests from now on with `credentials`, or stops signing (`None`). Clones
+    /// share the setting.
+    pub fn set_credentials(&self, credentials: Option<SessionCredentials>) {
+        *self.inner.credentials.write() = credentials.map(Arc::new);
+    }
+
+    /// The credentials requests are signed with, if any.
+    pub fn credentials(&self) -> Option<Arc<SessionCredentials>> {
+        self.inner.credentials.read().clone()
+    }
+
+    fn signed(&self, mut cmd: RemotingCommand) -> RemotingCommand {
+        if let Some(c) = self.credentials() {
+            c.sign(&mut cmd);
+        }
+        cmd
     }
 
     fn pool(&self, addr: &str) -> Arc<Pool> {
@@ -181,6 +211,7 @@ impl RemotingClient {
         timeout: Duration,
     ) -> Result<RemotingCommand, RemotingError> {
         let span = info_span!("remoting_invoke", addr, code = cmd.code);
+        let cmd = self.signed(cmd);
         async {
             let start = tokio::time::Instant::now();
             let ch = match tokio::time::timeout(timeout, self.channel(addr)).await {
@@ -212,6 +243,7 @@ impl RemotingClient {
         cmd: RemotingCommand,
     ) -> Result<(), RemotingError> {
         let timeout = self.inner.config.oneway_timeout;
+        let cmd = self.signed(cmd);
         let work = async {
             let ch = self.channel(addr).await?;
             ch.invoke_oneway(cmd).await

@@ -10,7 +10,10 @@
 //!   for fastjson's non-standard map keys;
 //! - [`channel`], [`client`], [`server`], [`processor`]: the transport — a pooled client with
 //!   opaque matching and timeouts, and a server dispatching by code to
-//!   [`RequestProcessor`]s, both able to carry requests in either direction.
+//!   [`RequestProcessor`]s, both able to carry requests in either direction; a server
+//!   [`RequestHook`] checks every request first (ACL);
+//! - [`signing`]: ACL 1.0 signatures (`AccessKey`, `Signature`), made by the client when it
+//!   has [`SessionCredentials`] and checked by `flotilla-acl`.
 
 pub mod channel;
 pub mod client;
@@ -23,6 +26,7 @@ pub mod lenient;
 pub mod processor;
 pub mod protocol;
 pub mod server;
+pub mod signing;
 
 pub use channel::{Channel, ChannelConfig};
 pub use client::{ClientConfig, RemotingClient};
@@ -31,5 +35,6 @@ pub use codec::{CodecError, RemotingCodec};
 pub use command::{HeaderError, RemotingCommand, SerializeType};
 pub use error::RemotingError;
 pub use fastjson::FastJsonError;
-pub use processor::{ProcessError, ProcessResult, RequestProcessor, processor_fn};
+pub use processor::{ProcessError, ProcessResult, RequestHook, RequestProcessor, processor_fn};
 pub use server::{RemotingServer, ServerBuilder, ServerConfig};
+pub use signing::SessionCredentials;

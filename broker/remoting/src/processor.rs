@@ -74,6 +74,17 @@ impl From<serde_json::Error> for ProcessError {
     }
 }
 
+/// Checks every request before its processor runs, as the RPC hooks of a Java
+/// `NettyRemotingServer` do (the broker's and nameserver's ACL check is one).
+///
+/// An `Err` is the answer: the processor never sees the request. The check is synchronous
+/// and must not block; it runs on the request's own task.
+pub trait RequestHook: Send + Sync + 'static {
+    /// Accepts `request` from `remote`, or refuses it with the error to answer.
+    fn before(&self, remote: std::net::SocketAddr, request: &RemotingCommand)
+    -> Result<(), ProcessError>;
+}
+
 /// What a processor returns: `Ok(Some(resp))` to answer, `Ok(None)` for no answer.
 pub type ProcessResult = Result<Option<RemotingCommand>, ProcessError>;
 

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::channel::{Channel, ChannelConfig, Dispatcher, start_connection};
-use crate::processor::{DynProcessor, RequestProcessor};
+use crate::processor::{DynProcessor, RequestHook, RequestProcessor};
 
 /// Server limits.
 #[derive(Debug, Clone)]
@@ -50,9 +50,16 @@ pub struct ServerBuilder {
     config: ServerConfig,
     processors: HashMap<i32, Arc<dyn DynProcessor>>,
     default: Option<Arc<dyn DynProcessor>>,
+    hook: Option<Arc<dyn RequestHook>>,
 }
 
 impl ServerBuilder {
+    /// Checks every request with `hook` before its processor runs (the ACL check).
+    pub fn hook(mut self, hook: Arc<dyn RequestHook>) -> Self {
+        self.hook = Some(hook);
+        self
+    }
+
     /// Sets the limits.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
@@ -89,6 +96,7 @@ impl ServerBuilder {
         let dispatcher = Arc::new(Dispatcher {
             processors: self.processors,
             default: self.default,
+            hook: self.hook,
             global: Arc::new(Semaphore::new(self.config.max_inflight_global.max(1))),
             tracker: tracker.clone(),
         });
@@ -167,6 +175,7 @@ impl RemotingServer {
             config: ServerConfig::default(),
             processors: HashMap::new(),
             default: None,
+            hook: None,
         }
     }
 
