@@ -8,6 +8,14 @@
 //! black list cannot (as in Java).
 //!
 //! Unlike Java, the default bind address is `127.0.0.1`, never the wildcard.
+//!
+//! ACL (Flotilla; Java's nameserver has none): `aclEnable=true` — the broker's key, in
+//! Java's style — checks every request against the broker's ACL 1.0 file,
+//! `<rocketmqHome>/conf/plain_acl.yml` (`rocketmqHome` defaulting to `ROCKETMQ_HOME`;
+//! `rocketmq.acl.plain.file` names another, relative to the home or absolute), re-read
+//! every `flotillaAclWatchIntervalMills`. Requests that change nameserver state need an
+//! admin account; reads stay open (see `flotilla_acl::check`). These keys and
+//! `rocketmqHome` are fixed at start: UPDATE_NAMESRV_CONFIG refuses them (black list).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,7 +30,19 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9876";
 pub const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Keys UPDATE_NAMESRV_CONFIG refuses (Java's `configBlackList` default).
-pub const CONFIG_BLACK_LIST: &[&str] = &["configBlackList", "configStorePath", "kvConfigPath"];
+pub const CONFIG_BLACK_LIST: &[&str] = &[
+    "configBlackList",
+    "configStorePath",
+    "kvConfigPath",
+    // Flotilla: the ACL is set up at start; an anonymous update must not turn it off.
+    "aclEnable",
+    "rocketmqHome",
+    ACL_FILE_KEY,
+    "flotillaAclWatchIntervalMills",
+];
+
+/// The key naming the ACL file (Java's system property `rocketmq.acl.plain.file`).
+pub const ACL_FILE_KEY: &str = "rocketmq.acl.plain.file";
 
 /// A setting has a value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,8 +113,14 @@ pub struct NamesrvConfig {
     pub listen: String,
     /// `kvConfigPath`.
     pub kv_config_path: PathBuf,
-    /// `rocketmqHome`, shown by GET_NAMESRV_CONFIG only.
+    /// `rocketmqHome`: where `conf/plain_acl.yml` is (else `ROCKETMQ_HOME`).
     pub rocketmq_home: Option<String>,
+    /// `aclEnable`: check every request against `plain_acl.yml`.
+    pub acl_enable: bool,
+    /// `rocketmq.acl.plain.file`: the ACL file, relative to the home or absolute.
+    pub acl_file: Option<String>,
+    /// `flotillaAclWatchIntervalMills`: how often the ACL file is re-read.
+    pub acl_watch_interval: Duration,
     /// The runtime-changeable part.
     pub runtime: RuntimeConfig,
 }
@@ -105,6 +131,9 @@ impl Default for NamesrvConfig {
             listen: DEFAULT_LISTEN.to_string(),
             kv_config_path: default_kv_config_path(),
             rocketmq_home: None,
+            acl_enable: false,
+            acl_file: None,
+            acl_watch_interval: Duration::from_secs(1),
             runtime: RuntimeConfig::default(),
         }
     }
@@ -266,6 +295,14 @@ impl NamesrvConfig {
                 "bindAddress" => value.trim().clone_into(&mut host),
                 "kvConfigPath" => self.kv_config_path = PathBuf::from(value.trim()),
                 "rocketmqHome" => self.rocketmq_home = Some(value.trim().to_string()),
+                "aclEnable" => self.acl_enable = parse_bool(key, value)?,
+                ACL_FILE_KEY => {
+                    self.acl_file = Some(value.trim().to_string()).filter(|v| !v.is_empty());
+                }
+                "flotillaAclWatchIntervalMills" => {
+                    let ms = parse_u64(key, value, "milliseconds")?;
+                    self.acl_watch_interval = Duration::from_millis(ms.max(10));
+                }
                 _ => {
                     if !self.runtime.apply(key, value)? {
                         unknown.push(key.clone());
@@ -290,6 +327,14 @@ impl NamesrvConfig {
         if let Some(home) = &self.rocketmq_home {
             out.insert("rocketmqHome".into(), home.clone());
         }
+        out.insert("aclEnable".into(), self.acl_enable.to_string());
+        if let Some(f) = &self.acl_file {
+            out.insert(ACL_FILE_KEY.into(), f.clone());
+        }
+        out.insert(
+            "flotillaAclWatchIntervalMills".into(),
+            self.acl_watch_interval.as_millis().to_string(),
+        );
         out.insert("configBlackList".into(), CONFIG_BLACK_LIST.join(";"));
         self.runtime.write(&mut out);
         out

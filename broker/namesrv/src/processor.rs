@@ -13,6 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use flotilla_remoting::code::version;
+use flotilla_remoting::names::check_topic;
 use flotilla_remoting::protocol::{
     DataVersion, RegisterBrokerBody, TopicConfigSerializeWrapper, TopicRouteData, decode_body,
     encode_body,
@@ -98,6 +99,9 @@ pub enum RequestError {
     /// GET_KVLIST_BY_NAMESPACE: empty namespace.
     #[error("No config item, Namespace: {0}")]
     KvNamespaceNotFound(String),
+    /// A topic name breaks RocketMQ's rules (`TopicValidator`); nothing was changed.
+    #[error("{0}")]
+    InvalidName(#[from] flotilla_remoting::names::NameError),
     /// The KV change could not be persisted (and was rolled back).
     #[error("{0}")]
     Kv(#[from] KvError),
@@ -132,6 +136,7 @@ impl RequestError {
             Self::ConfigBlackListed => "CONFIG_BLACK_LISTED",
             Self::Config(e) => e.code(),
             Self::Encode(_) => "REPLY_ENCODE_FAILED",
+            Self::InvalidName(e) => e.code(),
         }
     }
 
@@ -143,7 +148,9 @@ impl RequestError {
                 response_code::QUERY_NOT_FOUND
             }
             Self::ConfigBlackListed => response_code::NO_PERMISSION,
-            Self::EmptyField(_) | Self::Config(_) => response_code::INVALID_PARAMETER,
+            Self::EmptyField(_) | Self::Config(_) | Self::InvalidName(_) => {
+                response_code::INVALID_PARAMETER
+            }
             _ => response_code::SYSTEM_ERROR,
         }
     }
@@ -251,6 +258,13 @@ impl NamesrvProcessor {
                 }
             }
         };
+        // Every topic is checked before anything changes: junk is refused whole.
+        for (name, tc) in &topic_config.topic_config_table {
+            check_topic(name)?;
+            if !tc.topic_name.is_empty() && tc.topic_name != *name {
+                check_topic(&tc.topic_name)?;
+            }
+        }
         let reg = BrokerRegistration {
             cluster_name: cluster_name.to_string(),
             broker_addr: broker_addr.to_string(),
@@ -416,6 +430,7 @@ impl NamesrvProcessor {
 
     fn register_topic(&self, req: &RemotingCommand) -> Result<RemotingCommand, RequestError> {
         let topic = req.ext_str("topic")?;
+        check_topic(topic)?;
         if req.body.is_empty() {
             return Ok(RemotingCommand::success());
         }

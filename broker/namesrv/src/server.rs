@@ -30,6 +30,9 @@ pub enum StartError {
     /// The KV config file could not be loaded.
     #[error(transparent)]
     Kv(#[from] KvError),
+    /// `aclEnable=true` but the ACL file cannot be found or used.
+    #[error("cannot start with ACL: {0}")]
+    Acl(#[from] flotilla_acl::AclFileError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -46,6 +49,7 @@ impl StartError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Kv(e) => e.code(),
+            Self::Acl(e) => e.code(),
             Self::Bind { .. } => "LISTEN_FAILED",
         }
     }
@@ -78,6 +82,18 @@ impl Namesrv {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let kv = KvConfigManager::load(&config.kv_config_path)?;
+        let acl = if config.acl_enable {
+            let path = flotilla_acl::acl_file_path(
+                config.rocketmq_home.as_deref(),
+                config.acl_file.as_deref(),
+            )?;
+            let file = flotilla_acl::AclFile::load(&path)?;
+            info!(file = %path.display(), "ACL on: state changes need an admin account");
+            Some(file)
+        } else {
+            None
+        };
+        let acl_interval = config.acl_watch_interval;
         let route = Arc::new(RouteInfoManager::new(clock, config.runtime.route));
         let listen = config.listen.clone();
         let shared = Arc::new(Shared {
@@ -89,8 +105,14 @@ impl Namesrv {
             stop: CancellationToken::new(),
         });
         let processor = Arc::new(NamesrvProcessor::new(shared.clone()));
-        let server = RemotingServer::builder()
-            .register_codes(SUPPORTED_CODES, processor)
+        let mut builder = RemotingServer::builder().register_codes(SUPPORTED_CODES, processor);
+        if let Some(file) = &acl {
+            builder = builder.hook(Arc::new(flotilla_acl::AclHook::new(
+                flotilla_acl::Scope::Namesrv,
+                file.clone(),
+            )));
+        }
+        let server = builder
             .bind(listen.as_str())
             .await
             .map_err(|source| StartError::Bind {
@@ -98,6 +120,10 @@ impl Namesrv {
                 source,
             })?;
         let scan = tokio::spawn(scan_loop(shared.clone()));
+        if let Some(file) = &acl {
+            // Ends with `shared.stop` at shutdown.
+            drop(file.spawn_watch(acl_interval, shared.stop.clone()));
+        }
         info!(addr = %server.local_addr(), kv = %shared.kv.path().display(), "nameserver started");
         Ok(Self {
             server,

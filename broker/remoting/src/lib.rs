@@ -23,6 +23,7 @@ pub mod command;
 pub mod error;
 pub mod fastjson;
 pub mod lenient;
+pub mod names;
 pub mod processor;
 pub mod protocol;
 pub mod server;

@@ -402,6 +402,18 @@ async fn start_inner(
             expected: "an IP address".into(),
         })?;
     let store_host = SocketAddr::new(ip, cfg.listen_port);
+    // ACL 1.0 before anything opens: a file that cannot be used stops the start.
+    let acl = match &cfg.acl_file {
+        Some(path) => {
+            let p = path.clone();
+            let file = tokio::task::spawn_blocking(move || flotilla_acl::AclFile::load(p))
+                .await
+                .map_err(|e| BrokerError::Task(e.to_string()))??;
+            tracing::info!(file = %path.display(), "ACL 1.0 on: every request is checked");
+            Some(file)
+        }
+        None => None,
+    };
     let root = cfg.store_path_root_dir.clone();
     let mut sc = StoreConfig::new(root.clone());
     sc.commitlog_file_size = cfg.mapped_file_size_commit_log;
@@ -466,6 +478,8 @@ async fn start_inner(
     let schedule = ScheduleService::load(&root).map_err(|e| meta(&e))?;
     let timer = crate::timer::TimerService::load(&root).map_err(|e| meta(&e))?;
     let bind = format!("{}:{}", cfg.bind_address, cfg.listen_port);
+    let inner_credentials = cfg.inner_credentials.clone();
+    let acl_interval = cfg.acl_watch_interval;
     let broker = Arc::new(Broker {
         boot_cfg: Arc::new(cfg.clone()),
         cfg: RwLock::new(Arc::new(cfg)),
@@ -476,7 +490,7 @@ async fn start_inner(
         offsets,
         clients: ClientManager::new(),
         long_polling: Arc::new(LongPolling::default()),
-        registrar: Registrar::new(),
+        registrar: Registrar::new(inner_credentials),
         schedule,
         timer,
         transactions: crate::transaction::TransactionService::new(),
@@ -497,9 +511,16 @@ async fn start_inner(
     // request is answered SYSTEM_BUSY.
     server_cfg.channel.max_inflight_per_connection = 8192;
     server_cfg.channel.max_inflight_bytes_per_connection = 64 * 1024 * 1024;
-    let server = RemotingServer::builder()
+    let mut builder = RemotingServer::builder()
         .config(server_cfg)
-        .register_codes(crate::processor::HANDLED_CODES, processor)
+        .register_codes(crate::processor::HANDLED_CODES, processor);
+    if let Some(file) = &acl {
+        builder = builder.hook(Arc::new(flotilla_acl::AclHook::new(
+            flotilla_acl::Scope::Broker,
+            file.clone(),
+        )));
+    }
+    let server = builder
         .bind(bind.clone())
         .await
         .map_err(|source| BrokerError::Bind { addr: bind, source })?;
@@ -513,6 +534,9 @@ async fn start_inner(
         tokio::spawn(Registrar::run(broker.clone())),
         tokio::spawn(housekeeping(broker.clone())),
     ];
+    if let Some(file) = &acl {
+        tasks.push(file.spawn_watch(acl_interval, broker.stop.clone()));
+    }
     // Delayed delivery writes to the CommitLog: only a master runs it (in DLedger mode it
     // runs everywhere and idles while this member is not the leader).
     if broker.config().is_master() || broker.dledger.is_some() {

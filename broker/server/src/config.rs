@@ -17,8 +17,19 @@
 //! restart-only key, or of a key this broker does not know, with an error naming the key
 //! ([`ConfigError::RestartRequired`], [`ConfigError::UnknownKey`]) instead of SUCCESS; a
 //! key sent with its current value is a no-op and passes. Features this broker does not
-//! have refuse to start rather than run open or wrong: `aclEnable=true` (and 5.x's
-//! `authenticationEnabled`/`authorizationEnabled`) is [`ConfigError::Unsupported`].
+//! have refuse to start rather than run open or wrong: 5.x's ACL 2.0 switches
+//! (`authenticationEnabled`/`authorizationEnabled`) are [`ConfigError::Unsupported`].
+//!
+//! ACL 1.0 is supported (`flotilla_acl`): `aclEnable=true` checks every request against
+//! `<rocketmqHome>/conf/plain_acl.yml` (Java's file; `rocketmqHome` defaults to
+//! `ROCKETMQ_HOME`, and Java's system property `rocketmq.acl.plain.file` is read here as a
+//! key naming another file, relative to the home or absolute). The switch and the file's
+//! place are restart-only, as in Java; the file's content is re-read live every
+//! `flotillaAclWatchIntervalMills`. The broker signs its own requests (registration with
+//! nameservers, metadata sync from its master or DLedger leader) with RocketMQ 5's
+//! `innerClientAuthenticationCredentials` (`{"accessKey":"…","secretKey":"…"}`), the key
+//! Java 5.x's `BrokerOuterAPI` signs with (4.9's broker signed nothing); GET_BROKER_CONFIG
+//! shows that key redacted.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -194,6 +205,10 @@ fn restart_reason(key: &str) -> &'static str {
         | "flotillaCommitLogPageCacheWindow" => "the message store is opened with it at start",
         "clusterTopicEnable" | "brokerTopicEnable" => "the system topics are created at start",
         "traceTopicEnable" => "the trace topic is not managed by this broker",
+        "aclEnable" | "rocketmqHome" | ACL_FILE_KEY | "flotillaAclWatchIntervalMills" => {
+            "the ACL is set up with it at start (plain_acl.yml itself is re-read live)"
+        }
+        INNER_CREDENTIALS_KEY => "the broker's outbound clients are set up with it at start",
         k if k.starts_with("ha")
             || k.starts_with("flotillaHa")
             || k.starts_with("flotillaSlave")
@@ -212,18 +227,21 @@ fn restart_reason(key: &str) -> &'static str {
 /// run a broker that looks protected or complete and is not.
 const UNSUPPORTED_WHEN_TRUE: &[(&str, &str)] = &[
     (
-        "aclEnable",
-        "this broker has no ACL; it would accept every request unauthenticated",
-    ),
-    (
         "authenticationEnabled",
-        "this broker has no authentication; it would accept every request",
+        "this broker has no ACL 2.0 authentication (users and policies); it would accept \
+         every request. ACL 1.0 is supported: aclEnable=true with conf/plain_acl.yml",
     ),
     (
         "authorizationEnabled",
-        "this broker has no authorization; it would allow every request",
+        "this broker has no ACL 2.0 authorization (users and policies); it would allow \
+         every request. ACL 1.0 is supported: aclEnable=true with conf/plain_acl.yml",
     ),
 ];
+
+/// The key naming the ACL file (Java's system property `rocketmq.acl.plain.file`).
+pub const ACL_FILE_KEY: &str = "rocketmq.acl.plain.file";
+/// The key with the credentials this broker signs its own requests with.
+pub const INNER_CREDENTIALS_KEY: &str = "innerClientAuthenticationCredentials";
 
 /// Every key this broker understands, with its default, in GET_BROKER_CONFIG order.
 const KNOWN: &[(&str, &str)] = &[
@@ -309,6 +327,12 @@ const KNOWN: &[(&str, &str)] = &[
     ("flotillaDLegerHeartbeatIntervalMills", ""),
     ("flotillaDLegerLeaseMills", ""),
     ("flotillaDLegerCommitTimeoutMills", ""),
+    // ACL 1.0 (see the module docs); "" = unset.
+    ("aclEnable", "false"),
+    ("rocketmqHome", ""),
+    (ACL_FILE_KEY, ""),
+    ("flotillaAclWatchIntervalMills", "1000"),
+    (INNER_CREDENTIALS_KEY, ""),
 ];
 
 /// The typed broker configuration.
@@ -408,6 +432,12 @@ pub struct BrokerConfig {
     pub ha: crate::ha::HaConfig,
     /// DLedger mode (`enableDLegerCommitLog=true`): the group, peers and timings.
     pub dledger: Option<crate::dledger::DLedgerKeys>,
+    /// `aclEnable=true`: the file every request is checked against (else `None`).
+    pub acl_file: Option<PathBuf>,
+    /// `flotillaAclWatchIntervalMills`: how often the ACL file is re-read.
+    pub acl_watch_interval: Duration,
+    /// `innerClientAuthenticationCredentials`: what this broker signs its own requests with.
+    pub inner_credentials: Option<flotilla_remoting::SessionCredentials>,
     /// Every key as given (file + updates), unknown ones included.
     pub given: BTreeMap<String, String>,
 }
@@ -712,6 +742,31 @@ impl BrokerConfig {
             },
             ha: crate::ha::HaConfig::parse(|k| r.raw(k))?,
             dledger: None,
+            acl_file: if r.bool("aclEnable")? {
+                let home = r.raw("rocketmqHome");
+                let file = r.raw(ACL_FILE_KEY);
+                Some(
+                    flotilla_acl::acl_file_path(Some(&home), Some(&file))
+                        .map_err(|e| ConfigError::Inconsistent(e.to_string()))?,
+                )
+            } else {
+                None
+            },
+            acl_watch_interval: r
+                .millis("flotillaAclWatchIntervalMills")?
+                .max(Duration::from_millis(10)),
+            inner_credentials: {
+                let v = r.raw(INNER_CREDENTIALS_KEY);
+                if v.is_empty() {
+                    None
+                } else {
+                    Some(
+                        flotilla_remoting::SessionCredentials::from_json(&v).map_err(|e| {
+                            invalid(INNER_CREDENTIALS_KEY, "<redacted>", &e.to_string())
+                        })?,
+                    )
+                }
+            },
             given: given.clone(),
         };
         let mut cfg = cfg;
@@ -854,7 +909,14 @@ impl BrokerConfig {
 
     /// GET_BROKER_CONFIG body: every effective key as properties text.
     pub fn render(&self) -> String {
-        properties::render(&self.effective())
+        let mut all = self.effective();
+        if let Some(v) = all.get_mut(INNER_CREDENTIALS_KEY)
+            && !v.is_empty()
+        {
+            // A secret: never sent back to whoever asks for the config.
+            *v = "<redacted>".to_string();
+        }
+        properties::render(&all)
     }
 
     /// The address clients and nameservers reach this broker at (`brokerIP1:listenPort`).
@@ -1089,6 +1151,7 @@ mod tests {
                 "deleteWhen" => "05",
                 "namesrvAddr" => continue,
                 "enableDLegerCommitLog"
+                | "aclEnable"
                 | "slaveReadEnable"
                 | "clusterTopicEnable"
                 | "brokerTopicEnable"
@@ -1144,8 +1207,8 @@ mod tests {
     }
 
     #[test]
-    fn acl_enable_refuses_to_start() {
-        for key in ["aclEnable", "authenticationEnabled", "authorizationEnabled"] {
+    fn acl_2_refuses_to_start_acl_1_is_a_restart_key() {
+        for key in ["authenticationEnabled", "authorizationEnabled"] {
             let e = BrokerConfig::parse(&format!("{key}=true")).unwrap_err();
             assert_eq!(e.code(), "CONFIG_UNSUPPORTED");
             assert!(
@@ -1155,10 +1218,31 @@ mod tests {
             );
             assert!(BrokerConfig::parse(&format!("{key}=false")).is_ok());
         }
+        // ACL 1.0: the file under rocketmqHome (or named by Java's property).
+        let c = BrokerConfig::parse("aclEnable=true\nrocketmqHome=/opt/mq\n").unwrap();
+        assert_eq!(c.acl_file, Some(PathBuf::from("/opt/mq/conf/plain_acl.yml")));
+        let c = BrokerConfig::parse("aclEnable=true\nrocketmq.acl.plain.file=/etc/acl.yml\n")
+            .unwrap();
+        assert_eq!(c.acl_file, Some(PathBuf::from("/etc/acl.yml")));
+        assert_eq!(BrokerConfig::default().acl_file, None);
         let boot = BrokerConfig::default();
         let e = boot
-            .updated_live(&boot, &kv(&[("aclEnable", "TRUE")]))
+            .updated_live(&boot, &kv(&[("aclEnable", "true"), ("rocketmqHome", "/x")]))
             .unwrap_err();
-        assert_eq!(e.code(), "CONFIG_UNSUPPORTED");
+        assert_eq!(e.code(), "CONFIG_RESTART_REQUIRED");
+    }
+
+    #[test]
+    fn inner_credentials_parse_and_are_redacted() {
+        let c = BrokerConfig::parse(
+            "innerClientAuthenticationCredentials={\"accessKey\":\"broker01\",\"secretKey\":\"s3cret-key\"}\n",
+        )
+        .unwrap();
+        let creds = c.inner_credentials.clone().unwrap();
+        assert_eq!(creds.access_key, "broker01");
+        assert!(!c.render().contains("s3cret-key"));
+        let e = BrokerConfig::parse("innerClientAuthenticationCredentials=nope\n").unwrap_err();
+        assert_eq!(e.code(), "CONFIG_INVALID_VALUE");
+        assert!(!e.to_string().contains("nope"));
     }
 }

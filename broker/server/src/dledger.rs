@@ -508,6 +508,8 @@ pub async fn run_metadata_follow(b: Arc<Broker>, dl: Arc<DLedgerRuntime>) {
         connect_timeout: Duration::from_secs(1),
         ..ClientConfig::default()
     });
+    // The leader may have ACL on: sign as the broker (`innerClientAuthenticationCredentials`).
+    client.set_credentials(b.config().inner_credentials.clone());
     let mut roles = dl.engine.role_events();
     let mut leader_addr: Option<String> = None;
     let mut failing = false;

@@ -33,6 +33,9 @@ pub enum BrokerError {
     /// The DLedger engine could not start (bad peers, port taken, unmanaged data …).
     #[error("cannot start DLedger: {0}")]
     DLedger(#[from] flotilla_dledger::StartError),
+    /// `aclEnable=true` but the ACL file cannot be used.
+    #[error("cannot start with ACL: {0}")]
+    Acl(#[from] flotilla_acl::AclFileError),
 }
 
 impl BrokerError {
@@ -45,6 +48,7 @@ impl BrokerError {
             Self::Bind { .. } => "BROKER_BIND_FAILED",
             Self::Task(_) => "BROKER_TASK_FAILED",
             Self::DLedger(e) => e.code(),
+            Self::Acl(e) => e.code(),
         }
     }
 }

@@ -70,20 +70,23 @@ pub struct Registrar {
 
 impl Default for Registrar {
     fn default() -> Self {
-        Self::new()
+        Self::new(None)
     }
 }
 
 impl Registrar {
-    /// A registrar with its own connection pool.
-    pub fn new() -> Self {
+    /// A registrar with its own connection pool, signing its requests with `credentials`
+    /// (`innerClientAuthenticationCredentials`) when given, for nameservers with ACL on.
+    pub fn new(credentials: Option<flotilla_remoting::SessionCredentials>) -> Self {
         let cfg = ClientConfig {
             connect_timeout: Duration::from_secs(2),
             oneway_timeout: Duration::from_secs(2),
             ..ClientConfig::default()
         };
+        let client = RemotingClient::new(cfg);
+        client.set_credentials(credentials);
         Self {
-            client: RemotingClient::new(cfg),
+            client,
             wake: Arc::new(Notify::new()),
             registered: Mutex::new(BTreeSet::new()),
         }

@@ -67,6 +67,11 @@ impl SubscriptionGroupManager {
         if !auto_create {
             return Ok(None);
         }
+        if let Err(e) = flotilla_remoting::names::check_group(group) {
+            // Never auto-create a group RocketMQ could not name: treated as not existing.
+            tracing::warn!(error = %e, "subscription group not auto-created");
+            return Ok(None);
+        }
         let cfg = SubscriptionGroupConfig::new(group);
         let mut t = self.table.write();
         if let Some(g) = t.subscription_group_table.get(group) {

@@ -33,6 +33,8 @@ pub async fn run(b: Arc<Broker>) {
         connect_timeout: Duration::from_secs(2),
         ..ClientConfig::default()
     });
+    // The master may have ACL on: sign as the broker (`innerClientAuthenticationCredentials`).
+    client.set_credentials(b.config().inner_credentials.clone());
     let mut failing = false;
     loop {
         if let Some(addr) = b.ha.master_addr() {

@@ -114,6 +114,8 @@ pub async fn handle(b: &Broker, _ch: &Channel, req: RemotingCommand) -> ProcessR
             if g.group_name.trim().is_empty() {
                 return Err(ProcessError::invalid("groupName is empty"));
             }
+            flotilla_remoting::names::check_group(&g.group_name)
+                .map_err(|e| ProcessError::invalid(e.to_string()))?;
             b.groups
                 .upsert(g)
                 .map_err(|e| ProcessError::system(e.to_string()))?;
