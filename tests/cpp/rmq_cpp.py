@@ -12,6 +12,9 @@ reads facts, not log text:
            {"started": true}. With --fail-times N it fails each message N times
            (RECONSUME_LATER), so the broker's retry path is exercised. It runs until killed.
 
+With --access-key and --secret-key (and --channel, default "LOCAL") the client signs every
+request with ACL 1.0 credentials (`set_session_credentials`), for brokers with aclEnable=true.
+
 The script never talks to anything but the --ns nameserver and the brokers it names, which
 the tests bind to 127.0.0.1.
 """
@@ -50,6 +53,8 @@ def make_message(args, i):
 def produce(args):
     producer = Producer(args.group, timeout=args.timeout_ms)
     producer.set_namesrv_addr(args.ns)
+    if args.access_key:
+        producer.set_session_credentials(args.access_key, args.secret_key, args.channel)
     producer.start()
     out = sys.stdout
     sent = failed = 0
@@ -138,6 +143,8 @@ def consume(args):
     model = MessageModel.BROADCASTING if args.model == "broadcasting" else MessageModel.CLUSTERING
     consumer = PushConsumer(args.group, orderly=args.orderly, message_model=model)
     consumer.set_namesrv_addr(args.ns)
+    if args.access_key:
+        consumer.set_session_credentials(args.access_key, args.secret_key, args.channel)
     if args.instance:
         consumer.set_instance_name(args.instance)
     consumer.set_thread_count(2)
@@ -210,6 +217,10 @@ def main():
     co.add_argument("--fail-times", type=int, default=0)
     co.add_argument("--instance", default="")
     co.add_argument("--out", required=True)
+    for sp in (pr, co):
+        sp.add_argument("--access-key", default="", help="ACL 1.0 AccessKey (signs requests)")
+        sp.add_argument("--secret-key", default="", help="ACL 1.0 secret key")
+        sp.add_argument("--channel", default="LOCAL", help="the C++ client's OnsChannel field")
     args = p.parse_args()
     if args.cmd == "produce":
         produce(args)

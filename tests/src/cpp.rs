@@ -93,6 +93,8 @@ pub struct Produce<'a> {
     pub delay_level: i32,
     /// `orderly`: the queue selector's argument (same argument, same queue).
     pub shard: i32,
+    /// ACL 1.0 `(AccessKey, secret key)` to sign requests with, if any.
+    pub credentials: Option<(&'a str, &'a str)>,
 }
 
 impl<'a> Produce<'a> {
@@ -109,6 +111,7 @@ impl<'a> Produce<'a> {
             keys: "",
             delay_level: 0,
             shard: 0,
+            credentials: None,
         }
     }
 
@@ -126,6 +129,9 @@ impl<'a> Produce<'a> {
         }
         if !self.keys.is_empty() {
             cmd.args(["--keys", self.keys]);
+        }
+        if let Some((ak, sk)) = self.credentials {
+            cmd.args(["--access-key", ak, "--secret-key", sk]);
         }
         let out = cmd.output().expect("run the C++ client producer");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -206,6 +212,8 @@ pub struct Consume<'a> {
     pub fail_times: u32,
     /// Instance name (distinct for two consumers of one group in one process tree).
     pub instance: &'a str,
+    /// ACL 1.0 `(AccessKey, secret key)` to sign requests with, if any.
+    pub credentials: Option<(&'a str, &'a str)>,
 }
 
 impl<'a> Consume<'a> {
@@ -220,6 +228,7 @@ impl<'a> Consume<'a> {
             orderly: false,
             fail_times: 0,
             instance: "",
+            credentials: None,
         }
     }
 
@@ -241,6 +250,9 @@ impl<'a> Consume<'a> {
         }
         if !self.instance.is_empty() {
             cmd.args(["--instance", self.instance]);
+        }
+        if let Some((ak, sk)) = self.credentials {
+            cmd.args(["--access-key", ak, "--secret-key", sk]);
         }
         let c = CppConsumer {
             proc: Proc::spawn(name, &mut cmd, Some(&dir.join(format!("{name}.log")))),

@@ -53,7 +53,9 @@ impl AddressPattern {
                 .ok_or_else(|| format!("{s:?}: '}}' without '{{'"))?;
             let (head, tail) = s.split_at(open);
             if !(head.ends_with('.') || head.ends_with(':')) {
-                return Err(format!("{s:?}: braces must hold the last part of the address"));
+                return Err(format!(
+                    "{s:?}: braces must hold the last part of the address"
+                ));
             }
             let inner = &tail[1..tail.len() - 1];
             let set = inner
@@ -100,9 +102,7 @@ impl AddressPattern {
 
 fn canonical(addr: IpAddr) -> IpAddr {
     match addr {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
 }
@@ -127,8 +127,16 @@ fn parts(s: &str) -> Result<AddressPattern, String> {
             if given.len() >= n {
                 return Err(format!("{s:?}: too many groups for an IPv6 address"));
             }
-            let mut full: Vec<&str> = raw[..gap].iter().copied().filter(|p| !p.is_empty()).collect();
-            let after: Vec<&str> = raw[gap..].iter().copied().filter(|p| !p.is_empty()).collect();
+            let mut full: Vec<&str> = raw[..gap]
+                .iter()
+                .copied()
+                .filter(|p| !p.is_empty())
+                .collect();
+            let after: Vec<&str> = raw[gap..]
+                .iter()
+                .copied()
+                .filter(|p| !p.is_empty())
+                .collect();
             full.extend(std::iter::repeat_n("0", n - given.len()));
             full.extend(after);
             raw = full;
@@ -176,7 +184,9 @@ mod tests {
     use super::*;
 
     fn m(p: &str, a: &str) -> bool {
-        AddressPattern::parse(p).unwrap().matches(a.parse().unwrap())
+        AddressPattern::parse(p)
+            .unwrap()
+            .matches(a.parse().unwrap())
     }
 
     #[test]
@@ -193,7 +203,10 @@ mod tests {
         assert!(m("10.*.*.*", "10.200.1.1"));
         assert!(m("127.0.0.1", "127.0.0.1"));
         assert!(!m("127.0.0.1", "127.0.0.2"));
-        assert!(m("127.0.0.1", "::ffff:127.0.0.1"), "IPv4-mapped peers match IPv4");
+        assert!(
+            m("127.0.0.1", "::ffff:127.0.0.1"),
+            "IPv4-mapped peers match IPv4"
+        );
         assert!(m("::1", "::1"));
         assert!(m("fe80::1-ff", "fe80::a0"));
         assert!(!m("fe80::1-ff", "fe80::100"));
@@ -203,7 +216,14 @@ mod tests {
 
     #[test]
     fn malformed_patterns_are_errors() {
-        for p in ["300.1.1.1", "1.2.3", "1.2.3.5-1", "1.2.3.x", "a.b.c.{1,x}", "10.0.0.1,nope"] {
+        for p in [
+            "300.1.1.1",
+            "1.2.3",
+            "1.2.3.5-1",
+            "1.2.3.x",
+            "a.b.c.{1,x}",
+            "10.0.0.1,nope",
+        ] {
             assert!(AddressPattern::parse(p).is_err(), "{p} must be refused");
         }
     }

@@ -140,18 +140,25 @@ pub fn check(
         return Ok(());
     }
     let needed = needed(req).map_err(|e| Denied::Unreadable(e.to_string()))?;
-    if needed.iter().any(|(r, p)| r == TRACE_TOPIC && *p == Perm::PUB) {
+    if needed
+        .iter()
+        .any(|(r, p)| r == TRACE_TOPIC && *p == Perm::PUB)
+    {
         return Ok(());
     }
     if account.admin && account.perms.is_empty() {
         return Ok(());
     }
     for (resource, perm) in needed {
-        let owned = account.perms.get(&resource).copied().unwrap_or(if is_group(&resource) {
-            account.default_group_perm
-        } else {
-            account.default_topic_perm
-        });
+        let owned = account
+            .perms
+            .get(&resource)
+            .copied()
+            .unwrap_or(if is_group(&resource) {
+                account.default_group_perm
+            } else {
+                account.default_topic_perm
+            });
         if !owned.grants(perm) {
             return Err(Denied::NoPermission {
                 resource: describe(&resource),
@@ -176,11 +183,22 @@ fn signature_ok(req: &RemotingCommand, secret_key: &str) -> bool {
     };
     let has_unique = req.ext_fields.contains_key(UNIQUE_KEY_QUERY);
     if req.version <= V4_9_3 && has_unique {
-        return verify_signature(secret_key, &signed_content(fields(true), &req.body), signature);
+        return verify_signature(
+            secret_key,
+            &signed_content(fields(true), &req.body),
+            signature,
+        );
     }
-    verify_signature(secret_key, &signed_content(fields(false), &req.body), signature)
-        || (has_unique
-            && verify_signature(secret_key, &signed_content(fields(true), &req.body), signature))
+    verify_signature(
+        secret_key,
+        &signed_content(fields(false), &req.body),
+        signature,
+    ) || (has_unique
+        && verify_signature(
+            secret_key,
+            &signed_content(fields(true), &req.body),
+            signature,
+        ))
 }
 
 #[cfg(test)]
@@ -235,38 +253,86 @@ accounts:
 
     #[test]
     fn signature_rules() {
-        assert_eq!(run(&send("TopicA"), Scope::Broker), Err(Denied::NoAccessKey));
-        assert!(run(&signed(send("TopicA"), "producer1", "producer-secret"), Scope::Broker).is_ok());
         assert_eq!(
-            run(&signed(send("TopicA"), "producer1", "wrong-secret"), Scope::Broker),
+            run(&send("TopicA"), Scope::Broker),
+            Err(Denied::NoAccessKey)
+        );
+        assert!(
+            run(
+                &signed(send("TopicA"), "producer1", "producer-secret"),
+                Scope::Broker
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            run(
+                &signed(send("TopicA"), "producer1", "wrong-secret"),
+                Scope::Broker
+            ),
             Err(Denied::BadSignature("producer1".into()))
         );
         assert_eq!(
-            run(&signed(send("TopicA"), "nobody99", "whatever"), Scope::Broker),
+            run(
+                &signed(send("TopicA"), "nobody99", "whatever"),
+                Scope::Broker
+            ),
             Err(Denied::UnknownAccessKey("nobody99".into()))
         );
         // Tampering after signing: another body, another field.
         let mut t = signed(send("TopicA"), "producer1", "producer-secret");
         t.body = bytes::Bytes::from_static(b"payload!");
-        assert!(matches!(run(&t, Scope::Broker), Err(Denied::BadSignature(_))));
+        assert!(matches!(
+            run(&t, Scope::Broker),
+            Err(Denied::BadSignature(_))
+        ));
         let mut t = signed(send("TopicA"), "producer1", "producer-secret");
         t.put_ext("b", "TopicB");
-        assert!(matches!(run(&t, Scope::Broker), Err(Denied::BadSignature(_))));
+        assert!(matches!(
+            run(&t, Scope::Broker),
+            Err(Denied::BadSignature(_))
+        ));
         // A missing signature with a key.
         let mut t = signed(send("TopicA"), "producer1", "producer-secret");
         t.ext_fields.remove(SIGNATURE);
-        assert!(matches!(run(&t, Scope::Broker), Err(Denied::BadSignature(_))));
+        assert!(matches!(
+            run(&t, Scope::Broker),
+            Err(Denied::BadSignature(_))
+        ));
     }
 
     #[test]
     fn resource_permissions_and_defaults() {
-        let p = |t: &str| run(&signed(send(t), "producer1", "producer-secret"), Scope::Broker);
+        let p = |t: &str| {
+            run(
+                &signed(send(t), "producer1", "producer-secret"),
+                Scope::Broker,
+            )
+        };
         assert!(p("TopicA").is_ok());
-        assert!(matches!(p("TopicB"), Err(Denied::NoPermission { needed: Perm::PUB, owned: Perm::SUB, .. })));
-        assert!(matches!(p("Other"), Err(Denied::NoPermission { owned: Perm::DENY, .. })), "default DENY");
+        assert!(matches!(
+            p("TopicB"),
+            Err(Denied::NoPermission {
+                needed: Perm::PUB,
+                owned: Perm::SUB,
+                ..
+            })
+        ));
+        assert!(
+            matches!(
+                p("Other"),
+                Err(Denied::NoPermission {
+                    owned: Perm::DENY,
+                    ..
+                })
+            ),
+            "default DENY"
+        );
         // SUB only cannot send, can pull.
         let c = |r| run(&signed(r, "consumer1", "consumer-secret"), Scope::Broker);
-        assert!(matches!(c(send("TopicA")), Err(Denied::NoPermission { .. })));
+        assert!(matches!(
+            c(send("TopicA")),
+            Err(Denied::NoPermission { .. })
+        ));
         let mut pull = RemotingCommand::request(request_code::PULL_MESSAGE);
         pull.put_ext("topic", "TopicA");
         pull.put_ext("consumerGroup", "groupY");
@@ -286,20 +352,38 @@ accounts:
         create.put_ext("topic", "T");
         assert_eq!(run(&create, Scope::Broker), Err(Denied::NoAccessKey));
         assert!(matches!(
-            run(&signed(create.clone(), "producer1", "producer-secret"), Scope::Broker),
+            run(
+                &signed(create.clone(), "producer1", "producer-secret"),
+                Scope::Broker
+            ),
             Err(Denied::NeedAdmin { code: 17, .. })
         ));
         assert!(run(&signed(create, "adminuser", "admin-secret"), Scope::Broker).is_ok());
         // An admin without per-resource permissions passes resource checks.
-        assert!(run(&signed(send("Anything"), "adminuser", "admin-secret"), Scope::Broker).is_ok());
+        assert!(
+            run(
+                &signed(send("Anything"), "adminuser", "admin-secret"),
+                Scope::Broker
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn nameserver_reads_are_open_writes_need_admin() {
         let mut route = RemotingCommand::request(request_code::GET_ROUTEINFO_BY_TOPIC);
         route.put_ext("topic", "TopicA");
-        assert!(run(&route, Scope::Namesrv).is_ok(), "an unsigned route query passes");
-        assert!(run(&signed(route.clone(), "consumer1", "consumer-secret"), Scope::Namesrv).is_ok());
+        assert!(
+            run(&route, Scope::Namesrv).is_ok(),
+            "an unsigned route query passes"
+        );
+        assert!(
+            run(
+                &signed(route.clone(), "consumer1", "consumer-secret"),
+                Scope::Namesrv
+            )
+            .is_ok()
+        );
         assert!(matches!(
             run(&signed(route, "consumer1", "bad-secret"), Scope::Namesrv),
             Err(Denied::BadSignature(_))
@@ -308,7 +392,10 @@ accounts:
         reg.put_ext("brokerName", "b");
         assert_eq!(run(&reg, Scope::Namesrv), Err(Denied::NoAccessKey));
         assert!(matches!(
-            run(&signed(reg.clone(), "producer1", "producer-secret"), Scope::Namesrv),
+            run(
+                &signed(reg.clone(), "producer1", "producer-secret"),
+                Scope::Namesrv
+            ),
             Err(Denied::NeedAdmin { .. })
         ));
         assert!(run(&signed(reg, "adminuser", "admin-secret"), Scope::Namesrv).is_ok());
@@ -337,7 +424,13 @@ accounts:
         q.put_ext("topic", "TopicB");
         q.put_ext(UNIQUE_KEY_QUERY, "true");
         // Signed with the flag (newer clients).
-        assert!(run(&signed(q.clone(), "consumer1", "consumer-secret"), Scope::Broker).is_ok());
+        assert!(
+            run(
+                &signed(q.clone(), "consumer1", "consumer-secret"),
+                Scope::Broker
+            )
+            .is_ok()
+        );
         // Signed before the flag was added (how a 4.9 broker computed it).
         let mut s = q.clone();
         s.ext_fields.remove(UNIQUE_KEY_QUERY);

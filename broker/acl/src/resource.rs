@@ -171,7 +171,10 @@ mod tests {
     fn sends_pulls_and_offsets_map_as_java() {
         let n = |r| needed(&r).unwrap();
         assert_eq!(
-            n(req(request_code::SEND_MESSAGE_V2, &[("a", "pg"), ("b", "TopicA")])),
+            n(req(
+                request_code::SEND_MESSAGE_V2,
+                &[("a", "pg"), ("b", "TopicA")]
+            )),
             vec![("TopicA".to_string(), Perm::PUB)]
         );
         assert_eq!(
@@ -179,12 +182,24 @@ mod tests {
             vec![("%RETRY%g1".to_string(), Perm::SUB)]
         );
         assert_eq!(
-            n(req(request_code::PULL_MESSAGE, &[("topic", "T"), ("consumerGroup", "g")])),
-            vec![("T".to_string(), Perm::SUB), ("%RETRY%g".to_string(), Perm::SUB)]
+            n(req(
+                request_code::PULL_MESSAGE,
+                &[("topic", "T"), ("consumerGroup", "g")]
+            )),
+            vec![
+                ("T".to_string(), Perm::SUB),
+                ("%RETRY%g".to_string(), Perm::SUB)
+            ]
         );
         assert_eq!(
-            n(req(request_code::UPDATE_CONSUMER_OFFSET, &[("topic", "T"), ("consumerGroup", "g")])),
-            vec![("%RETRY%g".to_string(), Perm::SUB), ("T".to_string(), Perm::SUB)]
+            n(req(
+                request_code::UPDATE_CONSUMER_OFFSET,
+                &[("topic", "T"), ("consumerGroup", "g")]
+            )),
+            vec![
+                ("%RETRY%g".to_string(), Perm::SUB),
+                ("T".to_string(), Perm::SUB)
+            ]
         );
         assert!(n(req(request_code::GET_MAX_OFFSET, &[("topic", "T")])).is_empty());
     }
@@ -197,7 +212,10 @@ mod tests {
         );
         assert_eq!(
             needed(&r).unwrap(),
-            vec![("%RETRY%g1".to_string(), Perm::SUB), ("T1".to_string(), Perm::SUB)]
+            vec![
+                ("%RETRY%g1".to_string(), Perm::SUB),
+                ("T1".to_string(), Perm::SUB)
+            ]
         );
         r.body = bytes::Bytes::from_static(b"\x00garbage");
         assert!(needed(&r).is_err());

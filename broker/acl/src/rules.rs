@@ -190,7 +190,12 @@ fn parse_account(v: &Value, place: &str) -> Result<Account, RulesError> {
         None | Some("") => false,
         Some(s) if s.eq_ignore_ascii_case("true") => true,
         Some(s) if s.eq_ignore_ascii_case("false") => false,
-        Some(s) => return Err(invalid(format!("{place}.admin"), format!("{s:?} is not true or false"))),
+        Some(s) => {
+            return Err(invalid(
+                format!("{place}.admin"),
+                format!("{s:?} is not true or false"),
+            ));
+        }
     };
     let perm = |k: &str| -> Result<Perm, RulesError> {
         match field(k)? {
@@ -217,9 +222,8 @@ fn parse_account(v: &Value, place: &str) -> Result<Account, RulesError> {
                 .map(|(n, p)| (n.trim(), p.trim()))
                 .filter(|(n, p)| !n.is_empty() && !p.is_empty() && !p.contains('='))
                 .ok_or_else(|| invalid(&at, format!("{text:?} is not name=PERM")))?;
-            let p = Perm::parse(p).ok_or_else(|| {
-                invalid(&at, format!("{p:?} is not DENY, PUB, SUB or PUB|SUB"))
-            })?;
+            let p = Perm::parse(p)
+                .ok_or_else(|| invalid(&at, format!("{p:?} is not DENY, PUB, SUB or PUB|SUB")))?;
             let resource = if is_group {
                 retry_topic(name)
             } else {
@@ -280,11 +284,19 @@ accounts:
         assert_eq!(a.default_topic_perm, Perm::DENY);
         assert_eq!(a.default_group_perm, Perm::SUB);
         assert_eq!(a.perms["topicB"], Perm::PUB_SUB);
-        assert_eq!(a.perms["%RETRY%groupA"], Perm::DENY, "groups are keyed by retry topic");
+        assert_eq!(
+            a.perms["%RETRY%groupA"],
+            Perm::DENY,
+            "groups are keyed by retry topic"
+        );
         assert!(!a.white.matches("192.168.1.1".parse().unwrap()));
         let b = r.account("rocketmq2").unwrap();
         assert!(b.admin);
-        assert_eq!(b.default_topic_perm, Perm::DENY, "a missing default is DENY");
+        assert_eq!(
+            b.default_topic_perm,
+            Perm::DENY,
+            "a missing default is DENY"
+        );
         assert!(b.white.matches("192.168.1.9".parse().unwrap()));
     }
 
@@ -297,7 +309,10 @@ accounts:
     #[test]
     fn malformed_entries_reject_the_file_naming_the_place() {
         let cases = [
-            ("accounts: [{accessKey: short, secretKey: 12345678}]", "accounts[0].accessKey"),
+            (
+                "accounts: [{accessKey: short, secretKey: 12345678}]",
+                "accounts[0].accessKey",
+            ),
             (
                 "accounts: [{accessKey: RocketMQ, secretKey: 12345678, topicPerms: [a=PUBSUB]}]",
                 "accounts[0].topicPerms[0]",
@@ -314,7 +329,10 @@ accounts:
                 "accounts: [{accessKey: RocketMQ, secretKey: 12345678, admin: yesplease}]",
                 "accounts[0].admin",
             ),
-            ("globalWhiteRemoteAddresses: [10.0.0]", "globalWhiteRemoteAddresses[0]"),
+            (
+                "globalWhiteRemoteAddresses: [10.0.0]",
+                "globalWhiteRemoteAddresses[0]",
+            ),
             (
                 "accounts: [{accessKey: RocketMQ, secretKey: 12345678}, {accessKey: RocketMQ, secretKey: 87654321}]",
                 "accounts[1].accessKey",
@@ -327,6 +345,9 @@ accounts:
                 other => panic!("{text}: expected an error at {place}, got {other:?}"),
             }
         }
-        assert!(matches!(AclRules::parse("accounts: [unclosed"), Err(RulesError::Yaml(_))));
+        assert!(matches!(
+            AclRules::parse("accounts: [unclosed"),
+            Err(RulesError::Yaml(_))
+        ));
     }
 }

@@ -68,7 +68,10 @@ impl AclFileError {
 /// Where `plain_acl.yml` is: `file` (default [`DEFAULT_ACL_FILE`]) under `home` (default
 /// `ROCKETMQ_HOME`), or `file` itself when absolute.
 pub fn acl_file_path(home: Option<&str>, file: Option<&str>) -> Result<PathBuf, AclFileError> {
-    let file = file.map(str::trim).filter(|f| !f.is_empty()).unwrap_or(DEFAULT_ACL_FILE);
+    let file = file
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .unwrap_or(DEFAULT_ACL_FILE);
     if Path::new(file).is_absolute() {
         return Ok(PathBuf::from(file));
     }
@@ -217,7 +220,10 @@ mod tests {
 
         std::fs::write(&path, "accounts: [{accessKey: RocketMQ, secretKey: 1}]").unwrap();
         assert!(f.reload().is_err());
-        assert!(f.rules().account("RocketMQ").is_some(), "old rules stay after a bad file");
+        assert!(
+            f.rules().account("RocketMQ").is_some(),
+            "old rules stay after a bad file"
+        );
         std::fs::write(&path, "accounts: [unclosed").unwrap();
         assert!(f.reload().is_err());
         assert!(f.rules().account("RocketMQ").is_some());
@@ -229,7 +235,11 @@ mod tests {
 
         std::fs::remove_file(&path).unwrap();
         assert!(f.reload().unwrap());
-        assert_eq!(f.rules().account_count(), 0, "a removed file is no accounts");
+        assert_eq!(
+            f.rules().account_count(),
+            0,
+            "a removed file is no accounts"
+        );
     }
 
     #[test]

@@ -681,22 +681,43 @@ async fn kv_config_topics_and_namesrv_config() {
 async fn register_broker_with_junk_topics_is_refused_and_changes_nothing() {
     let f = start().await;
     let c = RemotingClient::default();
-    let ok = call(&c, &f.addr, register("broker-a", 0, "127.0.0.1:10911", 1, &[("Good", 4)])).await;
+    let ok = call(
+        &c,
+        &f.addr,
+        register("broker-a", 0, "127.0.0.1:10911", 1, &[("Good", 4)]),
+    )
+    .await;
     assert_eq!(ok.code, response_code::SUCCESS);
     let long = "x".repeat(128);
     for junk in ["bad.topic", "sp ace", long.as_str(), "t\u{e9}"] {
         let r = call(
             &c,
             &f.addr,
-            register("broker-b", 0, "127.0.0.1:20911", 1, &[("Fine", 4), (junk, 4)]),
+            register(
+                "broker-b",
+                0,
+                "127.0.0.1:20911",
+                1,
+                &[("Fine", 4), (junk, 4)],
+            ),
         )
         .await;
-        assert_eq!(r.code, response_code::INVALID_PARAMETER, "{junk:?}: {:?}", r.remark);
+        assert_eq!(
+            r.code,
+            response_code::INVALID_PARAMETER,
+            "{junk:?}: {:?}",
+            r.remark
+        );
         assert!(r.remark.unwrap_or_default().contains("topic"));
     }
     // Nothing of broker-b reached the table: not even its valid topic.
     assert!(route(&c, &f.addr, "Fine").await.is_none());
-    assert!(!cluster_info(&c, &f.addr).await.broker_addr_table.contains_key("broker-b"));
+    assert!(
+        !cluster_info(&c, &f.addr)
+            .await
+            .broker_addr_table
+            .contains_key("broker-b")
+    );
     assert!(route(&c, &f.addr, "Good").await.is_some());
     let r = call(
         &c,
@@ -729,28 +750,52 @@ async fn with_acl_state_changes_need_an_admin_signature() {
     let ns = Namesrv::start(config).await.unwrap();
     let addr = ns.local_addr().to_string();
     let anon = RemotingClient::default();
-    let app = RemotingClient::default().with_credentials(SessionCredentials::new("appuser1", "app-secret"));
-    let forged =
-        RemotingClient::default().with_credentials(SessionCredentials::new("brokeradmin", "guessed-secret"));
-    let admin =
-        RemotingClient::default().with_credentials(SessionCredentials::new("brokeradmin", "admin-secret"));
+    let app = RemotingClient::default()
+        .with_credentials(SessionCredentials::new("appuser1", "app-secret"));
+    let forged = RemotingClient::default()
+        .with_credentials(SessionCredentials::new("brokeradmin", "guessed-secret"));
+    let admin = RemotingClient::default()
+        .with_credentials(SessionCredentials::new("brokeradmin", "admin-secret"));
     let reg = || register("broker-a", 0, "127.0.0.1:10911", 1, &[("TopicA", 4)]);
-    for (who, c) in [("anonymous", &anon), ("non-admin", &app), ("forged", &forged)] {
+    for (who, c) in [
+        ("anonymous", &anon),
+        ("non-admin", &app),
+        ("forged", &forged),
+    ] {
         let r = call(c, &addr, reg()).await;
-        assert_eq!(r.code, response_code::NO_PERMISSION, "{who}: {:?}", r.remark);
+        assert_eq!(
+            r.code,
+            response_code::NO_PERMISSION,
+            "{who}: {:?}",
+            r.remark
+        );
         let put = RemotingCommand::request(request_code::PUT_KV_CONFIG)
             .with_ext("namespace", "ns")
             .with_ext("key", "k")
             .with_ext("value", "v");
-        assert_eq!(call(c, &addr, put).await.code, response_code::NO_PERMISSION, "{who}");
+        assert_eq!(
+            call(c, &addr, put).await.code,
+            response_code::NO_PERMISSION,
+            "{who}"
+        );
     }
-    assert!(route(&anon, &addr, "TopicA").await.is_none(), "no refused registration applied");
+    assert!(
+        route(&anon, &addr, "TopicA").await.is_none(),
+        "no refused registration applied"
+    );
     assert!(ns.kv().get("ns", "k").is_none());
-    assert_eq!(call(&admin, &addr, reg()).await.code, response_code::SUCCESS);
+    assert_eq!(
+        call(&admin, &addr, reg()).await.code,
+        response_code::SUCCESS
+    );
     // Route queries: open unsigned, and for a signed non-admin account.
     assert!(route(&anon, &addr, "TopicA").await.is_some());
     assert!(route(&app, &addr, "TopicA").await.is_some());
     let r = call(&forged, &addr, get_route("TopicA")).await;
-    assert_eq!(r.code, response_code::NO_PERMISSION, "a forged signature is never accepted");
+    assert_eq!(
+        r.code,
+        response_code::NO_PERMISSION,
+        "a forged signature is never accepted"
+    );
     ns.shutdown().await;
 }

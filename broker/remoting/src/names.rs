@@ -15,7 +15,9 @@ pub enum NameError {
     #[error("The specified {0} is blank.")]
     Blank(&'static str),
     /// A character outside `[%|a-zA-Z0-9_-]`.
-    #[error("The specified {what} {name:?} contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$")]
+    #[error(
+        "The specified {what} {name:?} contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"
+    )]
     IllegalCharacters {
         /// `topic` or `group`.
         what: &'static str,
@@ -23,7 +25,9 @@ pub enum NameError {
         name: String,
     },
     /// Longer than [`MAX_NAME_LEN`].
-    #[error("The specified {what} is longer than {what} max length {MAX_NAME_LEN} ({len} characters).")]
+    #[error(
+        "The specified {what} is longer than {what} max length {MAX_NAME_LEN} ({len} characters)."
+    )]
     TooLong {
         /// `topic` or `group`.
         what: &'static str,
@@ -83,10 +87,16 @@ mod tests {
     fn java_rules() {
         assert!(check_topic("%RETRY%g-1_a|b").is_ok());
         assert!(check_topic(&"x".repeat(127)).is_ok());
-        assert!(matches!(check_topic(&"x".repeat(128)), Err(NameError::TooLong { len: 128, .. })));
+        assert!(matches!(
+            check_topic(&"x".repeat(128)),
+            Err(NameError::TooLong { len: 128, .. })
+        ));
         assert_eq!(check_topic(" "), Err(NameError::Blank("topic")));
         for bad in ["a.b", "a b", "tópico", "a/b", "a\0b", "a:b"] {
-            assert!(matches!(check_group(bad), Err(NameError::IllegalCharacters { .. })), "{bad:?}");
+            assert!(
+                matches!(check_group(bad), Err(NameError::IllegalCharacters { .. })),
+                "{bad:?}"
+            );
         }
     }
 }

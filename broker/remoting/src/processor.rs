@@ -81,8 +81,11 @@ impl From<serde_json::Error> for ProcessError {
 /// and must not block; it runs on the request's own task.
 pub trait RequestHook: Send + Sync + 'static {
     /// Accepts `request` from `remote`, or refuses it with the error to answer.
-    fn before(&self, remote: std::net::SocketAddr, request: &RemotingCommand)
-    -> Result<(), ProcessError>;
+    fn before(
+        &self,
+        remote: std::net::SocketAddr,
+        request: &RemotingCommand,
+    ) -> Result<(), ProcessError>;
 }
 
 /// What a processor returns: `Ok(Some(resp))` to answer, `Ok(None)` for no answer.

@@ -70,7 +70,10 @@ impl fmt::Debug for SessionCredentials {
         f.debug_struct("SessionCredentials")
             .field("access_key", &self.access_key)
             .field("secret_key", &"<redacted>")
-            .field("security_token", &self.security_token.as_ref().map(|_| "<set>"))
+            .field(
+                "security_token",
+                &self.security_token.as_ref().map(|_| "<set>"),
+            )
             .finish()
     }
 }
@@ -88,12 +91,16 @@ impl SessionCredentials {
     /// Reads RocketMQ 5's credentials JSON (`innerClientAuthenticationCredentials`):
     /// `{"accessKey":"…","secretKey":"…"}`, optionally with `"securityToken"`.
     pub fn from_json(text: &str) -> Result<Self, CredentialsError> {
-        let v: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| CredentialsError::Malformed(e.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| CredentialsError::Malformed(e.to_string()))?;
         let obj = v
             .as_object()
             .ok_or_else(|| CredentialsError::Malformed("not an object".into()))?;
-        let field = |k: &str| obj.get(k).and_then(serde_json::Value::as_str).map(str::trim);
+        let field = |k: &str| {
+            obj.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::trim)
+        };
         let (Some(ak), Some(sk)) = (field("accessKey"), field("secretKey")) else {
             return Err(CredentialsError::Blank);
         };
@@ -135,7 +142,10 @@ pub fn signed_content<'a>(
     fields: impl IntoIterator<Item = (&'a str, &'a str)>,
     body: &[u8],
 ) -> Vec<u8> {
-    let mut sorted: Vec<(&str, &str)> = fields.into_iter().filter(|(k, _)| *k != SIGNATURE).collect();
+    let mut sorted: Vec<(&str, &str)> = fields
+        .into_iter()
+        .filter(|(k, _)| *k != SIGNATURE)
+        .collect();
     // Java's String.compareTo: lexicographic over UTF-16 code units (differs from Rust's
     // byte order only for characters above U+FFFF against U+E000..U+FFFF).
     sorted.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
@@ -195,7 +205,11 @@ mod tests {
             b"what do ya want for nothing?",
             "7/zfauXrL6LSdBbV8YTfnCWafHk="
         ));
-        assert!(!verify_signature("Jefe", b"what do ya want", "7/zfauXrL6LSdBbV8YTfnCWafHk="));
+        assert!(!verify_signature(
+            "Jefe",
+            b"what do ya want",
+            "7/zfauXrL6LSdBbV8YTfnCWafHk="
+        ));
         assert!(!verify_signature("Jefe", b"x", "not base64!"));
     }
 

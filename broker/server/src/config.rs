@@ -1220,9 +1220,12 @@ mod tests {
         }
         // ACL 1.0: the file under rocketmqHome (or named by Java's property).
         let c = BrokerConfig::parse("aclEnable=true\nrocketmqHome=/opt/mq\n").unwrap();
-        assert_eq!(c.acl_file, Some(PathBuf::from("/opt/mq/conf/plain_acl.yml")));
-        let c = BrokerConfig::parse("aclEnable=true\nrocketmq.acl.plain.file=/etc/acl.yml\n")
-            .unwrap();
+        assert_eq!(
+            c.acl_file,
+            Some(PathBuf::from("/opt/mq/conf/plain_acl.yml"))
+        );
+        let c =
+            BrokerConfig::parse("aclEnable=true\nrocketmq.acl.plain.file=/etc/acl.yml\n").unwrap();
         assert_eq!(c.acl_file, Some(PathBuf::from("/etc/acl.yml")));
         assert_eq!(BrokerConfig::default().acl_file, None);
         let boot = BrokerConfig::default();
