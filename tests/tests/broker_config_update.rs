@@ -1,6 +1,7 @@
 //! End-to-end tests of UPDATE_BROKER_CONFIG on a real `flotilla-broker`: a key is applied
 //! live or refused with a remark naming it — never answered SUCCESS while waiting for a
-//! restart — and a feature the broker does not have (`aclEnable=true`) refuses to start.
+//! restart — a feature the broker does not have (ACL 2.0's `authenticationEnabled=true`)
+//! refuses to start, and so does `aclEnable=true` without a RocketMQ home for plain_acl.yml.
 
 use std::process::Command;
 use std::time::Duration;
@@ -167,9 +168,29 @@ fn broker_acl_enable_refuses_to_start() {
     let out = Command::new(bin_path("flotilla-broker"))
         .arg("-c")
         .arg(&conf)
+        .env_remove("ROCKETMQ_HOME")
         .output()
         .expect("run broker");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("aclEnable=true is not supported"), "{err}");
+    assert!(
+        err.contains("aclEnable=true but there is no RocketMQ home"),
+        "{err}"
+    );
+    let conf = broker_proc::write_conf(
+        dir.path(),
+        &base_conf("127.0.0.1:1", free_broker_port(), &dir.path().join("store")),
+        &[("authenticationEnabled", "true")],
+    );
+    let out = Command::new(bin_path("flotilla-broker"))
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .expect("run broker");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("authenticationEnabled=true is not supported"),
+        "{err}"
+    );
 }

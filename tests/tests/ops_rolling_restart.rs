@@ -3,9 +3,9 @@
 //! - `RestartCluster` on a three-member DLedger group under a running producer: the
 //!   nameserver first, then the followers, the leader last after handing leadership over;
 //!   every member gets a new pid and every acknowledged message is consumed afterwards.
-//! - A restart-only spec change that a broker cannot start with (`aclEnable=true`, which our
-//!   broker refuses until ACL exists) stops the roll at the first member (the slave): the
-//!   operation FAILS naming it, the cluster turns Degraded with `RollFailed`, the master is
+//! - A restart-only spec change that a broker cannot start with (`aclEnable=true` with no
+//!   RocketMQ home for `conf/plain_acl.yml`, which our broker refuses) stops the roll at the
+//!   first member (the slave): the operation FAILS naming it, the cluster turns Degraded with `RollFailed`, the master is
 //!   never restarted and keeps taking writes; `RollbackOperation` restores the previous spec
 //!   and rolls the slave back, leaving the cluster Running with the master's pid unchanged.
 
@@ -266,7 +266,7 @@ async fn a_member_that_cannot_start_stops_the_roll_and_rollback_restores_the_gro
     let mut clusters = ClusterServiceClient::new(ch.clone());
     let mut ops = OperationServiceClient::new(ch);
 
-    // aclEnable is restart-only, and our broker refuses to start with it.
+    // aclEnable is restart-only, and without a RocketMQ home our broker refuses to start with it.
     let mut next = fleet.get_cluster("bad").await.expect("cluster");
     next.status = None;
     if let Some(b) = next.spec.as_mut().and_then(|s| s.broker.as_mut()) {

@@ -30,8 +30,8 @@ pub const DEFAULT_ACL_FILE: &str = "conf/plain_acl.yml";
 pub enum AclFileError {
     /// Neither a home nor an absolute file path is configured.
     #[error(
-        "ACL is on but there is no RocketMQ home to find conf/plain_acl.yml in: set rocketmqHome \
-         (or ROCKETMQ_HOME), or an absolute rocketmq.acl.plain.file"
+        "aclEnable=true but there is no RocketMQ home to find conf/plain_acl.yml in: set \
+         rocketmqHome (or ROCKETMQ_HOME), or an absolute rocketmq.acl.plain.file"
     )]
     NoHome,
     /// The file exists but cannot be read.
