@@ -239,6 +239,11 @@ pub fn plan_as(
             draining: nspec.draining,
             ready,
             load,
+            zone: nst
+                .topology
+                .as_ref()
+                .map(|t| t.zone.clone())
+                .unwrap_or_default(),
         });
         let host = if nst.advertise_address.is_empty() {
             n.clone()

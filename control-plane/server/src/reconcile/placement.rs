@@ -7,6 +7,12 @@
 //! - the members of one broker group, and the nameservers, go to distinct nodes: required by
 //!   `SPREAD_REQUIRED` (else the instance stays unplaced, i.e. Pending), preferred by
 //!   `SPREAD_PREFERRED`;
+//! - the members of one spread group also prefer distinct zones (the node's
+//!   `topology.kubernetes.io/zone`, reported by its agent): among nodes that hold as few of
+//!   the group as possible, one in the zone holding fewest of the group wins, so losing a
+//!   zone loses as few members of a group as the nodes allow. It is a preference, never a
+//!   requirement: with fewer zones than members some share a zone, and nodes with no known
+//!   zone count as one zone of their own (so a fleet without zones places as before);
 //! - among equals, the least loaded node (fewest instances of any cluster) wins, then the
 //!   name, so placement is deterministic.
 //!
@@ -41,6 +47,8 @@ pub struct NodeInfo {
     pub ready: bool,
     /// Instances of *other* clusters on it.
     pub load: usize,
+    /// Its zone (empty when unknown).
+    pub zone: String,
 }
 
 /// One instance to place, and the spread group it belongs to (the nameservers form one
@@ -64,18 +72,18 @@ pub fn place(
 ) -> BTreeMap<String, Option<String>> {
     let by_name: HashMap<&str, &NodeInfo> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
     let mut load: HashMap<&str, usize> = nodes.iter().map(|n| (n.name.as_str(), n.load)).collect();
-    // spread group -> node -> count
-    let mut groups: HashMap<&str, HashMap<String, usize>> = HashMap::new();
+    let mut groups: HashMap<&str, Spread> = HashMap::new();
     let mut out = BTreeMap::new();
     let mut todo = Vec::new();
     for slot in slots {
         let kept = existing
             .get(&slot.name)
-            .filter(|n| by_name.get(n.as_str()).is_some_and(|info| !info.draining));
+            .and_then(|n| by_name.get(n.as_str()))
+            .filter(|info| !info.draining);
         match kept {
-            Some(node) => {
+            Some(info) => {
                 let in_group = groups.entry(&slot.spread_group).or_default();
-                assign(slot, node, in_group, &mut load, &mut out);
+                assign(slot, info, in_group, &mut load, &mut out);
             }
             None => todo.push(slot),
         }
@@ -91,15 +99,17 @@ pub fn place(
             .iter()
             .map(|n| {
                 (
-                    in_group.get(&n.name).copied().unwrap_or(0),
+                    in_group.nodes.get(&n.name).copied().unwrap_or(0),
+                    in_group.zones.get(&n.zone).copied().unwrap_or(0),
                     load.get(n.name.as_str()).copied().unwrap_or(0),
                     n.name.as_str(),
+                    *n,
                 )
             })
-            .filter(|(same, _, _)| !spread_required || *same == 0)
-            .min();
+            .filter(|(same, ..)| !spread_required || *same == 0)
+            .min_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
         match best {
-            Some((_, _, node)) => assign(slot, node, in_group, &mut load, &mut out),
+            Some((.., info)) => assign(slot, info, in_group, &mut load, &mut out),
             None => {
                 out.insert(slot.name.clone(), None);
             }
@@ -108,20 +118,28 @@ pub fn place(
     out
 }
 
-/// Places `slot` on `node`: one more of its spread group there (`in_group`: node → count),
-/// one more instance in the node's `load`.
+/// How many of one spread group each node and each zone holds so far.
+#[derive(Debug, Default)]
+struct Spread {
+    nodes: HashMap<String, usize>,
+    zones: HashMap<String, usize>,
+}
+
+/// Places `slot` on `node`: one more of its spread group there and in its zone
+/// (`in_group`), one more instance in the node's `load`.
 fn assign(
     slot: &Slot,
-    node: &str,
-    in_group: &mut HashMap<String, usize>,
+    node: &NodeInfo,
+    in_group: &mut Spread,
     load: &mut HashMap<&str, usize>,
     out: &mut BTreeMap<String, Option<String>>,
 ) {
-    *in_group.entry(node.to_string()).or_default() += 1;
-    if let Some(l) = load.get_mut(node) {
+    *in_group.nodes.entry(node.name.clone()).or_default() += 1;
+    *in_group.zones.entry(node.zone.clone()).or_default() += 1;
+    if let Some(l) = load.get_mut(node.name.as_str()) {
         *l += 1;
     }
-    out.insert(slot.name.clone(), Some(node.to_string()));
+    out.insert(slot.name.clone(), Some(node.name.clone()));
 }
 
 /// Every port an instance occupies on its node.
@@ -266,6 +284,96 @@ mod tests {
         let out = place(&slots("g", 2), &nodes, &existing, &HashMap::new(), true);
         assert_ne!(out["g-0"].as_deref(), Some("a"));
         assert_ne!(out["g-0"], out["g-1"]);
+    }
+
+    fn zoned(name: &str, zone: &str) -> NodeInfo {
+        NodeInfo {
+            zone: zone.into(),
+            ..node(name)
+        }
+    }
+
+    /// The zone of each placed member.
+    fn zones_of(out: &BTreeMap<String, Option<String>>, nodes: &[NodeInfo]) -> Vec<String> {
+        out.values()
+            .flatten()
+            .map(|n| nodes.iter().find(|i| &i.name == n).unwrap().zone.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_group_spreads_over_zones_before_nodes_of_one_zone() {
+        // Names and load would pick a1 and a2 (both zone a) without zones.
+        let nodes = vec![
+            zoned("a1", "a"),
+            zoned("a2", "a"),
+            zoned("b1", "b"),
+            zoned("c1", "c"),
+        ];
+        let out = place_new(&slots("g", 3), &nodes, true);
+        let mut zones = zones_of(&out, &nodes);
+        zones.sort();
+        assert_eq!(zones, ["a", "b", "c"], "{out:?}");
+        // Two groups: each spreads on its own.
+        let mut both = slots("g", 2);
+        both.extend(slots("h", 2));
+        let out = place_new(&both, &nodes, true);
+        for g in ["g-", "h-"] {
+            let of_g: BTreeMap<_, _> = out
+                .iter()
+                .filter(|(k, _)| k.starts_with(g))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let zones: BTreeSet<_> = zones_of(&of_g, &nodes).into_iter().collect();
+            assert_eq!(zones.len(), 2, "{g}: {out:?}");
+        }
+    }
+
+    #[test]
+    fn zones_are_a_preference_not_a_requirement() {
+        let nodes = vec![zoned("a1", "a"), zoned("a2", "a"), zoned("b1", "b")];
+        let out = place_new(&slots("g", 3), &nodes, true);
+        assert_eq!(
+            out.values().flatten().count(),
+            3,
+            "more members than zones: {out:?}"
+        );
+        // Existing members count: a new member goes to the zone the group lacks.
+        let existing: BTreeMap<_, _> = [("g-0".to_string(), "a1".to_string())].into();
+        let out = place(&slots("g", 2), &nodes, &existing, &HashMap::new(), true);
+        assert_eq!(out["g-0"].as_deref(), Some("a1"));
+        assert_eq!(out["g-1"].as_deref(), Some("b1"));
+    }
+
+    #[test]
+    fn zone_beats_load_but_not_node_spread() {
+        let mut nodes = vec![zoned("a1", "a"), zoned("a2", "a"), zoned("b1", "b")];
+        nodes[2].load = 10;
+        let existing: BTreeMap<_, _> = [("g-0".to_string(), "a1".to_string())].into();
+        let out = place(&slots("g", 2), &nodes, &existing, &HashMap::new(), true);
+        assert_eq!(
+            out["g-1"].as_deref(),
+            Some("b1"),
+            "other zone despite its load"
+        );
+        // Preferred spread: a node already holding the group loses even in a fresh zone.
+        let nodes = vec![zoned("a1", "a"), zoned("b1", "b")];
+        let out = place(
+            &slots("g", 3),
+            &nodes,
+            &BTreeMap::new(),
+            &HashMap::new(),
+            false,
+        );
+        assert_eq!(out.values().flatten().collect::<BTreeSet<_>>().len(), 2);
+    }
+
+    #[test]
+    fn without_zones_placement_is_unchanged() {
+        let nodes = vec![node("a"), node("b"), zoned("c", "")];
+        let out = place_new(&slots("g", 2), &nodes, true);
+        assert_eq!(out["g-0"].as_deref(), Some("a"));
+        assert_eq!(out["g-1"].as_deref(), Some("b"));
     }
 
     #[test]
