@@ -6,13 +6,21 @@
 //! | `Broker` | a Cluster named after it: `size` broker groups of `1 + replicaPerGroup` master/slave members, `allowRestart`, storage (`EmptyDir`/`StorageClass` → ephemeral, `HostPath` → host path), `scalePodName` → scale source, `resources.limits`, `nodeSelector` |
 //! | the `ConfigMap` its `volumes[0]` names | the broker config: `broker-common.conf`'s keys, minus those Flotilla owns (`brokerClusterName`, `brokerName`, `brokerId`, `namesrvAddr`, …); `brokerRole` picks ASYNC/SYNC master |
 //! | `NameService` | the nameserver count (`size`) of every cluster of the file |
-//! | `Console` | the console switch (`spec.console.enabled`) of every cluster of the file |
+//! | `Console` | the console switch (`spec.console.enabled`: the business API acts on the clusters) of every cluster of the file, and a warning that no web console is deployed |
 //! | `TopicTransfer` | a topic migration (`TopicService.MigrateTopic`) |
 //!
 //! Fields that mean nothing off Kubernetes (images, pull policies, pod security, affinity,
 //! tolerations, service accounts, volume claims, host networking, …) are ignored with one
 //! warning each, naming the document and the field; unknown fields are warned about too.
 //! The operator's field lists are in `shared/research/operator.md`.
+//!
+//! A `Console` deployed the RocketMQ dashboard. Flotilla's own web console does not exist
+//! yet (the web console issue, #20), so a Console document is answered, never silently
+//! taken: it turns on what Flotilla already has in its place (the business API, `flotilla
+//! topic|group|message|dlq …`, on the file's clusters) and warns once that no web console
+//! is deployed, then once per field: `consoleDeployment` (the dashboard's Deployment) has
+//! nothing to deploy, and `nameServers` is not needed because Flotilla's business calls
+//! find each cluster's nameservers themselves.
 
 use std::collections::BTreeMap;
 
@@ -224,6 +232,32 @@ fn warn_rest(r: &Raw, used: &[&str], warnings: &mut Vec<String>) {
     }
 }
 
+/// The answer to a `Console` document: no web console yet, and why each field is ignored.
+fn console_warnings(r: &Raw, warnings: &mut Vec<String>) {
+    let at = format!("document {} ({} {})", r.index, r.kind, r.name);
+    warnings.push(format!(
+        "{at}: Flotilla has no web console yet (tracked by the web console issue, #20), so \
+         nothing is deployed; the console switch (spec.console.enabled) is turned on for the \
+         clusters of this input, so the business API (`flotilla topic|group|message|dlq …`) \
+         acts on them"
+    ));
+    for (key, why) in [
+        (
+            "consoleDeployment",
+            "is the dashboard's Deployment; there is no web console to deploy yet (#20)",
+        ),
+        (
+            "nameServers",
+            "is not needed: Flotilla's business calls find each cluster's nameservers",
+        ),
+    ] {
+        if r.spec.contains_key(key) {
+            warnings.push(format!("{at}: spec.{key} {why}; ignored"));
+        }
+    }
+    warn_rest(r, &["consoleDeployment", "nameServers"], warnings);
+}
+
 /// Translates the operator documents of one input (`(index, raw)` pairs, 1-based).
 pub fn translate(docs: Vec<(usize, Value)>) -> Result<Translation, DocError> {
     let mut out = Translation::default();
@@ -248,7 +282,7 @@ pub fn translate(docs: Vec<(usize, Value)>) -> Result<Translation, DocError> {
         .max();
     let console = raws.iter().any(|r| r.kind == "Console");
     for r in raws.iter().filter(|r| r.kind == "Console") {
-        warn_rest(r, &[], &mut out.warnings);
+        console_warnings(r, &mut out.warnings);
     }
     let mut clusters = Vec::new();
     for r in raws.iter().filter(|r| r.kind == "Broker") {
@@ -557,7 +591,9 @@ spec:
             "spec.hostNetwork has no meaning off Kubernetes",
             "spec.brokerImage has no meaning off Kubernetes",
             "spec.volumeClaimTemplates has no meaning off Kubernetes",
-            "spec.consoleDeployment has no meaning off Kubernetes",
+            "(Console console): Flotilla has no web console yet (tracked by the web console issue, #20)",
+            "(Console console): spec.consoleDeployment is the dashboard's Deployment; there is no web console to deploy yet (#20); ignored",
+            "(Console console): spec.nameServers is not needed",
             "spec.env has no meaning off Kubernetes",
             "brokerClusterName is set by Flotilla",
             "spec.scalePodName is not needed",
