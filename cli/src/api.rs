@@ -99,6 +99,11 @@ pub fn describe(s: &tonic::Status) -> String {
             out.push_str(&format!("\n  {}: {}", v.field, v.description));
         }
     }
+    if let Some(pf) = s.get_details_precondition_failure() {
+        for v in pf.violations {
+            out.push_str(&format!("\n  {} [{}]", v.subject, v.r#type));
+        }
+    }
     out
 }
 
@@ -132,6 +137,20 @@ mod tests {
         assert!(
             text.ends_with("\n  topic.name: must match ^[%|a-zA-Z0-9_-]+$"),
             "{text}"
+        );
+        let mut d = ErrorDetails::with_error_info("NODE_IN_USE", "flotilla.io", []);
+        d.add_precondition_failure_violation("AGENT_CONNECTED", "name: nodes/n1", "connected");
+        let s = tonic::Status::with_error_details(
+            tonic::Code::FailedPrecondition,
+            "node n1 cannot be deleted: its agent is connected",
+            d,
+        );
+        let e = CmdError::from(s);
+        assert_eq!(e.code(), "NODE_IN_USE");
+        assert!(
+            e.to_string()
+                .ends_with("\n  name: nodes/n1 [AGENT_CONNECTED]"),
+            "{e}"
         );
         let bare = CmdError::from(tonic::Status::unimplemented("no"));
         assert_eq!(bare.code(), "GRPC_UNIMPLEMENTED");

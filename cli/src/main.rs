@@ -7,7 +7,8 @@
 //!   (`-o table|wide|json|yaml`, `--watch` to follow changes);
 //! - `flotilla describe cluster|node|operation NAME` — one resource in detail, for people;
 //! - `flotilla completion bash|zsh|fish|powershell` — a shell completion script;
-//! - `flotilla cordon|uncordon|drain NODE`, `flotilla delete cluster NAME`;
+//! - `flotilla cordon|uncordon|drain NODE`, `flotilla delete clusters|nodes|operations NAME`
+//!   (`delete members` is refused with what to do instead);
 //! - `flotilla topic …`, `flotilla group …`, `flotilla offset reset`, `flotilla message …`
 //!   (get, query, list, trace), `flotilla dlq list|resend`, `flotilla producer connections` —
 //!   the business API;
@@ -151,7 +152,9 @@ enum Cmd {
     Uncordon(NodeArgs),
     /// Cordon a node and move its instances elsewhere.
     Drain(NodeArgs),
-    /// Delete a resource (`cluster NAME`).
+    /// Delete a resource: `clusters NAME` (its members stop), `nodes NAME` (a machine gone
+    /// for good: refused while instances are placed on it or its agent is connected),
+    /// `operations NAME` (a finished one). Members are not deleted: scale, restart or drain.
     Delete {
         /// What to delete.
         #[arg(value_enum)]
@@ -193,7 +196,15 @@ struct NodeArgs {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Deletable {
+    #[value(alias = "clusters")]
     Cluster,
+    #[value(alias = "nodes")]
+    Node,
+    /// Refused: a member is part of its cluster's spec (the message says what to do).
+    #[value(alias = "members")]
+    Member,
+    #[value(alias = "operations", alias = "ops")]
+    Operation,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -243,11 +254,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Cordon(a) => Ok(node::run(&a.server, node::NodeAction::Cordon, &a.node).await?),
         Cmd::Uncordon(a) => Ok(node::run(&a.server, node::NodeAction::Uncordon, &a.node).await?),
         Cmd::Drain(a) => Ok(node::run(&a.server, node::NodeAction::Drain, &a.node).await?),
-        Cmd::Delete {
-            what: Deletable::Cluster,
-            name,
-            server,
-        } => Ok(node::delete_cluster(&server, &name).await?),
+        Cmd::Delete { what, name, server } => {
+            match what {
+                Deletable::Cluster => node::delete_cluster(&server, &name).await?,
+                Deletable::Node => node::delete_node(&server, &name).await?,
+                Deletable::Member => node::refuse_member_delete(&name)?,
+                Deletable::Operation => operation::delete(&server, &name).await?,
+            }
+            Ok(())
+        }
         Cmd::Operation { cmd } => Ok(operation::run(cmd).await?),
         Cmd::Migrate { cmd } => Ok(operation::migrate(cmd).await?),
         Cmd::Restart { cmd } => Ok(operation::restart(cmd).await?),
@@ -299,15 +314,23 @@ async fn get_cmd(
             "give the CLUSTER: `flotilla get members CLUSTER`",
         )
         .into()),
-        (What::Members, Some(c)) if watch => Ok(watch::members(server, c, output).await?),
+        (What::Members, Some(c)) if watch => {
+            Ok(watch::until_interrupted(watch::members(server, c, output)).await?)
+        }
         (What::Members, Some(c)) => Ok(get::members(server, c, output).await?),
-        (What::Clusters, n) if watch => Ok(get::watch_clusters(server, n, output).await?),
+        (What::Clusters, n) if watch => {
+            Ok(watch::until_interrupted(get::watch_clusters(server, n, output)).await?)
+        }
         (What::Clusters, Some(n)) => Ok(get::cluster(server, n, output).await?),
         (What::Clusters, None) => Ok(get::clusters(server, output).await?),
-        (What::Nodes, n) if watch => Ok(watch::nodes(server, n, output).await?),
+        (What::Nodes, n) if watch => {
+            Ok(watch::until_interrupted(watch::nodes(server, n, output)).await?)
+        }
         (What::Nodes, Some(n)) => Ok(get::node(server, n, output).await?),
         (What::Nodes, None) => Ok(get::nodes(server, output).await?),
-        (What::Operations, n) if watch => Ok(watch::operations(server, cluster, n, output).await?),
+        (What::Operations, n) if watch => {
+            Ok(watch::until_interrupted(watch::operations(server, cluster, n, output)).await?)
+        }
         (What::Operations, n) => Ok(operation::get(server, cluster, n, output).await?),
     }
 }

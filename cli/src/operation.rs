@@ -14,8 +14,8 @@ use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::operation_service_client::OperationServiceClient;
 use flotilla_proto::v1::topic_service_client::TopicServiceClient;
 use flotilla_proto::v1::{
-    CancelOperationRequest, GetOperationRequest, ListOperationsRequest, MigrateTopicRequest,
-    Operation, OperationPhase, RestartClusterRequest, ResumeOperationRequest,
+    CancelOperationRequest, DeleteOperationRequest, GetOperationRequest, ListOperationsRequest,
+    MigrateTopicRequest, Operation, OperationPhase, RestartClusterRequest, ResumeOperationRequest,
     RollbackOperationRequest, WaitOperationRequest, operation_spec,
 };
 use serde::Serialize;
@@ -310,6 +310,20 @@ pub fn table(ops: &[OperationView], wide: bool) -> String {
         })
         .collect();
     output::columns(&header, &rows)
+}
+
+/// `flotilla delete operations NAME`: removes a finished operation's record (the control
+/// plane refuses an unfinished one with OPERATION_NOT_DONE: cancel it first).
+pub async fn delete(server: &str, name: &str) -> Result<(), CmdError> {
+    ops(server)
+        .await?
+        .delete_operation(DeleteOperationRequest {
+            name: name.to_string(),
+            request_id: String::new(),
+        })
+        .await?;
+    println!("operation {name} deleted");
+    Ok(())
 }
 
 /// OperationService client.

@@ -1,20 +1,19 @@
 //! `flotilla get nodes|members|operations --watch`: print the resources, then only what
 //! changes, until the server's stream ends or Ctrl-C.
 //!
-//! Clusters and operations have server Watch streams (`WatchClusters`, `WatchOperations`):
-//! members are followed on their cluster's stream, operations on theirs. Nodes have none,
-//! so they are polled every second. Either way [`Changes`] remembers the last line printed
-//! per resource and a line is printed only when it differs, so a quiet fleet prints
-//! nothing. Tables print their header once, then one row per change; `-o json` prints one
+//! Every kind is followed on a server Watch stream (`WatchNodes`, `WatchClusters`,
+//! `WatchOperations`): members on their cluster's stream. [`Changes`] remembers the last
+//! line printed per resource and a line is printed only when it differs, so a quiet fleet
+//! prints nothing (bookmarks and rewrites that change no column print nothing). Tables print their header once, then one row per change; `-o json` prints one
 //! compact object per line (`-o yaml` one document per change), so a script can read it as
-//! a stream. A resource that disappears prints once more marked deleted.
+//! a stream. A resource that disappears prints once more marked deleted. Ctrl-C ends a
+//! watch with status 0 ([`until_interrupted`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use flotilla_proto::v1::{
-    GetClusterRequest, GetNodeRequest, ListNodesRequest, Node, WatchClustersRequest,
-    WatchEventType, WatchOperationsRequest,
+    GetClusterRequest, GetNodeRequest, WatchClustersRequest, WatchEventType, WatchNodesRequest,
+    WatchOperationsRequest,
 };
 use serde::Serialize;
 
@@ -23,9 +22,6 @@ use crate::client;
 use crate::get;
 use crate::operation::{self, OperationView};
 use crate::output::{Format, OutputError};
-
-/// How often nodes are polled (they have no Watch stream).
-const POLL: Duration = Duration::from_secs(1);
 
 /// The last line printed per resource, so a watch prints only changes.
 #[derive(Debug, Default)]
@@ -93,72 +89,66 @@ fn header(format: Format, header: &str) {
     }
 }
 
-/// Waits one poll period; false when Ctrl-C came first.
-async fn tick() -> bool {
+/// Runs a watch until it ends or Ctrl-C (SIGINT), whichever comes first. The handler is
+/// installed before `body` first runs, so an interrupt while connecting or printing ends the
+/// watch as well as one while waiting. Ctrl-C is how a watch is meant to end, so it ends
+/// successfully (status 0, nothing more printed): lines are printed whole (standard output
+/// is line-buffered and the body is only stopped at an await point), and a script reading
+/// `-o json` sees only complete objects. When no handler can be installed the body just
+/// runs, and SIGINT stops the process the default way.
+pub async fn until_interrupted<E>(
+    body: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), E> {
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => false,
-        () = tokio::time::sleep(POLL) => true,
+        () = interrupted => Ok(()),
+        r = body => r,
     }
 }
 
-/// `flotilla get nodes [NAME] --watch`: polls every second (there is no node stream).
+/// `flotilla get nodes [NAME] --watch`: the nodes, then each node whose row changed, on the
+/// server's WatchNodes stream (record and placed instances).
 pub async fn nodes(server: &str, name: Option<&str>, format: Format) -> Result<(), CmdError> {
     let mut c = client::nodes(server).await?;
+    if let Some(n) = name {
+        // An unknown node fails now with NODE_NOT_FOUND instead of a silent stream.
+        c.get_node(GetNodeRequest {
+            name: n.to_string(),
+        })
+        .await?;
+    }
+    let mut stream = c
+        .watch_nodes(WatchNodesRequest {
+            revision: 0,
+            name: name.unwrap_or_default().to_string(),
+        })
+        .await?
+        .into_inner();
     let mut seen = Changes::default();
-    let mut rows: BTreeMap<String, String> = BTreeMap::new();
-    let mut first = true;
-    loop {
-        let nodes: Vec<Node> = match name {
-            Some(n) => vec![
-                c.get_node(GetNodeRequest {
-                    name: n.to_string(),
-                })
-                .await?
-                .into_inner(),
-            ],
-            None => {
-                let mut all = Vec::new();
-                let mut token = String::new();
-                loop {
-                    let r = c
-                        .list_nodes(ListNodesRequest {
-                            page_size: 100,
-                            page_token: token.clone(),
-                            label_selector: String::new(),
-                        })
-                        .await?
-                        .into_inner();
-                    all.extend(r.nodes);
-                    if r.next_page_token.is_empty() {
-                        break all;
-                    }
-                    token = r.next_page_token;
-                }
-            }
+    header(format, &get::node_header());
+    while let Some(ev) = stream.message().await? {
+        let kind = WatchEventType::try_from(ev.r#type).unwrap_or(WatchEventType::Unspecified);
+        let Some(n) = ev.node.filter(|_| kind != WatchEventType::Bookmark) else {
+            continue;
         };
-        // The header only once the first answer came: a refusal prints only the error.
-        if std::mem::take(&mut first) {
-            header(format, &get::node_header());
-        }
-        let mut present = BTreeSet::new();
-        for n in &nodes {
-            let v = get::node_view(n);
-            let row = get::node_line(n);
-            let rec = record(format, &v, &row)?;
-            if seen.changed(&v.name, &rec) {
-                println!("{rec}");
+        let v = get::node_view(&n);
+        let row = get::node_line(&n);
+        if kind == WatchEventType::Delete {
+            if seen.remove(&v.name) {
+                println!("{}", deleted_record(format, &v.name, &row)?);
             }
-            present.insert(v.name.clone());
-            rows.insert(v.name, row);
+            continue;
         }
-        for gone in seen.gone(&present) {
-            let row = rows.remove(&gone).unwrap_or_else(|| gone.clone());
-            println!("{}", deleted_record(format, &gone, &row)?);
-        }
-        if !tick().await {
-            return Ok(());
+        let rec = record(format, &v, &row)?;
+        if seen.changed(&v.name, &rec) {
+            println!("{rec}");
         }
     }
+    Ok(())
 }
 
 /// `flotilla get members CLUSTER --watch`: the cluster's members, then each member whose row
@@ -181,11 +171,9 @@ pub async fn members(server: &str, cluster: &str, format: Format) -> Result<(), 
     let mut rows: BTreeMap<String, String> = BTreeMap::new();
     header(format, &get::member_header());
     loop {
-        let ev = tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            ev = stream.message() => ev?,
+        let Some(ev) = stream.message().await? else {
+            return Ok(());
         };
-        let Some(ev) = ev else { return Ok(()) };
         let kind = WatchEventType::try_from(ev.r#type).unwrap_or(WatchEventType::Unspecified);
         let Some(cl) = ev.cluster.filter(|_| kind != WatchEventType::Bookmark) else {
             continue;
@@ -265,11 +253,9 @@ pub async fn operations(
     let mut seen = Changes::default();
     header(format, &operation_header());
     loop {
-        let ev = tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            ev = stream.message() => ev?,
+        let Some(ev) = stream.message().await? else {
+            return Ok(());
         };
-        let Some(ev) = ev else { return Ok(()) };
         let kind = WatchEventType::try_from(ev.r#type).unwrap_or(WatchEventType::Unspecified);
         let Some(op) = ev.operation.filter(|_| kind != WatchEventType::Bookmark) else {
             continue;

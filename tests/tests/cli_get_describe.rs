@@ -233,7 +233,7 @@ async fn get_one_describe_watch_and_completion_end_to_end() {
         "{dn}"
     );
 
-    // Watches: nodes (polled) print the node once, then nothing while it does not change.
+    // Watches: nodes (streamed) print the node once, then nothing while it does not change.
     let lines = watch(&fleet, &["get", "nodes", "--watch"], WAIT, |l| {
         l.iter().any(|l| l.starts_with("node-1 "))
     })

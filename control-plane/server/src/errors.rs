@@ -76,9 +76,30 @@ pub enum ApiError {
     /// No node with that name ever registered.
     #[error("node {0} not found")]
     NodeNotFound(String),
+    /// DeleteNode on a node still in use: instances are placed on it or its agent is
+    /// connected. `field` is the request field the refusal is about (`name`).
+    #[error("node {name} cannot be deleted: {why}")]
+    NodeInUse {
+        /// Node name.
+        name: String,
+        /// What still uses it and what to do.
+        why: String,
+        /// The PreconditionFailure type: `INSTANCES_PLACED` or `AGENT_CONNECTED`.
+        kind: &'static str,
+    },
     /// No operation with that name.
     #[error("operation {0} not found")]
     OperationNotFound(String),
+    /// DeleteOperation on an operation that has not finished.
+    #[error(
+        "operation {name} cannot be deleted: it is {phase}; cancel it first or wait until it is done"
+    )]
+    OperationNotDone {
+        /// Operation name.
+        name: String,
+        /// Its phase (Pending, Running, Cancelling).
+        phase: String,
+    },
     /// CancelOperation on an operation that is done or past its point of no return.
     #[error("operation {name} cannot be cancelled: {why}")]
     OperationNotCancellable {
@@ -250,7 +271,9 @@ impl ApiError {
             ApiError::ConcurrentModification(_) => "CONCURRENT_MODIFICATION",
             ApiError::NotLeader { .. } => "NOT_LEADER",
             ApiError::NodeNotFound(_) => "NODE_NOT_FOUND",
+            ApiError::NodeInUse { .. } => "NODE_IN_USE",
             ApiError::OperationNotFound(_) => "OPERATION_NOT_FOUND",
+            ApiError::OperationNotDone { .. } => "OPERATION_NOT_DONE",
             ApiError::OperationNotCancellable { .. } => "OPERATION_NOT_CANCELLABLE",
             ApiError::OperationNotResumable { .. } => "OPERATION_NOT_RESUMABLE",
             ApiError::WatchRevisionCompacted { .. } => "WATCH_REVISION_COMPACTED",
@@ -290,6 +313,8 @@ impl ApiError {
             ApiError::NotLeader { .. } => Code::Unavailable,
             ApiError::OperationNotCancellable { .. }
             | ApiError::OperationNotResumable { .. }
+            | ApiError::OperationNotDone { .. }
+            | ApiError::NodeInUse { .. }
             | ApiError::ClusterDeleting(_)
             | ApiError::ScaleInRefused { .. } => Code::FailedPrecondition,
             ApiError::WatchRevisionCompacted { .. } => Code::OutOfRange,
@@ -314,6 +339,14 @@ impl ApiError {
             }
             ApiError::NodeNotFound(n) => {
                 m.insert("node".to_string(), n.clone());
+            }
+            ApiError::NodeInUse { name, .. } => {
+                m.insert("node".to_string(), name.clone());
+                m.insert("field".to_string(), "name".to_string());
+            }
+            ApiError::OperationNotDone { name, .. } => {
+                m.insert("operation".to_string(), name.clone());
+                m.insert("field".to_string(), "name".to_string());
             }
             ApiError::OperationNotFound(n)
             | ApiError::OperationNotCancellable { name: n, .. }
@@ -359,10 +392,29 @@ impl ApiError {
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
         let mut details = ErrorDetails::with_error_info(e.code(), DOMAIN, e.metadata());
-        if let ApiError::InvalidArgument { violations, .. } = &e {
-            for v in violations {
-                details.add_bad_request_violation(v.field.clone(), v.description.clone());
+        match &e {
+            ApiError::InvalidArgument { violations, .. } => {
+                for v in violations {
+                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                }
             }
+            // A refused delete names what stands in the way, per google.rpc.PreconditionFailure:
+            // the subject is the request field and the object it names.
+            ApiError::NodeInUse { name, why, kind } => {
+                details.add_precondition_failure_violation(
+                    *kind,
+                    format!("name: nodes/{name}"),
+                    why.clone(),
+                );
+            }
+            ApiError::OperationNotDone { name, phase } => {
+                details.add_precondition_failure_violation(
+                    "NOT_DONE",
+                    format!("name: operations/{name}"),
+                    format!("the operation is {phase}"),
+                );
+            }
+            _ => {}
         }
         tonic::Status::with_error_details(e.grpc_code(), e.to_string(), details)
     }
@@ -422,6 +474,34 @@ mod tests {
             info.metadata.get("broker.c-1").unwrap(),
             "NODE_NOT_CONNECTED"
         );
+    }
+
+    #[test]
+    fn refused_deletes_name_the_field_and_what_stands_in_the_way() {
+        let s: tonic::Status = ApiError::NodeInUse {
+            name: "n1".into(),
+            why: "instances are placed on it: c-0-0; drain it first".into(),
+            kind: "INSTANCES_PLACED",
+        }
+        .into();
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        let info = s.get_details_error_info().unwrap();
+        assert_eq!(info.reason, "NODE_IN_USE");
+        assert_eq!(info.metadata.get("field").unwrap(), "name");
+        let pf = s.get_details_precondition_failure().unwrap();
+        assert_eq!(pf.violations[0].r#type, "INSTANCES_PLACED");
+        assert_eq!(pf.violations[0].subject, "name: nodes/n1");
+        let s: tonic::Status = ApiError::OperationNotDone {
+            name: "op-1".into(),
+            phase: "Running".into(),
+        }
+        .into();
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(
+            s.get_details_error_info().unwrap().reason,
+            "OPERATION_NOT_DONE"
+        );
+        assert!(s.message().contains("cancel it first"), "{}", s.message());
     }
 
     #[test]

@@ -46,10 +46,10 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::cache::Change;
 use crate::context::Ctx;
 use crate::errors::ApiError;
-use crate::names;
 use crate::registry;
 use crate::security::Caller;
 use flotilla_client::Principal;
+use crate::validate;
 
 /// Why a command could not be completed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -383,12 +383,9 @@ fn check_identity(caller: Option<&Caller>, node: &str, insecure: bool) -> Result
 impl AgentApi {
     async fn hello(&self, hello: &Hello) -> Result<(i64, LeaseId), Status> {
         let ctx = &self.ctx;
-        if !names::is_dns_label(&hello.node_id) {
-            return Err(status(ApiError::bad_request(
-                "hello.node_id",
-                "must be a DNS-1123 label",
-            )));
-        }
+        let mut v = validate::Violations::default();
+        validate::node_name(&mut v, "hello.node_id", &hello.node_id);
+        v.into_result("INVALID_REQUEST").map_err(status)?;
         let epoch = ctx.writer.require_leader().await.map_err(status)?;
         if hello.highest_epoch_seen > epoch {
             ctx.leader.step_down("agent has seen a higher epoch");

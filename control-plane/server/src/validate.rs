@@ -68,6 +68,21 @@ pub fn name(v: &mut Violations, field: &str, value: &str) {
     }
 }
 
+/// A node name: the agent's `--node-id`, which on Kubernetes is the Node's name, a DNS-1123
+/// subdomain (`ip-10-0-0-1.ec2.internal`), so dots are allowed where resource names are
+/// labels.
+pub fn node_name(v: &mut Violations, field: &str, value: &str) {
+    if value.is_empty() {
+        v.add(field, "required");
+    } else if !names::is_dns_subdomain(value) {
+        v.add(
+            field,
+            "must be a DNS-1123 subdomain: at most 253 characters of [a-z0-9-.], dot-separated \
+             labels each starting and ending with a letter or digit",
+        );
+    }
+}
+
 fn label_chars(s: &str) -> bool {
     s.bytes()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
@@ -476,6 +491,27 @@ pub fn immutable(v: &mut Violations, field: &str, old: &ClusterSpec, new: &Clust
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_names_are_dns_subdomains_so_kubernetes_node_names_pass() {
+        let check = |n: &str| {
+            let mut v = Violations::default();
+            node_name(&mut v, "name", n);
+            v.0.is_empty()
+        };
+        assert!(check("ip-10-0-0-1.ec2.internal"));
+        assert!(check("node-1"));
+        assert!(
+            check("10.0.0.7"),
+            "labels may start with a digit in a subdomain"
+        );
+        assert!(!check(""));
+        assert!(!check("Node-1"), "uppercase");
+        assert!(!check("a..b"), "empty label");
+        assert!(!check("a.-b"), "label starting with '-'");
+        assert!(!check("a/desired"), "would alias the desired-state key");
+        assert!(!check(&"a".repeat(254)));
+    }
 
     #[test]
     fn dledger_member_count_is_fixed_and_master_slave_is_not() {

@@ -275,7 +275,7 @@ where
     R: Send + 'static,
 {
     let make: MakeEvent<R> = Arc::new(
-        move |t: WatchEventType, name: &str, bytes: Option<&[u8]>, rev: i64| {
+        move |t: WatchEventType, _key: &str, name: &str, bytes: Option<&[u8]>, rev: i64| {
             let mut obj = bytes.and_then(|b| T::decode(b).ok()).unwrap_or_else(|| {
                 let mut o = T::default();
                 *o.meta_slot() = Some(ObjectMeta {
@@ -289,27 +289,41 @@ where
         },
     );
     let bookmark = Arc::new(move |rev: i64| wrap(WatchEventType::Bookmark, None, rev));
-    watch_stream(ctx, prefix, revision, name, make, bookmark)
+    watch_stream(
+        ctx,
+        prefix,
+        revision,
+        name,
+        keys::name_under,
+        make,
+        bookmark,
+    )
 }
 
-/// Builds one watch response: (event type, object name, object bytes if known, revision).
+/// Builds one watch response: (event type, key, object name, value bytes if known — for a
+/// delete, the previous value —, revision); `None` sends nothing for the event.
 pub type MakeEvent<R> =
-    Arc<dyn Fn(WatchEventType, &str, Option<&[u8]>, i64) -> Option<R> + Send + Sync>;
+    Arc<dyn Fn(WatchEventType, &str, &str, Option<&[u8]>, i64) -> Option<R> + Send + Sync>;
 
-/// Streams events for single-segment keys under `prefix` (optionally only `name`) after
-/// `revision`; `revision == 0` first sends the current objects as PUT events.
+/// The object name a key under a prefix belongs to, or `None` for keys the watch ignores
+/// (usually [`keys::name_under`]: single-segment keys only).
+pub type NameOf = for<'a> fn(&str, &'a str) -> Option<&'a str>;
+
+/// Streams events for the keys under `prefix` that `name_of` maps to an object (optionally
+/// only `name`) after `revision`; `revision == 0` first sends the current keys as PUT events.
 pub fn watch_stream<R: Send + 'static>(
     ctx: Arc<Ctx>,
     prefix: &'static str,
     revision: i64,
     name: String,
+    name_of: NameOf,
     make: MakeEvent<R>,
     bookmark: Arc<dyn Fn(i64) -> R + Send + Sync>,
 ) -> ReceiverStream<Result<R, Status>> {
     let (tx, rx) = mpsc::channel(128);
     tokio::spawn(async move {
         let wanted = |key: &str| {
-            keys::name_under(prefix, key)
+            name_of(prefix, key)
                 .filter(|n| name.is_empty() || *n == name)
                 .map(str::to_string)
         };
@@ -330,8 +344,13 @@ pub fn watch_stream<R: Send + 'static>(
                 }
                 for kv in &resp.kvs {
                     if let Some(n) = wanted(&kv.key)
-                        && let Some(ev) =
-                            make(WatchEventType::Put, &n, Some(&kv.value), kv.mod_revision)
+                        && let Some(ev) = make(
+                            WatchEventType::Put,
+                            &kv.key,
+                            &n,
+                            Some(&kv.value),
+                            kv.mod_revision,
+                        )
                         && tx.send(Ok(ev)).await.is_err()
                     {
                         return;
@@ -361,9 +380,10 @@ pub fn watch_stream<R: Send + 'static>(
                         last = ev.revision();
                         let Some(n) = wanted(&ev.kv.key) else { continue };
                         let out = match ev.kind {
-                            EventKind::Put => make(WatchEventType::Put, &n, Some(&ev.kv.value), last),
+                            EventKind::Put => make(WatchEventType::Put, &ev.kv.key, &n, Some(&ev.kv.value), last),
                             EventKind::Delete => make(
                                 WatchEventType::Delete,
+                                &ev.kv.key,
                                 &n,
                                 ev.prev.as_ref().map(|p| p.value.as_slice()),
                                 last,

@@ -1,21 +1,28 @@
-//! `flotilla.v1.OperationService`: read, list, cancel, wait for and watch Operations.
+//! `flotilla.v1.OperationService`: read, list, cancel, wait for, watch and delete
+//! Operations.
 //!
 //! The workflows that drive operations live in [`crate::workflow`].
 //! Cancel follows the proto: refused (FAILED_PRECONDITION) once done or past the point of no
 //! return; a pending operation is cancelled at once; a node drain is undone (the node stays
 //! cordoned, stops draining); any other running operation moves to CANCELLING for its
 //! workflow to finish.
+//!
+//! Delete removes only a finished operation's record (the history an operator cleans up):
+//! a workflow resumes from its record, so deleting an unfinished one would strand what it
+//! started half-done; those are refused (FAILED_PRECONDITION, OPERATION_NOT_DONE) with
+//! "cancel it first". The delete is guarded by the record's revision, so it never removes a
+//! state it did not check.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use flotilla_intent_store::{Compare, keys};
 use flotilla_proto::v1::{
-    CancelOperationRequest, ClusterSpec, GetOperationRequest, ListOperationsRequest,
-    ListOperationsResponse, Operation, OperationPhase, ResumeOperationRequest,
-    RollbackOperationRequest, RollbackOperationResponse, RollingRestartSpec, WaitOperationRequest,
-    WatchOperationsRequest, WatchOperationsResponse, operation_service_server::OperationService,
-    operation_spec,
+    CancelOperationRequest, ClusterSpec, DeleteOperationRequest, GetOperationRequest,
+    ListOperationsRequest, ListOperationsResponse, Operation, OperationPhase,
+    ResumeOperationRequest, RollbackOperationRequest, RollbackOperationResponse,
+    RollingRestartSpec, WaitOperationRequest, WatchOperationsRequest, WatchOperationsResponse,
+    operation_service_server::OperationService, operation_spec,
 };
 use futures::StreamExt;
 use prost::Message;
@@ -33,6 +40,21 @@ use crate::workflow::rolling_restart;
 const CANCEL: &str = "/flotilla.v1.OperationService/CancelOperation";
 const RESUME: &str = "/flotilla.v1.OperationService/ResumeOperation";
 const ROLLBACK: &str = "/flotilla.v1.OperationService/RollbackOperation";
+const DELETE: &str = "/flotilla.v1.OperationService/DeleteOperation";
+
+/// A phase as people read it (`Running`).
+fn phase_name(phase: i32) -> String {
+    match OperationPhase::try_from(phase) {
+        Ok(OperationPhase::Pending) => "Pending",
+        Ok(OperationPhase::Running) => "Running",
+        Ok(OperationPhase::Succeeded) => "Succeeded",
+        Ok(OperationPhase::Failed) => "Failed",
+        Ok(OperationPhase::Cancelling) => "Cancelling",
+        Ok(OperationPhase::Cancelled) => "Cancelled",
+        _ => "in an unknown phase",
+    }
+    .to_string()
+}
 
 fn set_rollback_etag(r: &mut RollbackOperationResponse, rev: i64) {
     if let Some(op) = r.operation.as_mut() {
@@ -166,6 +188,33 @@ impl OperationApi {
         let mut writes = vec![(key.clone(), Some(op.encode_to_vec()))];
         writes.extend(requests::record(CANCEL, &r.request_id, &op)?);
         let compares = vec![Compare::ModRevision(key, rev)];
+        super::commit_stamped(ctx, compares, writes, op, set_etag, &r.name, None).await
+    }
+
+    async fn delete(&self, r: DeleteOperationRequest) -> Result<Operation, ApiError> {
+        let ctx = &self.ctx;
+        let mut v = Violations::default();
+        op_name(&mut v, "name", &r.name);
+        validate::request_id(&mut v, "request_id", &r.request_id);
+        v.into_result("INVALID_REQUEST")?;
+        ctx.writer.require_leader().await?;
+        if let Some(prev) = requests::replayed(ctx, DELETE, &r.request_id, set_etag).await? {
+            return Ok(prev);
+        }
+        let (mut op, rev) = load(ctx, &r.name).await?;
+        let status = op.status.clone().unwrap_or_default();
+        if !status.done {
+            return Err(ApiError::OperationNotDone {
+                name: r.name,
+                phase: phase_name(status.phase),
+            });
+        }
+        clear_etag(&mut op);
+        let key = keys::operation(&r.name)?;
+        let mut writes = vec![(key.clone(), None)];
+        writes.extend(requests::record(DELETE, &r.request_id, &op)?);
+        let compares = vec![Compare::ModRevision(key, rev)];
+        tracing::info!(operation = %r.name, "finished operation deleted");
         super::commit_stamped(ctx, compares, writes, op, set_etag, &r.name, None).await
     }
 
@@ -414,6 +463,19 @@ impl OperationService for OperationApi {
         let id = r.request_id.clone();
         super::idempotent(&self.ctx, ROLLBACK, &id, span, set_rollback_etag, || {
             self.rollback(r.clone())
+        })
+        .await
+    }
+
+    async fn delete_operation(
+        &self,
+        request: Request<DeleteOperationRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let r = request.into_inner();
+        let span = info_span!("DeleteOperation", operation = %r.name, request_id = %r.request_id);
+        let id = r.request_id.clone();
+        super::idempotent(&self.ctx, DELETE, &id, span, set_etag, || {
+            self.delete(r.clone())
         })
         .await
     }
