@@ -22,7 +22,7 @@ struct Args {
     /// replica; a DNS name with several records counts as each of them).
     #[arg(long, env = "FLOTILLA_CONTROL_PLANE")]
     control_plane: String,
-    /// This node's name (DNS-1123 label).
+    /// This node's name (DNS-1123 subdomain, e.g. the Kubernetes Node's name).
     #[arg(long)]
     node_id: String,
     /// Where the agent keeps its state and ephemeral instance data.
@@ -72,6 +72,14 @@ struct Args {
     /// Talk plaintext to a control plane started with --insecure.
     #[arg(long, env = "FLOTILLA_AGENT_INSECURE", conflicts_with = "tls_ca")]
     insecure: bool,
+    /// On Kubernetes: this agent's own Pod, labelled `instance.flotilla.io/<instance>` for
+    /// each instance it runs, so Services can select the pod running one nameserver (needs
+    /// get and patch on pods in --kube-namespace). Unset: the Pod is not labelled.
+    #[arg(long, env = "FLOTILLA_KUBE_POD", requires = "kube_namespace")]
+    kube_pod: Option<String>,
+    /// The namespace of --kube-pod.
+    #[arg(long, env = "FLOTILLA_KUBE_NAMESPACE")]
+    kube_namespace: Option<String>,
 }
 
 fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
@@ -148,6 +156,16 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(flotilla_agent::health::serve(
             listener,
             agent.session_state(),
+            rx.clone(),
+        ));
+    }
+    if let (Some(pod), Some(namespace)) = (&args.kube_pod, &args.kube_namespace) {
+        let client = flotilla_agent::kube::client().await?;
+        tokio::spawn(flotilla_agent::kube::pod_labels::run(
+            client,
+            namespace.clone(),
+            pod.clone(),
+            agent.supervisor(),
             rx.clone(),
         ));
     }

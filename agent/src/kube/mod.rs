@@ -18,6 +18,11 @@
 //! `watch` on nodes. Calls to the control plane carry a request id derived from the Node's
 //! resourceVersion, so a retried call is answered from the control plane's replay record.
 //! Without `--kube-node` nothing here runs and the agent works as on any machine.
+//!
+//! With `--kube-pod` (the chart's per-nameserver Services, instead of host networking) the
+//! agent also labels its own Pod with the instances it runs ([`pod_labels`]).
+
+pub mod pod_labels;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
