@@ -128,3 +128,33 @@ podAntiAffinity:
           matchLabels:
             {{- include "flotilla.selectorLabels" . | nindent 12 }}
 {{- end -}}
+
+{{/* The certificate Secret (and token Secret) mounted read-only; not subPath, so updates
+reach the files and the binaries reload them. Empty when TLS is off. */}}
+{{- define "flotilla.tls.mounts" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  mountPath: /etc/flotilla/tls
+  readOnly: true
+{{- if .Values.tls.tokensSecretName }}
+- name: tokens
+  mountPath: /etc/flotilla/tokens
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "flotilla.tls.volumes" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ .Values.tls.secretName }}
+    defaultMode: 0440
+{{- if .Values.tls.tokensSecretName }}
+- name: tokens
+  secret:
+    secretName: {{ .Values.tls.tokensSecretName }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+{{- end }}

@@ -40,6 +40,9 @@ pub struct Config {
     pub forward_to_leader: bool,
     /// TLS and authentication of the port ([`crate::security`]).
     pub security: crate::security::Security,
+    /// Also serve gRPC health alone, plaintext, on this `host:port` (Kubernetes' gRPC probes
+    /// cannot speak TLS).
+    pub health_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             command_timeout: Duration::from_secs(30),
             forward_to_leader: true,
             security: crate::security::Security::Insecure,
+            health_listen: None,
         }
     }
 }

@@ -45,6 +45,9 @@ use flotilla_client::ClientTls;
 /// forwarded again.
 pub const FORWARDED_BY: &str = "x-flotilla-forwarded-by";
 
+/// The name a follower checks the leader's certificate against (see [`LeaderRoute`]).
+pub const REPLICA_SERVER_NAME: &str = "localhost";
+
 /// How often a replica re-reads who leads.
 pub const LEADER_POLL: Duration = Duration::from_millis(500);
 
@@ -172,8 +175,10 @@ impl LeaderRoute {
         if let Some(tls) = &self.tls {
             // The files are read when the channel to a new leader is made: a rotated replica
             // certificate is used from the next leader change on.
-            let host = ep.uri().host().unwrap_or_default().to_string();
-            let cfg = match tls.load(&host) {
+            // Replicas advertise pod or machine addresses that no certificate lists, so a
+            // replica's certificate is checked against one fixed name instead: the one
+            // `flotilla certs init` puts in every control-plane certificate.
+            let cfg = match tls.load(REPLICA_SERVER_NAME) {
                 Ok(c) => c,
                 Err(e) => {
                     warn!(error = %e, code = e.code(), "not forwarding: TLS files unusable");

@@ -75,6 +75,10 @@ struct Args {
     /// How often changed certificate, CA and token files are reloaded.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     tls_reload_interval: Duration,
+    /// Also serve gRPC health alone, plaintext, on this `host:port` (for Kubernetes' gRPC
+    /// probes, which cannot speak TLS).
+    #[arg(long, env = "FLOTILLA_CP_HEALTH_LISTEN")]
+    health_listen: Option<String>,
     /// Serve plaintext gRPC with no authentication: anyone who reaches the port controls the
     /// fleet. For a laptop or a test only.
     #[arg(long, env = "FLOTILLA_CP_INSECURE", conflicts_with = "tls_cert")]
@@ -154,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
         reconcile_workers: args.reconcile_workers,
         forward_to_leader: !args.no_forward,
         security,
+        health_listen: args.health_listen.clone(),
         ..Config::default()
     };
     if config.security.is_insecure() {

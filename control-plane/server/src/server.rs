@@ -150,6 +150,24 @@ impl ControlPlane {
         health
             .set_serving::<MessageServiceServer<MessageApi>>()
             .await;
+        if let Some(h) = &ctx.config.health_listen {
+            let l = TcpListener::bind(h).await?;
+            let svc = health_service.clone();
+            let stop = shutdown.clone();
+            info!(addr = %h, "serving gRPC health (plaintext, health only)");
+            tokio::spawn(async move {
+                let r = tonic::transport::Server::builder()
+                    .add_service(svc)
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(l),
+                        stop.cancelled_owned(),
+                    )
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "the health listener stopped");
+                }
+            });
+        }
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(flotilla_proto::FILE_DESCRIPTOR_SET)
             .build_v1()

@@ -48,8 +48,8 @@ use crate::context::Ctx;
 use crate::errors::ApiError;
 use crate::registry;
 use crate::security::Caller;
-use flotilla_client::Principal;
 use crate::validate;
+use flotilla_client::Principal;
 
 /// Why a command could not be completed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
