@@ -43,7 +43,8 @@ fn certs(dir: &Path, args: &[&str]) {
 struct Secure {
     dir: tempfile::TempDir,
     addr: String,
-    _cp: Proc,
+    addrs: Vec<String>,
+    _cps: Vec<Proc>,
     agents: Vec<Proc>,
 }
 
@@ -53,6 +54,12 @@ impl Secure {
     }
 
     async fn start() -> Secure {
+        Self::start_on(None, 1).await
+    }
+
+    /// `replicas` control planes on `etcd` (or one on the embedded store), all with the
+    /// same certificates; `addr` is the first, `addrs` all of them.
+    async fn start_on(etcd: Option<&str>, replicas: usize) -> Secure {
         let dir = tempfile::tempdir().unwrap();
         let c = dir.path().join("certs");
         certs(&c, &["init", "--node", "n1", "--node", "n2", "--days", "2"]);
@@ -64,36 +71,52 @@ impl Secure {
             format!("{VIEWER},viewer,grafana\n{OPERATOR},operator,ops\n"),
         )
         .unwrap();
-        let addr = format!("127.0.0.1:{}", free_port());
-        let mut cmd = Command::new(bin_path("flotilla-cp"));
-        cmd.args(["--listen", &addr, "--tls-reload-interval", "200ms"])
-            .arg(format!(
-                "--store=embedded:{}",
-                dir.path().join("cp").display()
-            ))
-            .arg("--tls-cert")
-            .arg(c.join("control-plane.crt"))
-            .arg("--tls-key")
-            .arg(c.join("control-plane.key"))
-            .arg("--tls-client-ca")
-            .arg(c.join("ca.crt"))
-            .arg("--tokens")
-            .arg(&tokens)
-            .env("RUST_LOG", "info");
-        let cp = Proc::spawn("cp", &mut cmd, Some(&dir.path().join("cp.log")));
-        wait_for_port(&addr, WAIT).await.unwrap();
+        let mut cps = Vec::new();
+        let mut addrs = Vec::new();
+        for i in 0..replicas {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let mut cmd = Command::new(bin_path("flotilla-cp"));
+            cmd.args(["--listen", &addr, "--advertise", &addr]);
+            cmd.args(["--tls-reload-interval", "200ms"]);
+            match etcd {
+                Some(e) => cmd.args(["--etcd-endpoints", e, "--leader-lease-ttl", "3s"]),
+                None => cmd.arg(format!(
+                    "--store=embedded:{}",
+                    dir.path().join("cp").display()
+                )),
+            };
+            cmd.arg("--tls-cert")
+                .arg(c.join("control-plane.crt"))
+                .arg("--tls-key")
+                .arg(c.join("control-plane.key"))
+                .arg("--tls-client-ca")
+                .arg(c.join("ca.crt"))
+                .arg("--tokens")
+                .arg(&tokens)
+                .env("RUST_LOG", "info");
+            let log = dir.path().join(format!("cp-{i}.log"));
+            cps.push(Proc::spawn("cp", &mut cmd, Some(&log)));
+            wait_for_port(&addr, WAIT).await.unwrap();
+            addrs.push(addr);
+        }
         Secure {
             dir,
-            addr,
-            _cp: cp,
+            addr: addrs[0].clone(),
+            addrs,
+            _cps: cps,
             agents: vec![],
         }
     }
 
     fn agent(&mut self, node: &str, cert_dir: &Path, cert_of: &str) {
+        let cp = self.addr.clone();
+        self.agent_to(&cp, node, cert_dir, cert_of);
+    }
+
+    fn agent_to(&mut self, cp: &str, node: &str, cert_dir: &Path, cert_of: &str) {
         let data = self.dir.path().join(format!("agent-{node}"));
         let mut cmd = Command::new(bin_path("flotilla-agent"));
-        cmd.args(["--control-plane", &self.addr, "--node-id", node])
+        cmd.args(["--control-plane", cp, "--node-id", node])
             .arg("--data-dir")
             .arg(&data)
             .args([
@@ -115,9 +138,18 @@ impl Secure {
 
     /// Runs the CLI with `env` (credentials) and returns (success, stdout, stderr).
     fn cli(&self, env: &[(&str, String)], args: &[&str]) -> (bool, String, String) {
+        self.cli_via(&self.addr, env, args)
+    }
+
+    fn cli_via(
+        &self,
+        server: &str,
+        env: &[(&str, String)],
+        args: &[&str],
+    ) -> (bool, String, String) {
         let out = Command::new(bin_path("flotilla"))
             .args(args)
-            .env("FLOTILLA_SERVER", &self.addr)
+            .env("FLOTILLA_SERVER", server)
             .env_remove("FLOTILLA_CA")
             .env_remove("FLOTILLA_TOKEN")
             .envs(env.iter().map(|(k, v)| (*k, v.clone())))
@@ -156,7 +188,11 @@ impl Secure {
     }
 
     fn nodes(&self) -> Vec<String> {
-        let (ok, out, err) = self.cli(&self.admin(), &["get", "nodes", "-o", "json"]);
+        self.nodes_via(&self.addr)
+    }
+
+    fn nodes_via(&self, server: &str) -> Vec<String> {
+        let (ok, out, err) = self.cli_via(server, &self.admin(), &["get", "nodes", "-o", "json"]);
         assert!(ok, "{err}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         let items = v
@@ -324,4 +360,34 @@ async fn a_rotated_server_certificate_is_served_without_a_restart() {
     assert_eq!(served_cert(&s.addr, &c.join("ca.crt")).await, after);
     let (ok, _, err) = s.cli(&s.admin(), &["get", "nodes"]);
     assert!(ok, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_forwards_over_tls_speaking_for_its_caller() {
+    let etcd = flotilla_intent_store::testing::EtcdServer::start().await;
+    let mut s = Secure::start_on(Some(&etcd.endpoint()), 2).await;
+    let good = s.certs();
+    let addrs = s.addrs.clone();
+    // One agent per replica: whichever follows forwards its agent's stream.
+    s.agent_to(&addrs[0], "n1", &good, "n1");
+    s.agent_to(&addrs[1], "n2", &good, "n2");
+    for a in &addrs {
+        wait_until("both nodes through each replica", WAIT, || async {
+            let n = s.nodes_via(a);
+            (n.contains(&"n1".to_string()) && n.contains(&"n2".to_string())).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e} via {a}: {:?}", s.nodes_via(a)));
+    }
+    // Through both replicas, the caller's role decides, not the forwarding replica's.
+    for a in &addrs {
+        let (ok, out, err) = s.cli_via(a, &s.token(VIEWER), &["get", "nodes"]);
+        assert!(ok && out.contains("n1"), "via {a}: {out}{err}");
+        let (ok, _, err) = s.cli_via(a, &s.token(VIEWER), &["cordon", "n2"]);
+        assert!(!ok && err.contains("PERMISSION_DENIED"), "via {a}: {err}");
+        let (ok, _, err) = s.cli_via(a, &s.admin(), &["cordon", "n2"]);
+        assert!(ok, "via {a}: {err}");
+        let (ok, _, err) = s.cli_via(a, &s.admin(), &["uncordon", "n2"]);
+        assert!(ok, "via {a}: {err}");
+    }
 }
