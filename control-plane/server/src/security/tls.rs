@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use flotilla_client::Principal;
 use parking_lot::RwLock;
@@ -117,15 +117,13 @@ impl TlsFiles {
         Ok(Arc::new(cfg))
     }
 
-    /// What identifies the files' current contents (modification time and length of each).
-    fn fingerprint(&self) -> Vec<Option<(SystemTime, u64)>> {
+    /// What identifies the files' current contents: a digest of each file's bytes
+    /// (modification times are too coarse to see an edit made right after the last read).
+    fn fingerprint(&self) -> Vec<Option<[u8; 32]>> {
+        use sha2::{Digest, Sha256};
         [&self.cert, &self.key, &self.client_ca]
             .iter()
-            .map(|p| {
-                std::fs::metadata(p)
-                    .ok()
-                    .and_then(|m| m.modified().ok().map(|t| (t, m.len())))
-            })
+            .map(|p| std::fs::read(p).ok().map(|b| Sha256::digest(&b).into()))
             .collect()
     }
 }
@@ -135,6 +133,8 @@ impl TlsFiles {
 pub struct ReloadingTls {
     files: TlsFiles,
     current: Arc<RwLock<Arc<rustls::ServerConfig>>>,
+    /// The fingerprint taken before the first load (an edit right after it is a change).
+    loaded: Vec<Option<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for ReloadingTls {
@@ -148,10 +148,12 @@ impl std::fmt::Debug for ReloadingTls {
 impl ReloadingTls {
     /// Loads the files once (an error here stops the start: there is nothing to fall back to).
     pub fn new(files: TlsFiles) -> Result<Self, TlsError> {
+        let loaded = files.fingerprint();
         let cfg = files.load()?;
         Ok(Self {
             files,
             current: Arc::new(RwLock::new(cfg)),
+            loaded,
         })
     }
 
@@ -164,7 +166,7 @@ impl ReloadingTls {
     pub fn spawn_reloader(&self, every: Duration, stop: CancellationToken) {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut seen = this.files.fingerprint();
+            let mut seen = this.loaded.clone();
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use flotilla_client::{Principal, Role};
 use parking_lot::RwLock;
@@ -94,6 +94,12 @@ pub fn parse(path: &Path, text: &str) -> Result<HashMap<[u8; 32], Principal>, To
     Ok(out)
 }
 
+/// A digest of the file's bytes: modification times are too coarse to see an edit made
+/// right after the last read (same length, same timestamp tick).
+fn fingerprint(path: &Path) -> Option<[u8; 32]> {
+    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+}
+
 fn load(path: &Path) -> Result<Digests, TokenError> {
     let text = std::fs::read_to_string(path).map_err(|e| TokenError::Read {
         path: path.display().to_string(),
@@ -107,15 +113,20 @@ fn load(path: &Path) -> Result<Digests, TokenError> {
 pub struct Tokens {
     path: PathBuf,
     current: Arc<RwLock<Digests>>,
+    /// The fingerprint taken before the first load (so an edit made right after it is
+    /// still seen as a change).
+    loaded: Option<[u8; 32]>,
 }
 
 impl Tokens {
     /// Loads `path` (an error here stops the start).
     pub fn new(path: PathBuf) -> Result<Self, TokenError> {
+        let loaded = fingerprint(&path);
         let current = load(&path)?;
         Ok(Self {
             path,
             current: Arc::new(RwLock::new(current)),
+            loaded,
         })
     }
 
@@ -124,17 +135,11 @@ impl Tokens {
         self.current.read().get(&digest(token)).cloned()
     }
 
-    fn fingerprint(&self) -> Option<(SystemTime, u64)> {
-        std::fs::metadata(&self.path)
-            .ok()
-            .and_then(|m| m.modified().ok().map(|t| (t, m.len())))
-    }
-
     /// Re-reads the file every `every` when it changed, until `stop`.
     pub fn spawn_reloader(&self, every: Duration, stop: CancellationToken) {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut seen = this.fingerprint();
+            let mut seen = this.loaded;
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -142,7 +147,7 @@ impl Tokens {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                let now = this.fingerprint();
+                let now = fingerprint(&this.path);
                 if now == seen {
                     continue;
                 }
