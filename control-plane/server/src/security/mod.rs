@@ -5,12 +5,14 @@
 //! | [`tls`] | the TLS listener: mutual TLS, certificates reloaded on change, peer identity |
 //! | [`tokens`] | bearer tokens with roles, from a file reloaded on change |
 //! | [`authz`] | the layer that authenticates and authorizes every request |
+//! | [`reload`] | the poll loop that reloads changed files |
 //!
 //! Plaintext without authentication exists only as [`Security::Insecure`], which the binary
 //! takes only from an explicit `--insecure` and announces with a warning at start and on
 //! every agent connection; embedding code (tests, the benchmark) picks it by default.
 
 pub mod authz;
+pub mod reload;
 pub mod tls;
 pub mod tokens;
 

@@ -120,10 +120,9 @@ impl TlsFiles {
     /// What identifies the files' current contents: a digest of each file's bytes
     /// (modification times are too coarse to see an edit made right after the last read).
     fn fingerprint(&self) -> Vec<Option<[u8; 32]>> {
-        use sha2::{Digest, Sha256};
         [&self.cert, &self.key, &self.client_ca]
             .iter()
-            .map(|p| std::fs::read(p).ok().map(|b| Sha256::digest(&b).into()))
+            .map(|p| super::reload::digest(p))
             .collect()
     }
 }
@@ -164,36 +163,28 @@ impl ReloadingTls {
 
     /// Re-reads the files every `every` while they change, until `stop`.
     pub fn spawn_reloader(&self, every: Duration, stop: CancellationToken) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut seen = this.loaded.clone();
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => {}
+        let (files, this) = (self.files.clone(), self.clone());
+        super::reload::spawn(
+            every,
+            stop,
+            self.loaded.clone(),
+            move || files.fingerprint(),
+            move || match this.files.load() {
+                Ok(cfg) => {
+                    *this.current.write() = cfg;
+                    info!(cert = %this.files.cert.display(), "TLS certificate and CA reloaded");
+                    true
                 }
-                let now = this.files.fingerprint();
-                if now == seen {
-                    continue;
-                }
-                match this.files.load() {
-                    Ok(cfg) => {
-                        *this.current.write() = cfg;
-                        seen = now;
-                        info!(cert = %this.files.cert.display(), "TLS certificate and CA reloaded");
-                    }
-                    // Keep `seen` so the next tick tries again (a rotation may be half
-                    // written); the old configuration stays in force meanwhile.
-                    Err(e) => error!(
+                Err(e) => {
+                    error!(
                         error = %e,
                         code = e.code(),
                         "TLS files changed but cannot be used; still serving the previous ones"
-                    ),
+                    );
+                    false
                 }
-            }
-        });
+            },
+        );
     }
 }
 

@@ -94,12 +94,6 @@ pub fn parse(path: &Path, text: &str) -> Result<HashMap<[u8; 32], Principal>, To
     Ok(out)
 }
 
-/// A digest of the file's bytes: modification times are too coarse to see an edit made
-/// right after the last read (same length, same timestamp tick).
-fn fingerprint(path: &Path) -> Option<[u8; 32]> {
-    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
-}
-
 fn load(path: &Path) -> Result<Digests, TokenError> {
     let text = std::fs::read_to_string(path).map_err(|e| TokenError::Read {
         path: path.display().to_string(),
@@ -121,7 +115,7 @@ pub struct Tokens {
 impl Tokens {
     /// Loads `path` (an error here stops the start).
     pub fn new(path: PathBuf) -> Result<Self, TokenError> {
-        let loaded = fingerprint(&path);
+        let loaded = super::reload::digest(&path);
         let current = load(&path)?;
         Ok(Self {
             path,
@@ -137,35 +131,29 @@ impl Tokens {
 
     /// Re-reads the file every `every` when it changed, until `stop`.
     pub fn spawn_reloader(&self, every: Duration, stop: CancellationToken) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut seen = this.loaded;
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => {}
+        let (path, this) = (self.path.clone(), self.clone());
+        super::reload::spawn(
+            every,
+            stop,
+            self.loaded,
+            move || super::reload::digest(&path),
+            move || match load(&this.path) {
+                Ok(t) => {
+                    let n = t.len();
+                    *this.current.write() = t;
+                    info!(path = %this.path.display(), tokens = n, "token file reloaded");
+                    true
                 }
-                let now = fingerprint(&this.path);
-                if now == seen {
-                    continue;
-                }
-                match load(&this.path) {
-                    Ok(t) => {
-                        let n = t.len();
-                        *this.current.write() = t;
-                        seen = now;
-                        info!(path = %this.path.display(), tokens = n, "token file reloaded");
-                    }
-                    Err(e) => error!(
+                Err(e) => {
+                    error!(
                         error = %e,
                         code = e.code(),
                         "token file changed but cannot be used; the previous tokens stay in force"
-                    ),
+                    );
+                    false
                 }
-            }
-        });
+            },
+        );
     }
 }
 
