@@ -154,8 +154,9 @@ fn host_of(url: &str) -> String {
         .unwrap_or_default()
 }
 
-/// `http://` turned into `https://` (a TLS connector dials every entry with TLS).
-fn secure(url: &str) -> String {
+/// `http://` turned into `https://` (a TLS connector dials every entry with TLS; so does a
+/// follower forwarding to the leader over TLS).
+pub fn secure(url: &str) -> String {
     match url.strip_prefix("http://") {
         Some(rest) => format!("https://{rest}"),
         None => url.to_string(),

@@ -166,7 +166,12 @@ impl LeaderRoute {
                 return None;
             }
         };
-        let mut ep = Endpoint::from_shared(secure(&url, self.tls.is_some()))
+        // Over TLS an `http://` leader name is dialled as `https://`.
+        let url = match self.tls {
+            Some(_) => flotilla_client::secure(&url),
+            None => url,
+        };
+        let mut ep = Endpoint::from_shared(url)
             .ok()?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
@@ -196,14 +201,6 @@ impl LeaderRoute {
         let ch = ep.connect_lazy();
         *cached = Some((name.clone(), ch.clone()));
         Some((name, ch))
-    }
-}
-
-/// `url` with `https://` when the replicas speak TLS (an `http://` leader name included).
-fn secure(url: &str, tls: bool) -> String {
-    match url.strip_prefix("http://") {
-        Some(rest) if tls => format!("https://{rest}"),
-        _ => url.to_string(),
     }
 }
 
