@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "flotilla/v1/node.proto",
         "flotilla/v1/operation.proto",
         "flotilla/v1/business.proto",
+        "flotilla/v1/audit.proto",
         "flotilla/agent/v1/agent.proto",
     ];
     for p in &protos {

@@ -29,7 +29,8 @@ pub use flotilla_client::ClientError;
 /// A channel to the control plane carrying this CLI's credentials.
 pub type Chan = InterceptedService<Channel, Credentials>;
 
-/// Adds `authorization: Bearer <FLOTILLA_TOKEN>` to every call when the token is set.
+/// Adds `authorization: Bearer <FLOTILLA_TOKEN>` to every call when the token is set, and an
+/// `x-request-id` (`cli-` and a random id) to every call.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     bearer: Option<AsciiMetadataValue>,
@@ -39,6 +40,10 @@ impl Interceptor for Credentials {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(b) = &self.bearer {
             req.metadata_mut().insert("authorization", b.clone());
+        }
+        // Each call's id, as the control plane's audit log records it.
+        if let Ok(id) = format!("cli-{}", uuid::Uuid::new_v4().simple()).parse() {
+            req.metadata_mut().insert("x-request-id", id);
         }
         Ok(req)
     }

@@ -20,6 +20,7 @@
 
 mod api;
 mod apply;
+mod audit;
 mod certs;
 mod client;
 mod describe;
@@ -165,6 +166,8 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:7443", env = "FLOTILLA_SERVER")]
         server: String,
     },
+    /// Who changed what: the control plane's audit log, newest first (admin only).
+    Audit(audit::AuditArgs),
     /// Operations (scale-in, scale-out, migration, drain): get, list, cancel, watch.
     Operation {
         #[command(subcommand)]
@@ -263,6 +266,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Audit(a) => Ok(audit::run(a).await?),
         Cmd::Operation { cmd } => Ok(operation::run(cmd).await?),
         Cmd::Migrate { cmd } => Ok(operation::migrate(cmd).await?),
         Cmd::Restart { cmd } => Ok(operation::restart(cmd).await?),

@@ -38,6 +38,7 @@ fn names(set: &FileDescriptorSet) -> (BTreeSet<String>, BTreeSet<String>) {
 fn every_promised_service_method_exists() {
     let (_, methods) = names(&descriptor_set());
     let expected = [
+        "flotilla.v1.AuditService/ListAuditRecords",
         "flotilla.v1.ClusterService/CreateCluster",
         "flotilla.v1.ClusterService/GetCluster",
         "flotilla.v1.ClusterService/ListClusters",

@@ -187,6 +187,15 @@ impl Secure {
         ]
     }
 
+    /// The audit log through `server`, as the admin reads it (`-o json`: one record a line).
+    fn audit(&self, server: &str) -> Vec<serde_json::Value> {
+        let (ok, out, err) = self.cli_via(server, &self.admin(), &["audit", "-o", "json"]);
+        assert!(ok, "{err}");
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
     fn nodes(&self) -> Vec<String> {
         self.nodes_via(&self.addr)
     }
@@ -306,6 +315,44 @@ async fn agents_are_bound_to_their_certificates_and_roles_limit_callers() {
     // The admin certificate mutates.
     let (ok, _, err) = s.cli(&s.admin(), &["cordon", "n1"]);
     assert!(ok, "{err}");
+
+    // Every mutating call is in the audit log, allowed or refused; reads are not. Only
+    // admins read it.
+    let (ok, _, err) = s.cli(&s.token(VIEWER), &["audit"]);
+    assert!(!ok && err.contains("PERMISSION_DENIED"), "{err}");
+    let records = s.audit(&s.addr);
+    let cordons: Vec<_> = records
+        .iter()
+        .filter(|r| r["method"] == "/flotilla.v1.NodeService/CordonNode")
+        .map(|r| {
+            (
+                r["principal"].as_str().unwrap_or(""),
+                r["code"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    // Newest first.
+    assert_eq!(
+        cordons,
+        [
+            ("flotilla://admin/admin", "OK"),
+            ("flotilla://operator/ops", "PERMISSION_DENIED"),
+            ("flotilla://viewer/grafana", "PERMISSION_DENIED"),
+        ],
+        "{records:#?}"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| !r["method"].as_str().unwrap_or("").contains("ListNodes")),
+        "{records:#?}"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r["request_id"].as_str().unwrap_or("").starts_with("cli-")),
+        "the CLI's request ids: {records:#?}"
+    );
 }
 
 /// The leaf certificate a TLS server at `addr` presents, trusting `ca`.
@@ -390,4 +437,31 @@ async fn a_follower_forwards_over_tls_speaking_for_its_caller() {
         let (ok, _, err) = s.cli_via(a, &s.admin(), &["uncordon", "n2"]);
         assert!(ok, "via {a}: {err}");
     }
+    // Each call is recorded once, by the replica that answered it: forwarded mutations by
+    // the leader, under the caller the follower authenticated. Both replicas read one log.
+    let records = s.audit(&addrs[1]);
+    assert_eq!(records, s.audit(&addrs[0]));
+    let of = |method: &str, code: &str| {
+        records
+            .iter()
+            .filter(|r| {
+                r["method"] == format!("/flotilla.v1.NodeService/{method}") && r["code"] == code
+            })
+            .collect::<Vec<_>>()
+    };
+    let (cordoned, uncordoned) = (of("CordonNode", "OK"), of("UncordonNode", "OK"));
+    assert_eq!((cordoned.len(), uncordoned.len()), (2, 2), "{records:#?}");
+    let leader = &cordoned[0]["replica"];
+    assert!(
+        cordoned
+            .iter()
+            .chain(&uncordoned)
+            .all(|r| &r["replica"] == leader && r["principal"] == "flotilla://admin/admin"),
+        "{records:#?}"
+    );
+    assert_eq!(
+        of("CordonNode", "PERMISSION_DENIED").len(),
+        2,
+        "{records:#?}"
+    );
 }

@@ -43,6 +43,8 @@ pub struct Config {
     /// Also serve gRPC health alone, plaintext, on this `host:port` (Kubernetes' gRPC probes
     /// cannot speak TLS).
     pub health_listen: Option<String>,
+    /// Audit records kept in the store ([`crate::audit`]); older ones are removed.
+    pub audit_retention: usize,
 }
 
 impl Default for Config {
@@ -57,6 +59,7 @@ impl Default for Config {
             forward_to_leader: true,
             security: crate::security::Security::Insecure,
             health_listen: None,
+            audit_retention: crate::audit::DEFAULT_RETENTION,
         }
     }
 }

@@ -24,6 +24,7 @@
 //! [`IntentStore`]: flotilla_intent_store::IntentStore
 
 pub mod api;
+pub mod audit;
 pub mod backoff;
 pub mod cache;
 pub mod context;

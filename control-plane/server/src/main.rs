@@ -79,6 +79,10 @@ struct Args {
     /// probes, which cannot speak TLS).
     #[arg(long, env = "FLOTILLA_CP_HEALTH_LISTEN")]
     health_listen: Option<String>,
+    /// Audit records kept in the store (newest first); older ones are removed.
+    #[arg(long, env = "FLOTILLA_CP_AUDIT_RETENTION", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    audit_retention: u64,
     /// Serve plaintext gRPC with no authentication: anyone who reaches the port controls the
     /// fleet. For a laptop or a test only.
     #[arg(long, env = "FLOTILLA_CP_INSECURE", conflicts_with = "tls_cert")]
@@ -159,6 +163,8 @@ async fn main() -> anyhow::Result<()> {
         forward_to_leader: !args.no_forward,
         security,
         health_listen: args.health_listen.clone(),
+        audit_retention: usize::try_from(args.audit_retention)
+            .unwrap_or(flotilla_cp::audit::DEFAULT_RETENTION),
         ..Config::default()
     };
     if config.security.is_insecure() {

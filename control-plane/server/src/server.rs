@@ -12,9 +12,10 @@ use std::time::Duration;
 use flotilla_intent_store::IntentStore;
 use flotilla_proto::agent::v1::agent_service_server::AgentServiceServer;
 use flotilla_proto::v1::{
-    cluster_service_server::ClusterServiceServer, group_service_server::GroupServiceServer,
-    message_service_server::MessageServiceServer, node_service_server::NodeServiceServer,
-    operation_service_server::OperationServiceServer, topic_service_server::TopicServiceServer,
+    audit_service_server::AuditServiceServer, cluster_service_server::ClusterServiceServer,
+    group_service_server::GroupServiceServer, message_service_server::MessageServiceServer,
+    node_service_server::NodeServiceServer, operation_service_server::OperationServiceServer,
+    topic_service_server::TopicServiceServer,
 };
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
@@ -23,9 +24,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::api::{
-    cluster::ClusterApi, group::GroupApi, message::MessageApi, node::NodeApi,
+    audit::AuditApi, cluster::ClusterApi, group::GroupApi, message::MessageApi, node::NodeApi,
     operation::OperationApi, topic::TopicApi,
 };
+use crate::audit::{AuditLayer, AuditLog};
 use crate::cache::Cache;
 use crate::context::{Config, Ctx, Stats};
 use crate::fenced::Writer;
@@ -119,6 +121,11 @@ impl ControlPlane {
                 (Some(tls), tokens, Some(client))
             }
         };
+        let audit = AuditLog::new(
+            store.clone(),
+            config.advertise.clone(),
+            config.audit_retention,
+        );
         let cache = Cache::new();
         cache.spawn(store.clone(), shutdown.clone());
         let ctx = Arc::new(Ctx {
@@ -145,6 +152,7 @@ impl ControlPlane {
             .set_serving::<OperationServiceServer<OperationApi>>()
             .await;
         health.set_serving::<AgentServiceServer<AgentApi>>().await;
+        health.set_serving::<AuditServiceServer<AuditApi>>().await;
         health.set_serving::<TopicServiceServer<TopicApi>>().await;
         health.set_serving::<GroupServiceServer<GroupApi>>().await;
         health
@@ -181,11 +189,14 @@ impl ControlPlane {
         );
         let auth = match ctx.config.security {
             Security::Insecure => None,
-            Security::Tls(_) => Some(AuthLayer::new(tokens)),
+            Security::Tls(_) => Some(AuthLayer::new(tokens).with_audit(audit.clone())),
         };
+        // Outermost first: who is calling (refusals audited there), then forwarding to the
+        // leader, then the audit record of what this replica serves.
         let router = tonic::transport::Server::builder()
             .layer(tower::util::option_layer(auth))
             .layer(ForwardLayer::new(route))
+            .layer(AuditLayer::new(audit.clone()))
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .max_concurrent_streams(Some(65_536))
@@ -198,7 +209,8 @@ impl ControlPlane {
             .add_service(AgentServiceServer::new(AgentApi::new(ctx.clone())))
             .add_service(TopicServiceServer::new(TopicApi::new(ctx.clone())))
             .add_service(GroupServiceServer::new(GroupApi::new(ctx.clone())))
-            .add_service(MessageServiceServer::new(MessageApi::new(ctx.clone())));
+            .add_service(MessageServiceServer::new(MessageApi::new(ctx.clone())))
+            .add_service(AuditServiceServer::new(AuditApi::new(audit)));
         let incoming = crate::security::tls::incoming(listener, tls, shutdown.clone());
         let stop = shutdown.clone();
         let server = tokio::spawn(async move {

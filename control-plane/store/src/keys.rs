@@ -31,6 +31,8 @@ pub const OBSERVED: &str = "/flotilla/v1/observed/";
 pub const OPERATIONS: &str = "/flotilla/v1/operations/";
 /// Prefix of idempotent request records.
 pub const REQUESTS: &str = "/flotilla/v1/requests/";
+/// Audit records, keyed so that byte order is time order: `{unix_ms:020}-{id}`.
+pub const AUDIT: &str = "/flotilla/v1/audit/";
 /// The control-plane election name (candidates live under `LEADER_ELECTION/`).
 pub const LEADER_ELECTION: &str = "/flotilla/v1/leader";
 
@@ -81,6 +83,12 @@ pub fn operation(id: &str) -> Result<String> {
 pub fn request(request_id: &str) -> Result<String> {
     validate_segment("request", request_id)?;
     Ok(format!("{REQUESTS}{request_id}"))
+}
+
+/// `/flotilla/v1/audit/{unix_ms:020}-{id}`: zero-padded so keys sort by time.
+pub fn audit(unix_ms: u64, id: &str) -> Result<String> {
+    validate_segment("audit record", id)?;
+    Ok(format!("{AUDIT}{unix_ms:020}-{id}"))
 }
 
 /// A key under [`NODES`], decoded.

@@ -10,6 +10,7 @@
 //! mutations (retry on unasked-for conflicts, replay of a racing repeat), paging tokens and
 //! the watch stream (list-then-watch from a revision, OUT_OF_RANGE on compaction, bookmarks).
 
+pub mod audit;
 pub mod brokers;
 pub mod cluster;
 pub mod group;

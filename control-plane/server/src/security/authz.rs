@@ -35,6 +35,8 @@ use tracing::warn;
 
 use super::tls::PeerInfo;
 use super::tokens::Tokens;
+use crate::audit::layer::request_id;
+use crate::audit::{AuditLog, AuditRecord};
 use crate::errors::DOMAIN;
 
 /// Header a forwarding replica sets to the caller it authenticated.
@@ -55,6 +57,7 @@ pub enum Need {
     Role(Role),
 }
 
+const AUDIT_SERVICE: &str = "flotilla.v1.AuditService";
 const READ_PREFIXES: [&str; 5] = ["Get", "List", "Watch", "Wait", "Query"];
 const BUSINESS_SERVICES: [&str; 3] = [
     "flotilla.v1.TopicService",
@@ -75,6 +78,10 @@ pub fn need(path: &str) -> Need {
     if service == "flotilla.agent.v1.AgentService" {
         return Need::Agent;
     }
+    if service == AUDIT_SERVICE {
+        // Who did what is for administrators only.
+        return Need::Role(Role::Admin);
+    }
     if READ_PREFIXES.iter().any(|p| method.starts_with(p)) {
         return Need::Role(Role::Viewer);
     }
@@ -82,6 +89,13 @@ pub fn need(path: &str) -> Need {
         return Need::Role(Role::Operator);
     }
     Need::Role(Role::Admin)
+}
+
+/// Whether the method at `path` asks to change something: every public method a viewer may
+/// not call, except reading the audit log itself. These are the audited calls.
+pub fn mutates(path: &str) -> bool {
+    let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    service != AUDIT_SERVICE && matches!(need(path), Need::Role(r) if r > Role::Viewer)
 }
 
 /// Why a request was refused.
@@ -208,12 +222,22 @@ pub fn authorize(caller: Option<&Principal>, need: Need, method: &str) -> Result
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
     tokens: Option<Tokens>,
+    audit: Option<AuditLog>,
 }
 
 impl AuthLayer {
     /// Checks every request, with bearer tokens from `tokens` if given.
     pub fn new(tokens: Option<Tokens>) -> Self {
-        Self { tokens }
+        Self {
+            tokens,
+            audit: None,
+        }
+    }
+
+    /// Also records refused mutating calls in `audit` (they never reach the audit layer).
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
     }
 }
 
@@ -224,6 +248,7 @@ impl<S> Layer<S> for AuthLayer {
         Auth {
             inner,
             tokens: self.tokens.clone(),
+            audit: self.audit.clone(),
         }
     }
 }
@@ -233,6 +258,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     tokens: Option<Tokens>,
+    audit: Option<AuditLog>,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -272,8 +298,29 @@ where
                     .map(|a| a.to_string())
                     .unwrap_or_default();
                 warn!(%method, %remote, code = e.code(), error = %e, "request refused");
-                let resp = e.status(&method).into_http::<Body>();
-                Box::pin(async move { Ok(resp) })
+                let status = e.status(&method);
+                let audit = self.audit.clone().filter(|_| mutates(&method)).map(|log| {
+                    let who = match &e {
+                        AuthError::PermissionDenied { caller, .. } => caller.clone(),
+                        AuthError::Unauthenticated(_) => "anonymous".to_string(),
+                    };
+                    let mut rec = AuditRecord::now(
+                        who,
+                        method.clone(),
+                        request_id(&req),
+                        status.code(),
+                        status.message().to_string(),
+                    );
+                    rec.peer = remote.clone();
+                    (log, rec)
+                });
+                let resp = status.into_http::<Body>();
+                Box::pin(async move {
+                    if let Some((log, rec)) = audit {
+                        log.record(rec).await;
+                    }
+                    Ok(resp)
+                })
             }
         }
     }
@@ -335,6 +382,32 @@ mod tests {
             need("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
             Need::Role(Role::Viewer)
         );
+        assert_eq!(
+            need("/flotilla.v1.AuditService/ListAuditRecords"),
+            Need::Role(Role::Admin)
+        );
+    }
+
+    #[test]
+    fn mutations_are_what_a_viewer_may_not_call_except_reading_the_audit_log() {
+        for m in [
+            "/flotilla.v1.ClusterService/CreateCluster",
+            "/flotilla.v1.TopicService/DeleteTopic",
+            "/flotilla.v1.GroupService/ResetOffset",
+            "/flotilla.v1.NodeService/CordonNode",
+            "/flotilla.v1.TopicService/MigrateTopic",
+        ] {
+            assert!(mutates(m), "{m}");
+        }
+        for m in [
+            "/flotilla.v1.ClusterService/GetCluster",
+            "/flotilla.v1.OperationService/WatchOperations",
+            "/flotilla.v1.AuditService/ListAuditRecords",
+            "/grpc.health.v1.Health/Check",
+            "/flotilla.agent.v1.AgentService/Connect",
+        ] {
+            assert!(!mutates(m), "{m}");
+        }
     }
 
     #[test]
