@@ -37,7 +37,9 @@ use crate::code::response_code;
 use crate::codec::{CodecError, RemotingCodec, encode_into};
 use crate::command::{FLAG_RESPONSE, RemotingCommand, next_opaque};
 use crate::error::RemotingError;
-use crate::processor::{DynProcessor, RequestHook};
+use crate::processor::{
+    DynProcessor, RequestHook, RpcObserver, RpcResult, RpcSample, with_long_polling_flag,
+};
 
 /// How long a stopping connection waits for its in-flight handlers.
 const GRACE: Duration = Duration::from_secs(10);
@@ -222,6 +224,8 @@ pub(crate) struct Dispatcher {
     pub(crate) default: Option<Arc<dyn DynProcessor>>,
     /// Runs before every processor (ACL); its error is the answer.
     pub(crate) hook: Option<Arc<dyn RequestHook>>,
+    /// Sees every processed request (metrics).
+    pub(crate) observer: Option<Arc<dyn RpcObserver>>,
     pub(crate) global: Arc<Semaphore>,
     /// Tracks every handler task, for graceful shutdown.
     pub(crate) tracker: TaskTracker,
@@ -281,8 +285,11 @@ impl Dispatcher {
         );
         let channel = channel.clone();
         let hook = self.hook.clone();
+        let observer = self.observer.clone();
         self.tracker.spawn(
             async move {
+                let started = std::time::Instant::now();
+                let code = req.code;
                 let _permits: (
                     (OwnedSemaphorePermit, OwnedSemaphorePermit),
                     OwnedSemaphorePermit,
@@ -297,24 +304,44 @@ impl Dispatcher {
                     Some(h) => h.before(channel.remote_addr(), &req),
                     None => Ok(()),
                 };
-                let result = match checked {
-                    Ok(()) => processor.process_boxed(channel.clone(), req).await,
+                let (result, long_polling) = match checked {
+                    Ok(()) => {
+                        with_long_polling_flag(processor.process_boxed(channel.clone(), req)).await
+                    }
                     Err(e) => {
                         debug!(error = %e, "request refused before processing");
-                        Err(e)
+                        (Err(e), false)
                     }
                 };
-                let resp = match result {
-                    Ok(Some(resp)) => resp,
-                    Ok(None) => return,
+                let observe = |response_code, result| {
+                    if let Some(o) = &observer {
+                        o.observe(RpcSample {
+                            request_code: code,
+                            response_code,
+                            result,
+                            long_polling,
+                            elapsed: started.elapsed(),
+                        });
+                    }
+                };
+                let (resp, mut outcome) = match result {
+                    Ok(Some(resp)) => (resp, RpcResult::Success),
+                    Ok(None) => {
+                        observe(None, if oneway { RpcResult::Oneway } else { RpcResult::Success });
+                        return;
+                    }
                     Err(e) => {
                         debug!(error = %e, "request failed");
-                        e.into_response()
+                        (e.into_response(), RpcResult::ProcessRequestFailed)
                     }
                 };
-                if !oneway {
-                    send_answer(&channel, resp, &header).await;
+                let response_code = resp.code;
+                if oneway {
+                    outcome = RpcResult::Oneway;
+                } else if !send_answer(&channel, resp, &header).await {
+                    outcome = RpcResult::WriteChannelFailed;
                 }
+                observe((!oneway).then_some(response_code), outcome);
             }
             .instrument(span),
         );
@@ -345,9 +372,10 @@ fn request_bytes(req: &RemotingCommand) -> u32 {
 
 /// Sends `resp` as the answer to `req`. A response too large for the frame cap is replaced
 /// by a SYSTEM_ERROR answer saying so, so the requester gets an answer instead of a timeout.
-async fn send_answer(channel: &Channel, resp: RemotingCommand, req: &RemotingCommand) {
+/// Sends the answer; false when it could not be written.
+async fn send_answer(channel: &Channel, resp: RemotingCommand, req: &RemotingCommand) -> bool {
     match channel.send(&resp.answer(req)).await {
-        Ok(()) => {}
+        Ok(()) => true,
         Err(RemotingError::Protocol(CodecError::FrameTooLarge { len, max })) => {
             warn!(
                 code = req.code,
@@ -362,11 +390,18 @@ async fn send_answer(channel: &Channel, resp: RemotingCommand, req: &RemotingCom
                     "the response of {len} bytes exceeds the {max}-byte frame limit; ask for less"
                 )),
             );
-            if let Err(e) = channel.send(&err.answer(req)).await {
-                debug!(error = %e, "cannot send response");
+            match channel.send(&err.answer(req)).await {
+                Ok(()) => true,
+                Err(e) => {
+                    debug!(error = %e, "cannot send response");
+                    false
+                }
             }
         }
-        Err(e) => debug!(error = %e, "cannot send response"),
+        Err(e) => {
+            debug!(error = %e, "cannot send response");
+            false
+        }
     }
 }
 

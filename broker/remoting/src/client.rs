@@ -95,6 +95,7 @@ impl RemotingClient {
             processors: HashMap::new(),
             default: handler,
             hook: None,
+            observer: None,
             global: Arc::new(Semaphore::new(
                 config.channel.max_inflight_per_connection.max(1),
             )),

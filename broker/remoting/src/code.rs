@@ -140,6 +140,78 @@ pub mod request_code {
     /// through DLedger's own RPC (not a broker request code), so this is Flotilla's own,
     /// outside RocketMQ's ranges.
     pub const FLOTILLA_TRANSFER_LEADERSHIP: i32 = 50100;
+
+    /// The lower-case name RocketMQ labels metrics with (`RemotingHelper`'s code names),
+    /// or `None` for a code this crate does not name.
+    pub fn desc(code: i32) -> Option<&'static str> {
+        Some(match code {
+            SEND_MESSAGE => "send_message",
+            PULL_MESSAGE => "pull_message",
+            QUERY_MESSAGE => "query_message",
+            QUERY_CONSUMER_OFFSET => "query_consumer_offset",
+            UPDATE_CONSUMER_OFFSET => "update_consumer_offset",
+            UPDATE_AND_CREATE_TOPIC => "update_and_create_topic",
+            GET_ALL_TOPIC_CONFIG => "get_all_topic_config",
+            UPDATE_BROKER_CONFIG => "update_broker_config",
+            GET_BROKER_CONFIG => "get_broker_config",
+            TRIGGER_DELETE_FILES => "trigger_delete_files",
+            GET_BROKER_RUNTIME_INFO => "get_broker_runtime_info",
+            SEARCH_OFFSET_BY_TIMESTAMP => "search_offset_by_timestamp",
+            GET_MAX_OFFSET => "get_max_offset",
+            GET_MIN_OFFSET => "get_min_offset",
+            GET_EARLIEST_MSG_STORETIME => "get_earliest_msg_storetime",
+            VIEW_MESSAGE_BY_ID => "view_message_by_id",
+            HEART_BEAT => "heart_beat",
+            UNREGISTER_CLIENT => "unregister_client",
+            CONSUMER_SEND_MSG_BACK => "consumer_send_msg_back",
+            END_TRANSACTION => "end_transaction",
+            GET_CONSUMER_LIST_BY_GROUP => "get_consumer_list_by_group",
+            CHECK_TRANSACTION_STATE => "check_transaction_state",
+            NOTIFY_CONSUMER_IDS_CHANGED => "notify_consumer_ids_changed",
+            LOCK_BATCH_MQ => "lock_batch_mq",
+            UNLOCK_BATCH_MQ => "unlock_batch_mq",
+            GET_ALL_CONSUMER_OFFSET => "get_all_consumer_offset",
+            GET_ALL_DELAY_OFFSET => "get_all_delay_offset",
+            PUT_KV_CONFIG => "put_kv_config",
+            GET_KV_CONFIG => "get_kv_config",
+            DELETE_KV_CONFIG => "delete_kv_config",
+            REGISTER_BROKER => "register_broker",
+            UNREGISTER_BROKER => "unregister_broker",
+            GET_ROUTEINFO_BY_TOPIC => "get_routeinfo_by_topic",
+            GET_BROKER_CLUSTER_INFO => "get_broker_cluster_info",
+            UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => "update_and_create_subscriptiongroup",
+            GET_ALL_SUBSCRIPTIONGROUP_CONFIG => "get_all_subscriptiongroup_config",
+            GET_TOPIC_STATS_INFO => "get_topic_stats_info",
+            GET_CONSUMER_CONNECTION_LIST => "get_consumer_connection_list",
+            GET_PRODUCER_CONNECTION_LIST => "get_producer_connection_list",
+            WIPE_WRITE_PERM_OF_BROKER => "wipe_write_perm_of_broker",
+            GET_ALL_TOPIC_LIST_FROM_NAMESERVER => "get_all_topic_list_from_nameserver",
+            DELETE_SUBSCRIPTIONGROUP => "delete_subscriptiongroup",
+            GET_CONSUME_STATS => "get_consume_stats",
+            DELETE_TOPIC_IN_BROKER => "delete_topic_in_broker",
+            DELETE_TOPIC_IN_NAMESRV => "delete_topic_in_namesrv",
+            REGISTER_TOPIC_IN_NAMESRV => "register_topic_in_namesrv",
+            GET_KVLIST_BY_NAMESPACE => "get_kvlist_by_namespace",
+            RESET_CONSUMER_CLIENT_OFFSET => "reset_consumer_client_offset",
+            INVOKE_BROKER_TO_RESET_OFFSET => "invoke_broker_to_reset_offset",
+            GET_TOPICS_BY_CLUSTER => "get_topics_by_cluster",
+            GET_TOPIC_CONFIG => "get_topic_config",
+            QUERY_TOPIC_CONSUME_BY_WHO => "query_topic_consume_by_who",
+            CLONE_GROUP_OFFSET => "clone_group_offset",
+            QUERY_TOPICS_BY_CONSUMER => "query_topics_by_consumer",
+            GET_CONSUMER_RUNNING_INFO => "get_consumer_running_info",
+            CONSUME_MESSAGE_DIRECTLY => "consume_message_directly",
+            SEND_MESSAGE_V2 => "send_message_v2",
+            UPDATE_NAMESRV_CONFIG => "update_namesrv_config",
+            GET_NAMESRV_CONFIG => "get_namesrv_config",
+            SEND_BATCH_MESSAGE => "send_batch_message",
+            QUERY_DATA_VERSION => "query_data_version",
+            ADD_WRITE_PERM_OF_BROKER => "add_write_perm_of_broker",
+            BROKER_HEARTBEAT => "broker_heartbeat",
+            FLOTILLA_TRANSFER_LEADERSHIP => "flotilla_transfer_leadership",
+            _ => return None,
+        })
+    }
 }
 
 /// Response codes (`RemotingSysResponseCode` + `ResponseCode`).
@@ -212,6 +284,48 @@ pub mod response_code {
     pub const NO_MESSAGE: i32 = 208;
     /// The server is going away; reconnect elsewhere.
     pub const GO_AWAY: i32 = 1500;
+
+    /// The lower-case name RocketMQ labels metrics with (`RemotingHelper`'s code names),
+    /// or `None` for a code this crate does not name.
+    pub fn desc(code: i32) -> Option<&'static str> {
+        Some(match code {
+            SUCCESS => "success",
+            SYSTEM_ERROR => "system_error",
+            SYSTEM_BUSY => "system_busy",
+            REQUEST_CODE_NOT_SUPPORTED => "request_code_not_supported",
+            TRANSACTION_FAILED => "transaction_failed",
+            FLUSH_DISK_TIMEOUT => "flush_disk_timeout",
+            SLAVE_NOT_AVAILABLE => "slave_not_available",
+            FLUSH_SLAVE_TIMEOUT => "flush_slave_timeout",
+            MESSAGE_ILLEGAL => "message_illegal",
+            SERVICE_NOT_AVAILABLE => "service_not_available",
+            VERSION_NOT_SUPPORTED => "version_not_supported",
+            NO_PERMISSION => "no_permission",
+            TOPIC_NOT_EXIST => "topic_not_exist",
+            TOPIC_EXIST_ALREADY => "topic_exist_already",
+            PULL_NOT_FOUND => "pull_not_found",
+            PULL_RETRY_IMMEDIATELY => "pull_retry_immediately",
+            PULL_OFFSET_MOVED => "pull_offset_moved",
+            QUERY_NOT_FOUND => "query_not_found",
+            SUBSCRIPTION_PARSE_FAILED => "subscription_parse_failed",
+            SUBSCRIPTION_NOT_EXIST => "subscription_not_exist",
+            SUBSCRIPTION_NOT_LATEST => "subscription_not_latest",
+            SUBSCRIPTION_GROUP_NOT_EXIST => "subscription_group_not_exist",
+            FILTER_DATA_NOT_EXIST => "filter_data_not_exist",
+            FILTER_DATA_NOT_LATEST => "filter_data_not_latest",
+            INVALID_PARAMETER => "invalid_parameter",
+            TRANSACTION_SHOULD_COMMIT => "transaction_should_commit",
+            TRANSACTION_SHOULD_ROLLBACK => "transaction_should_rollback",
+            TRANSACTION_STATE_UNKNOW => "transaction_state_unknow",
+            TRANSACTION_STATE_GROUP_WRONG => "transaction_state_group_wrong",
+            NO_BUYER_ID => "no_buyer_id",
+            CONSUMER_NOT_ONLINE => "consumer_not_online",
+            CONSUME_MSG_TIMEOUT => "consume_msg_timeout",
+            NO_MESSAGE => "no_message",
+            GO_AWAY => "go_away",
+            _ => return None,
+        })
+    }
 }
 
 /// Topic and broker permission bits (`PermName`).

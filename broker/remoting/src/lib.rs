@@ -36,6 +36,9 @@ pub use codec::{CodecError, RemotingCodec};
 pub use command::{HeaderError, RemotingCommand, SerializeType};
 pub use error::RemotingError;
 pub use fastjson::FastJsonError;
-pub use processor::{ProcessError, ProcessResult, RequestHook, RequestProcessor, processor_fn};
+pub use processor::{
+    ProcessError, ProcessResult, RequestHook, RequestProcessor, RpcObserver, RpcResult, RpcSample,
+    mark_long_polling, processor_fn,
+};
 pub use server::{RemotingServer, ServerBuilder, ServerConfig};
 pub use signing::SessionCredentials;

@@ -88,6 +88,72 @@ pub trait RequestHook: Send + Sync + 'static {
     ) -> Result<(), ProcessError>;
 }
 
+/// How a served request ended, for [`RpcObserver`] (RocketMQ's `result` label values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RpcResult {
+    /// Answered (whatever the response code).
+    Success,
+    /// A oneway request: processed, nothing sent back.
+    Oneway,
+    /// The processor (or the request hook) failed; its error was the answer.
+    ProcessRequestFailed,
+    /// The answer could not be written to the connection.
+    WriteChannelFailed,
+}
+
+impl RpcResult {
+    /// The label value RocketMQ 5 uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Oneway => "oneway",
+            Self::ProcessRequestFailed => "process_request_failed",
+            Self::WriteChannelFailed => "write_channel_failed",
+        }
+    }
+}
+
+/// One processed request, as [`RpcObserver`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RpcSample {
+    /// The request code.
+    pub request_code: i32,
+    /// The answer's code (`None` when nothing was answered: oneway, or answered elsewhere).
+    pub response_code: Option<i32>,
+    /// How it ended.
+    pub result: RpcResult,
+    /// The processor held the request waiting for data ([`mark_long_polling`]).
+    pub long_polling: bool,
+    /// From dispatch to the answer written.
+    pub elapsed: std::time::Duration,
+}
+
+/// Watches every request a server processes, as RocketMQ's `RemotingMetricsManager` does
+/// (`rocketmq_rpc_latency`). Called on the request's own task once it is answered; must be
+/// cheap and must not block.
+pub trait RpcObserver: Send + Sync + 'static {
+    /// One request was processed.
+    fn observe(&self, sample: RpcSample);
+}
+
+tokio::task_local! {
+    static LONG_POLLING: std::sync::Arc<std::sync::atomic::AtomicBool>;
+}
+
+/// Marks the request being processed on this task as held for long polling, so its latency
+/// is reported with `is_long_polling=true` (a held pull's latency is its hold time, not the
+/// broker's speed). Does nothing outside a server's request task.
+pub fn mark_long_polling() {
+    let _ = LONG_POLLING.try_with(|f| f.store(true, std::sync::atomic::Ordering::Relaxed));
+}
+
+/// Runs `fut` with a fresh long-polling flag; returns its output and whether it was marked.
+pub(crate) async fn with_long_polling_flag<F: Future>(fut: F) -> (F::Output, bool) {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let out = LONG_POLLING.scope(flag.clone(), fut).await;
+    (out, flag.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 /// What a processor returns: `Ok(Some(resp))` to answer, `Ok(None)` for no answer.
 pub type ProcessResult = Result<Option<RemotingCommand>, ProcessError>;
 

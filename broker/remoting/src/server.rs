@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::channel::{Channel, ChannelConfig, Dispatcher, start_connection};
-use crate::processor::{DynProcessor, RequestHook, RequestProcessor};
+use crate::processor::{DynProcessor, RequestHook, RequestProcessor, RpcObserver};
 
 /// Server limits.
 #[derive(Debug, Clone)]
@@ -51,9 +51,16 @@ pub struct ServerBuilder {
     processors: HashMap<i32, Arc<dyn DynProcessor>>,
     default: Option<Arc<dyn DynProcessor>>,
     hook: Option<Arc<dyn RequestHook>>,
+    observer: Option<Arc<dyn RpcObserver>>,
 }
 
 impl ServerBuilder {
+    /// Reports every processed request to `observer` (`rocketmq_rpc_latency`).
+    pub fn observer(mut self, observer: Arc<dyn RpcObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Checks every request with `hook` before its processor runs (the ACL check).
     pub fn hook(mut self, hook: Arc<dyn RequestHook>) -> Self {
         self.hook = Some(hook);
@@ -97,6 +104,7 @@ impl ServerBuilder {
             processors: self.processors,
             default: self.default,
             hook: self.hook,
+            observer: self.observer,
             global: Arc::new(Semaphore::new(self.config.max_inflight_global.max(1))),
             tracker: tracker.clone(),
         });
@@ -176,6 +184,7 @@ impl RemotingServer {
             processors: HashMap::new(),
             default: None,
             hook: None,
+            observer: None,
         }
     }
 
