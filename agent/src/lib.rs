@@ -13,6 +13,7 @@ pub mod epoch;
 pub mod health;
 pub mod journal;
 pub mod kube;
+pub mod metrics;
 pub mod online;
 pub mod probe;
 pub mod render;

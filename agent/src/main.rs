@@ -52,6 +52,9 @@ struct Args {
     /// while a session with the control plane is open (for Kubernetes probes).
     #[arg(long)]
     health_listen: Option<String>,
+    /// Serve Prometheus metrics (`GET /metrics`, plaintext HTTP) on this `host:port`.
+    #[arg(long, env = "FLOTILLA_AGENT_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// What cordoning the Kubernetes Node does to the Flotilla node.
     #[arg(long, value_enum, default_value = "cordon")]
     kube_on_cordon: flotilla_agent::kube::OnCordon,
@@ -149,6 +152,20 @@ async fn main() -> anyhow::Result<()> {
     };
     let agent = Agent::new(cfg)?;
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let _metrics = match &args.metrics_listen {
+        Some(addr) => {
+            let m = agent.metrics();
+            Some(
+                flotilla_metrics::MetricsServer::start(
+                    addr,
+                    std::sync::Arc::new(move || m.render()),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            )
+        }
+        None => None,
+    };
     if let Some(addr) = &args.health_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await

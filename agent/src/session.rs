@@ -130,6 +130,8 @@ pub struct Agent {
     topology: parking_lot::Mutex<Option<NodeTopology>>,
     /// Whether a session with the control plane is open (the health service's readiness).
     session_open: watch::Sender<bool>,
+    /// Prometheus metrics.
+    metrics: crate::metrics::AgentMetrics,
 }
 
 fn boot_id() -> String {
@@ -209,7 +211,13 @@ impl Agent {
             boot_id: boot_id(),
             topology: parking_lot::Mutex::new(None),
             session_open: watch::Sender::new(false),
+            metrics: crate::metrics::AgentMetrics::default(),
         }))
+    }
+
+    /// The agent's Prometheus metrics (served by `--metrics-listen`).
+    pub fn metrics(&self) -> crate::metrics::AgentMetrics {
+        self.metrics.clone()
     }
 
     /// Runs until `shutdown` turns true: supervision rounds plus the control-plane session
@@ -222,7 +230,11 @@ impl Agent {
                 let mut iv = tokio::time::interval(me.cfg.tick_interval);
                 loop {
                     tokio::select! {
-                        _ = iv.tick() => me.sup.lock().await.tick().await,
+                        _ = iv.tick() => {
+                            let mut sup = me.sup.lock().await;
+                            sup.tick().await;
+                            me.metrics.observe_instances(&sup.observations());
+                        }
                         _ = stop.changed() => if *stop.borrow() { break },
                     }
                 }
@@ -362,6 +374,7 @@ impl Agent {
         info!(control_plane = %url, "connected");
         backoff.reset();
         self.session_open.send_replace(true);
+        self.metrics.set_connected(true);
 
         let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(1024);
         let worker = {
@@ -429,6 +442,7 @@ impl Agent {
         };
         worker.abort();
         self.session_open.send_replace(false);
+        self.metrics.set_connected(false);
         result
     }
 
@@ -524,7 +538,13 @@ impl Agent {
                     }
                 }
             };
+            let started = std::time::Instant::now();
             let outcome = commands::execute(&client, &addr, action).await;
+            self.metrics.observe_command(
+                commands::action_name(action),
+                outcome.as_ref().map_or_else(|e| e.code(), |_| "ok"),
+                started.elapsed(),
+            );
             let result = match outcome {
                 Ok(r) => {
                     if let flotilla_proto::agent::v1::command::Action::UpdateNameservers(u) = action

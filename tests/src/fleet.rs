@@ -69,6 +69,10 @@ pub struct Fleet {
     block: String,
     /// Agents by node id.
     pub agents: BTreeMap<String, AgentProc>,
+    /// With [`Fleet::start_with_metrics`]: the `/metrics` address of each process started
+    /// (`cp-0`, …, and node ids).
+    pub metrics: BTreeMap<String, String>,
+    with_metrics: bool,
 }
 
 fn random_block() -> String {
@@ -86,6 +90,32 @@ impl Fleet {
             fleet.add_agent(&format!("node-{i}"), None);
         }
         fleet
+    }
+
+    /// [`Fleet::start`], every process also serving Prometheus metrics
+    /// (`--metrics-listen`, addresses in [`Fleet::metrics`]).
+    pub async fn start_with_metrics(nodes: usize) -> Fleet {
+        let mut fleet = Self::new(CpStore::Embedded, 1);
+        fleet.with_metrics = true;
+        fleet.start_cp().await;
+        for i in 1..=nodes {
+            fleet.add_agent(&format!("node-{i}"), None);
+        }
+        fleet
+    }
+
+    /// The `--metrics-listen` flag for process `name`, when the fleet serves metrics (the
+    /// same address across restarts).
+    fn metrics_flag(&mut self, name: &str) -> Vec<String> {
+        if !self.with_metrics {
+            return vec![];
+        }
+        let addr = self
+            .metrics
+            .entry(name.to_string())
+            .or_insert_with(|| format!("127.0.0.1:{}", free_port()))
+            .clone();
+        vec!["--metrics-listen".into(), addr]
     }
 
     /// Starts `replicas` control planes on the etcd at `etcd_endpoints`, and no agents
@@ -115,6 +145,8 @@ impl Fleet {
             store,
             block: random_block(),
             agents: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+            with_metrics: false,
         }
     }
 
@@ -171,6 +203,7 @@ impl Fleet {
         cmd.args(["--node-heartbeat-timeout", "6s", "--resync-interval", "5s"]);
         // The fleet tests are about operations, not security (tests/tests/security_tls.rs).
         cmd.arg("--insecure");
+        cmd.args(self.metrics_flag(&format!("cp-{i}")));
         cmd.env("RUST_LOG", "info");
         cmd.envs(self.cp_env.iter().map(|(k, v)| (k, v)));
         let log = if self.cps.len() == 1 {
@@ -227,6 +260,7 @@ impl Fleet {
         let data = self.dir().join(node);
         let log = self.log(node);
         let fleet_cp = self.cp_addr.clone();
+        let metrics = self.metrics_flag(node);
         let a = self.agents.get_mut(node).expect("a node of this fleet");
         let cp = a.control_plane.clone().unwrap_or(fleet_cp);
         let mut cmd = Command::new(bin_path("flotilla-agent"));
@@ -243,6 +277,7 @@ impl Fleet {
             "1",
             "--insecure",
         ]);
+        cmd.args(metrics);
         cmd.env("RUST_LOG", "info");
         a.proc = Some(Proc::spawn(node, &mut cmd, Some(&log)));
     }

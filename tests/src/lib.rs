@@ -36,6 +36,7 @@ pub const TEST_DISK_KEYS: [(&str, &str); 3] = [
 /// The loopback fault proxy, shared with `broker/dledger`'s own tests.
 pub use flotilla_test_support::fault_proxy;
 pub mod fleet;
+pub mod metrics;
 pub mod rmq;
 
 use std::future::Future;

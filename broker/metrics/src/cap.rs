@@ -58,7 +58,10 @@ impl<T: Clone> LabelCap<T> {
         if let Some(t) = self.overflow.read().as_ref() {
             return t.clone();
         }
-        self.overflow.write().get_or_insert_with(|| make(OVERFLOW)).clone()
+        self.overflow
+            .write()
+            .get_or_insert_with(|| make(OVERFLOW))
+            .clone()
     }
 
     /// Keys with their own series.
@@ -97,7 +100,11 @@ mod tests {
         assert_eq!(cap.get("a", make), "a");
         assert_eq!(cap.get("b", make), "b");
         assert_eq!(cap.get("a", make), "a");
-        assert_eq!(made.load(Ordering::Relaxed), 2, "known keys are not made again");
+        assert_eq!(
+            made.load(Ordering::Relaxed),
+            2,
+            "known keys are not made again"
+        );
         assert_eq!(cap.get("c", make), OVERFLOW);
         assert_eq!(cap.get("d", make), OVERFLOW);
         assert_eq!(cap.get("b", make), "b", "admitted keys keep their series");

@@ -125,15 +125,13 @@ impl MetricsConfig {
             h => h,
         };
         let port_raw = get(keys::PROM_PORT);
-        let port = port_raw
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or(MetricsConfigError::InvalidValue {
+        let port = port_raw.parse::<u16>().ok().filter(|p| *p > 0).ok_or(
+            MetricsConfigError::InvalidValue {
                 key: keys::PROM_PORT,
                 value: port_raw,
                 expected: "a TCP port 1..65535",
-            })?;
+            },
+        )?;
         let labels = parse_labels(&get(keys::LABEL))?;
         let cap = |k: &'static str| -> Result<usize, MetricsConfigError> {
             let v = get(k);

@@ -55,7 +55,11 @@ impl RpcMetrics {
     pub fn register(registry: &mut Registry, codes: impl IntoIterator<Item = i32>) -> Self {
         let family: Family<RpcLabels, Histogram> =
             Family::new_with_constructor(histogram as fn() -> Histogram);
-        registry.register("rocketmq_rpc_latency", "Rpc latency in milliseconds", family.clone());
+        registry.register(
+            "rocketmq_rpc_latency",
+            "Rpc latency in milliseconds",
+            family.clone(),
+        );
         Self {
             family,
             codes: std::sync::Arc::new(codes.into_iter().collect()),
@@ -120,6 +124,9 @@ mod tests {
         assert!(text.contains("rocketmq_rpc_latency_bucket{le=\"3.0\",protocol_type=\"remoting\",request_code=\"send_message\",response_code=\"success\",is_long_polling=\"false\",result=\"success\"} 1")
             || text.contains("request_code=\"send_message\""), "{text}");
         assert!(text.contains("request_code=\"unknown\""), "{text}");
-        assert!(text.contains("is_long_polling=\"true\",result=\"oneway\""), "{text}");
+        assert!(
+            text.contains("is_long_polling=\"true\",result=\"oneway\""),
+            "{text}"
+        );
     }
 }

@@ -327,7 +327,14 @@ impl Dispatcher {
                 let (resp, mut outcome) = match result {
                     Ok(Some(resp)) => (resp, RpcResult::Success),
                     Ok(None) => {
-                        observe(None, if oneway { RpcResult::Oneway } else { RpcResult::Success });
+                        observe(
+                            None,
+                            if oneway {
+                                RpcResult::Oneway
+                            } else {
+                                RpcResult::Success
+                            },
+                        );
                         return;
                     }
                     Err(e) => {

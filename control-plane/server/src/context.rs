@@ -45,6 +45,8 @@ pub struct Config {
     pub health_listen: Option<String>,
     /// Audit records kept in the store ([`crate::audit`]); older ones are removed.
     pub audit_retention: usize,
+    /// Serve Prometheus metrics (`GET /metrics`, plaintext HTTP) on this `host:port`.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             security: crate::security::Security::Insecure,
             health_listen: None,
             audit_retention: crate::audit::DEFAULT_RETENTION,
+            metrics_listen: None,
         }
     }
 }
@@ -109,6 +112,8 @@ pub struct Ctx {
     pub shutdown: CancellationToken,
     /// Counters.
     pub stats: Stats,
+    /// Prometheus metrics ([`crate::metrics`]).
+    pub metrics: crate::metrics::CpMetrics,
     /// config_hash → restart_hash of every instance this process rendered, so an observed
     /// hash can be classified as "only online keys differ" (no restart needed).
     pub restart_hashes: Mutex<HashMap<String, String>>,

@@ -33,6 +33,7 @@ pub mod failpoints;
 pub mod fenced;
 pub mod forward;
 pub mod leader;
+pub mod metrics;
 pub mod names;
 pub mod reconcile;
 pub mod registry;

@@ -79,6 +79,9 @@ struct Args {
     /// probes, which cannot speak TLS).
     #[arg(long, env = "FLOTILLA_CP_HEALTH_LISTEN")]
     health_listen: Option<String>,
+    /// Serve Prometheus metrics (`GET /metrics`, plaintext HTTP) on this `host:port`.
+    #[arg(long, env = "FLOTILLA_CP_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Audit records kept in the store (newest first); older ones are removed.
     #[arg(long, env = "FLOTILLA_CP_AUDIT_RETENTION", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -163,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
         forward_to_leader: !args.no_forward,
         security,
         health_listen: args.health_listen.clone(),
+        metrics_listen: args.metrics_listen.clone(),
         audit_retention: usize::try_from(args.audit_retention)
             .unwrap_or(flotilla_cp::audit::DEFAULT_RETENTION),
         ..Config::default()

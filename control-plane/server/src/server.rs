@@ -33,6 +33,7 @@ use crate::context::{Config, Ctx, Stats};
 use crate::fenced::Writer;
 use crate::forward::{ForwardLayer, LeaderRoute};
 use crate::leader;
+use crate::metrics::{CallMetricsLayer, CpMetrics, MeteredStore};
 use crate::reconcile::{self, queue::Queue};
 use crate::security::{AuthLayer, ReloadingTls, Security, SecurityError, Tokens};
 use crate::sessions::{AgentApi, Sessions};
@@ -50,6 +51,9 @@ pub enum ServerError {
     /// The TLS or token files cannot be used.
     #[error(transparent)]
     Security(#[from] crate::security::SecurityError),
+    /// The metrics endpoint could not start.
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 impl ServerError {
@@ -59,6 +63,7 @@ impl ServerError {
             ServerError::Listener(_) => "LISTENER",
             ServerError::Reflection(_) => "REFLECTION",
             ServerError::Security(e) => e.code(),
+            ServerError::Metrics(_) => "METRICS_LISTEN",
         }
     }
 }
@@ -121,6 +126,8 @@ impl ControlPlane {
                 (Some(tls), tokens, Some(client))
             }
         };
+        let metrics = CpMetrics::default();
+        let store = MeteredStore::wrap(store, metrics.clone());
         let audit = AuditLog::new(
             store.clone(),
             config.advertise.clone(),
@@ -137,6 +144,7 @@ impl ControlPlane {
             config,
             shutdown: shutdown.clone(),
             stats: Stats::default(),
+            metrics: metrics.clone(),
             restart_hashes: Mutex::new(Default::default()),
         });
         crate::sessions::spawn_background(&ctx);
@@ -176,6 +184,18 @@ impl ControlPlane {
                 }
             });
         }
+        if let Some(m) = &ctx.config.metrics_listen {
+            let c = ctx.clone();
+            let render: flotilla_metrics::http::Render = Arc::new(move || c.metrics.render(&c));
+            let server = flotilla_metrics::MetricsServer::start(m, render)
+                .await
+                .map_err(|e| ServerError::Metrics(e.to_string()))?;
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                server.shutdown().await;
+            });
+        }
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(flotilla_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -194,6 +214,7 @@ impl ControlPlane {
         // Outermost first: who is calling (refusals audited there), then forwarding to the
         // leader, then the audit record of what this replica serves.
         let router = tonic::transport::Server::builder()
+            .layer(CallMetricsLayer::new(metrics))
             .layer(tower::util::option_layer(auth))
             .layer(ForwardLayer::new(route))
             .layer(AuditLayer::new(audit.clone()))

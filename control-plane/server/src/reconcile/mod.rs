@@ -875,7 +875,14 @@ pub fn spawn(ctx: &Arc<Ctx>) -> Arc<Queue> {
                 };
                 let span =
                     info_span!("reconcile", cluster = %name, generation = field::Empty, epoch);
+                let started = std::time::Instant::now();
                 let result = reconcile_one(&ctx, &name, epoch).instrument(span).await;
+                let outcome = match &result {
+                    Ok(true) => "wrote",
+                    Ok(false) => "unchanged",
+                    Err(_) => "error",
+                };
+                ctx.metrics.observe_reconcile(outcome, started);
                 if let Err(e) = &result {
                     warn!(cluster = %name, error = %e, code = e.code(), "reconcile failed; requeued");
                 }

@@ -1,0 +1,115 @@
+//! The control plane's and the agents' `/metrics` (`--metrics-listen`), scraped from real
+//! processes running a real cluster and read with a Prometheus text parser: the gauges say
+//! what runs, and the counters move by exactly what the test did.
+
+use std::time::Duration;
+
+use flotilla_proto::v1::BrokerMode;
+use flotilla_tests::cli::{self, ok, wait_leader};
+use flotilla_tests::fleet::{self, Fleet};
+use flotilla_tests::metrics::{sample, scrape};
+use flotilla_tests::wait_until;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_and_agent_metrics_follow_the_fleet() {
+    let fleet = Fleet::start_with_metrics(1).await;
+    wait_leader(&fleet, WAIT).await;
+    fleet
+        .create_cluster(fleet::cluster("m", 1, 1, 1, BrokerMode::MasterSlave, &[]))
+        .await;
+    fleet.wait_running("m").await;
+    let cp = fleet.metrics["cp-0"].clone();
+    let agent = fleet.metrics["node-1"].clone();
+
+    // Scrape-time gauges: leadership, the session, the cluster, the node.
+    wait_until("the control plane's gauges", WAIT, || async {
+        let s = scrape(&cp).await;
+        let running = sample(
+            &s,
+            "flotilla_cp_clusters",
+            &[("phase", "CLUSTER_PHASE_RUNNING")],
+        );
+        let ready = sample(&s, "flotilla_cp_nodes", &[("phase", "NODE_PHASE_READY")]);
+        (sample(&s, "flotilla_cp_leader", &[]) == Some(1.0)
+            && sample(&s, "flotilla_cp_agents_connected", &[]) == Some(1.0)
+            && running == Some(1.0)
+            && ready == Some(1.0))
+        .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}", raw_text(&cp)));
+    let s = scrape(&cp).await;
+    assert!(
+        sample(&s, "flotilla_cp_reconciles_total", &[("result", "wrote")]).unwrap_or(0.0) >= 1.0
+    );
+    let txns = sample(
+        &s,
+        "flotilla_cp_store_request_duration_seconds_count",
+        &[("op", "txn"), ("result", "ok")],
+    );
+    assert!(txns.unwrap_or(0.0) >= 1.0, "store calls are timed");
+
+    // Calls are counted by method and code, exactly.
+    let list_ok = [("method", "NodeService/ListNodes"), ("code", "OK")];
+    let before = sample(&s, "flotilla_cp_grpc_requests_total", &list_ok).unwrap_or(0.0);
+    for _ in 0..3 {
+        ok(&fleet, &["get", "nodes"]).await;
+    }
+    let bad = cli::run(&fleet, &["get", "nodes", "Not_A_Node!"], None).await;
+    assert!(!bad.status.success());
+    let s = scrape(&cp).await;
+    assert_eq!(
+        sample(&s, "flotilla_cp_grpc_requests_total", &list_ok),
+        Some(before + 3.0)
+    );
+    assert_eq!(
+        sample(
+            &s,
+            "flotilla_cp_grpc_requests_total",
+            &[
+                ("method", "NodeService/GetNode"),
+                ("code", "INVALID_ARGUMENT")
+            ]
+        ),
+        Some(1.0)
+    );
+
+    // The agent: its instances by state, its session, and the commands it ran.
+    let a = scrape(&agent).await;
+    let running = |kind: &str| {
+        sample(
+            &a,
+            "flotilla_agent_instances",
+            &[("kind", kind), ("state", "INSTANCE_STATE_RUNNING")],
+        )
+    };
+    assert_eq!(running("INSTANCE_KIND_BROKER"), Some(1.0));
+    assert_eq!(running("INSTANCE_KIND_NAMESRV"), Some(1.0));
+    assert_eq!(
+        sample(&a, "flotilla_agent_control_plane_connected", &[]),
+        Some(1.0)
+    );
+    let created = [("action", "create_topic"), ("result", "ok")];
+    let name = "flotilla_agent_command_duration_seconds_count";
+    let before = sample(&a, name, &created).unwrap_or(0.0);
+    ok(&fleet, &["topic", "create", "Metered", "-c", "m"]).await;
+    assert_eq!(
+        sample(&scrape(&agent).await, name, &created),
+        Some(before + 1.0)
+    );
+}
+
+/// The raw text of `addr`'s metrics, for failure messages.
+fn raw_text(addr: &str) -> String {
+    std::net::TcpStream::connect(addr)
+        .and_then(|mut s| {
+            use std::io::{Read, Write};
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })
+        .unwrap_or_else(|e| e.to_string())
+}
