@@ -83,6 +83,9 @@ struct Args {
     /// The namespace of --kube-pod.
     #[arg(long, env = "FLOTILLA_KUBE_NAMESPACE")]
     kube_namespace: Option<String>,
+    /// Log format: `text` (for people) or `json` (one object per line, for log shippers).
+    #[arg(long, env = "FLOTILLA_LOG_FORMAT", default_value = "text")]
+    log_format: flotilla_metrics::logging::LogFormat,
 }
 
 fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
@@ -98,13 +101,8 @@ fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
+    flotilla_metrics::logging::init(args.log_format);
     let tls = ClientTls::from_parts(
         args.tls_ca.clone(),
         args.tls_cert.clone(),

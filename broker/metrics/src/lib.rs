@@ -12,10 +12,12 @@
 //! | [`cap`] | bounded label values: topic and group labels cannot grow the series set without limit |
 //! | [`rpc`] | `rocketmq_rpc_latency`, fed by the remoting server's [`flotilla_remoting::RpcObserver`] |
 //! | [`http`] | the tiny `GET /metrics` endpoint |
+//! | [`logging`] | `--log-format text\|json` for every binary |
 
 pub mod cap;
 pub mod exporter;
 pub mod http;
+pub mod logging;
 pub mod rpc;
 
 pub use cap::LabelCap;

@@ -31,6 +31,14 @@ struct Cli {
     /// RocketMQ namesrv properties file (`listenPort`, `kvConfigPath`, …).
     #[arg(short = 'c', long = "config")]
     config: Option<PathBuf>,
+    /// Log format: `text` (for people) or `json` (one object per line, for log shippers).
+    #[arg(
+        long,
+        env = "FLOTILLA_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: flotilla_metrics::logging::LogFormat,
 }
 
 fn build_config(cli: &Cli) -> Result<NamesrvConfig, ConfigError> {
@@ -84,15 +92,8 @@ async fn wait_for_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    flotilla_metrics::logging::init(cli.log_format);
     let config = match build_config(&cli) {
         Ok(c) => c,
         Err(e) => {

@@ -26,6 +26,14 @@ struct Cli {
     namesrv: Option<String>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
+    /// Log format: `text` (for people) or `json` (one object per line, for log shippers).
+    #[arg(
+        long,
+        env = "FLOTILLA_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: flotilla_metrics::logging::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -35,14 +43,8 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    flotilla_metrics::logging::init(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -90,6 +90,9 @@ struct Args {
     /// fleet. For a laptop or a test only.
     #[arg(long, env = "FLOTILLA_CP_INSECURE", conflicts_with = "tls_cert")]
     insecure: bool,
+    /// Log format: `text` (for people) or `json` (one object per line, for log shippers).
+    #[arg(long, env = "FLOTILLA_LOG_FORMAT", default_value = "text")]
+    log_format: flotilla_metrics::logging::LogFormat,
 }
 
 impl Args {
@@ -117,13 +120,8 @@ impl Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
+    flotilla_metrics::logging::init(args.log_format);
     flotilla_cp::failpoints::setup_from_env()?;
     let security = args.security()?;
     let spec = StoreSpec::from_flags(

@@ -1,6 +1,7 @@
-//! The control plane's and the agents' `/metrics` (`--metrics-listen`), scraped from real
-//! processes running a real cluster and read with a Prometheus text parser: the gauges say
-//! what runs, and the counters move by exactly what the test did.
+//! Observability of real processes: the control plane's and the agents' `/metrics`
+//! (`--metrics-listen`), scraped while they run a real cluster and read with a Prometheus
+//! text parser (the gauges say what runs, the counters move by exactly what the test did);
+//! and `--log-format json`, whose every line is a JSON object, audit records included.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use flotilla_proto::v1::BrokerMode;
 use flotilla_tests::cli::{self, ok, wait_leader};
 use flotilla_tests::fleet::{self, Fleet};
 use flotilla_tests::metrics::{sample, scrape};
-use flotilla_tests::wait_until;
+use flotilla_tests::{Proc, bin_path, free_port, wait_for_port, wait_until};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -112,4 +113,59 @@ fn raw_text(addr: &str) -> String {
             Ok(out)
         })
         .unwrap_or_else(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_json_lines_and_carry_the_audit_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = dir.path().join("cp.log");
+    let mut cmd = std::process::Command::new(bin_path("flotilla-cp"));
+    cmd.args(["--listen", &addr, "--insecure", "--log-format", "json"])
+        .arg(format!(
+            "--store=embedded:{}",
+            dir.path().join("cp").display()
+        ))
+        .env("RUST_LOG", "info");
+    let mut cp = Proc::spawn("cp", &mut cmd, Some(&log));
+    wait_for_port(&addr, WAIT).await.expect("cp listens");
+    // A mutation that fails (no such node): audited, as anonymous on an --insecure port.
+    let out = std::process::Command::new(bin_path("flotilla"))
+        .args(["cordon", "ghost", "--server", &addr])
+        .output()
+        .expect("run flotilla");
+    assert!(!out.status.success());
+    let audit = wait_until("the audit line", WAIT, || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["target"] == "flotilla::audit")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {}", std::fs::read_to_string(&log).unwrap_or_default()));
+    cp.signal(nix::sys::signal::Signal::SIGTERM);
+    let _ = cp.wait_exit(Duration::from_secs(20));
+    let rec: serde_json::Value = serde_json::from_str(
+        audit["fields"]["message"]
+            .as_str()
+            .expect("the record is the message"),
+    )
+    .expect("the audit record is JSON");
+    assert_eq!(rec["principal"], "anonymous");
+    assert_eq!(rec["method"], "/flotilla.v1.NodeService/CordonNode");
+    assert_eq!(rec["code"], "NOT_FOUND");
+    assert!(
+        rec["requestId"].as_str().unwrap_or("").starts_with("cli-"),
+        "{rec}"
+    );
+    // Every line the process wrote is one JSON object with a level and a timestamp.
+    let text = std::fs::read_to_string(&log).expect("log");
+    let mut lines = 0;
+    for l in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+        lines += 1;
+    }
+    assert!(lines >= 2, "{text}");
 }
