@@ -487,7 +487,9 @@ impl Agent {
             command_id = %cmd.command_id,
             instance = %cmd.instance,
             action = action_name,
-            epoch = cmd.epoch
+            epoch = cmd.epoch,
+            // The control plane's trace id for this command (see flotilla_client::trace).
+            trace_id = flotilla_client::trace::trace_id(&cmd.traceparent).unwrap_or("")
         );
         async {
             let fail = |code: i32, reason: &str, message: String| CommandResult {

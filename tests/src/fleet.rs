@@ -93,7 +93,7 @@ impl Fleet {
     }
 
     /// [`Fleet::start`], every process also serving Prometheus metrics
-    /// (`--metrics-listen`, addresses in [`Fleet::metrics`]).
+    /// (`--metrics-listen`, addresses in [`Fleet::metrics`]) and logging JSON lines.
     pub async fn start_with_metrics(nodes: usize) -> Fleet {
         let mut fleet = Self::new(CpStore::Embedded, 1);
         fleet.with_metrics = true;
@@ -204,6 +204,9 @@ impl Fleet {
         // The fleet tests are about operations, not security (tests/tests/security_tls.rs).
         cmd.arg("--insecure");
         cmd.args(self.metrics_flag(&format!("cp-{i}")));
+        if self.with_metrics {
+            cmd.args(["--log-format", "json"]);
+        }
         cmd.env("RUST_LOG", "info");
         cmd.envs(self.cp_env.iter().map(|(k, v)| (k, v)));
         let log = if self.cps.len() == 1 {
@@ -277,6 +280,9 @@ impl Fleet {
             "1",
             "--insecure",
         ]);
+        if !metrics.is_empty() {
+            cmd.args(["--log-format", "json"]);
+        }
         cmd.args(metrics);
         cmd.env("RUST_LOG", "info");
         a.proc = Some(Proc::spawn(node, &mut cmd, Some(&log)));

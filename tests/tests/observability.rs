@@ -100,6 +100,29 @@ async fn control_plane_and_agent_metrics_follow_the_fleet() {
         sample(&scrape(&agent).await, name, &created),
         Some(before + 1.0)
     );
+
+    // The command carried its trace context: the agent ran it under the trace id the
+    // control plane logged it with (both log JSON lines).
+    let lines = |who: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(fleet.dir().join(format!("{who}.log")))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let agent_trace: Vec<String> = lines("node-1")
+        .iter()
+        .filter(|v| v["span"]["action"] == "create_topic")
+        .filter_map(|v| v["span"]["trace_id"].as_str().map(str::to_string))
+        .collect();
+    let trace = agent_trace.last().expect("the agent logged the command");
+    assert_eq!(trace.len(), 32, "{trace}");
+    assert!(
+        lines("cp")
+            .iter()
+            .any(|v| v["span"]["name"] == "command" && v["span"]["trace_id"] == trace.as_str()),
+        "the control plane logged trace {trace}"
+    );
 }
 
 /// The raw text of `addr`'s metrics, for failure messages.

@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 pub mod tls;
+pub mod trace;
 
 pub use tls::{ClientTls, Principal, Role, TlsError};
 

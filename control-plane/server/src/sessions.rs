@@ -168,8 +168,12 @@ impl Sessions {
         }
         let epoch = ctx.leader.epoch().ok_or(CommandError::NotLeader)?;
         cmd.epoch = epoch;
+        if cmd.traceparent.is_empty() {
+            cmd.traceparent = flotilla_client::trace::new_traceparent();
+        }
         let id = cmd.command_id.clone();
-        let span = info_span!("command", node, command_id = %id, epoch);
+        let trace_id = flotilla_client::trace::trace_id(&cmd.traceparent).unwrap_or("");
+        let span = info_span!("command", node, command_id = %id, epoch, trace_id);
         async {
             let (tx, rx) = oneshot::channel();
             let sender = {
@@ -187,7 +191,10 @@ impl Sessions {
                 return Err(CommandError::SessionClosed(node.to_string()));
             }
             match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(r)) => Ok(r),
+                Ok(Ok(r)) => {
+                    info!(success = r.success, "command answered");
+                    Ok(r)
+                }
                 Ok(Err(_)) => Err(CommandError::SessionClosed(node.to_string())),
                 Err(_) => {
                     if let Some(s) = self.inner.lock().get_mut(node) {
