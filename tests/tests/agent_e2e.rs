@@ -372,6 +372,7 @@ fn create_topic(id: &str, epoch: i64, topic: &str) -> ControlMessage {
             epoch,
             expected_generation: 0,
             instance: "cmd-broker-0".to_string(),
+            traceparent: String::new(),
             action: Some(command::Action::CreateTopic(Topic {
                 name: topic.to_string(),
                 read_queue_nums: 4,
@@ -564,6 +565,7 @@ async fn commands_are_applied_once_and_stale_epochs_are_refused() {
                 epoch: 7,
                 expected_generation: 0,
                 instance: "cmd-broker-0".to_string(),
+                traceparent: String::new(),
                 action: Some(command::Action::TransferLeadership(TransferLeadership {
                     target_self_id: "n1".to_string(),
                 })),
