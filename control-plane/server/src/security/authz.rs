@@ -35,7 +35,7 @@ use tracing::warn;
 
 use super::tls::PeerInfo;
 use super::tokens::Tokens;
-use crate::audit::layer::request_id;
+use crate::audit::layer::{REQUEST_ID_HEADER, peer, request_id};
 use crate::audit::{AuditLog, AuditRecord};
 use crate::errors::DOMAIN;
 
@@ -291,12 +291,7 @@ where
                 Box::pin(self.inner.call(req))
             }
             Err(e) => {
-                let remote = req
-                    .extensions()
-                    .get::<PeerInfo>()
-                    .and_then(|p| p.remote)
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
+                let remote = peer(&req);
                 warn!(%method, %remote, code = e.code(), error = %e, "request refused");
                 let status = e.status(&method);
                 let audit = self.audit.clone().filter(|_| mutates(&method)).map(|log| {
@@ -314,7 +309,14 @@ where
                     rec.peer = remote.clone();
                     (log, rec)
                 });
-                let resp = status.into_http::<Body>();
+                let mut resp = status.into_http::<Body>();
+                // As for served calls: the caller learns the id its refusal was recorded under.
+                if let Some(v) = audit
+                    .as_ref()
+                    .and_then(|(_, rec)| HeaderValue::from_str(&rec.request_id).ok())
+                {
+                    resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+                }
                 Box::pin(async move {
                     if let Some((log, rec)) = audit {
                         log.record(rec).await;
@@ -479,6 +481,50 @@ mod tests {
         assert_eq!(
             authenticate(&mut r, None).unwrap_err().code(),
             "UNAUTHENTICATED"
+        );
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use std::sync::Arc;
+
+    use flotilla_intent_store::{EmbeddedStore, IntentStore};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::audit::Filter;
+
+    /// A refused mutation is recorded, and its answer carries the id it was recorded under.
+    #[tokio::test]
+    async fn a_refused_mutation_is_audited_and_answered_with_its_request_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn IntentStore> =
+            Arc::new(EmbeddedStore::open(dir.path()).await.expect("store"));
+        let log = AuditLog::new(store, "cp-0", 10);
+        let inner = tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        });
+        let svc = AuthLayer::new(None).with_audit(log.clone()).layer(inner);
+        let req = Request::builder()
+            .uri("/flotilla.v1.NodeService/CordonNode")
+            .header(REQUEST_ID_HEADER, "req-1")
+            .body(Body::empty())
+            .expect("request");
+        let resp = svc.oneshot(req).await.expect("infallible");
+        assert_eq!(
+            resp.headers().get(REQUEST_ID_HEADER).map(|v| v.as_bytes()),
+            Some(&b"req-1"[..])
+        );
+        assert_eq!(
+            resp.headers().get("grpc-status").map(|v| v.as_bytes()),
+            Some(&b"16"[..])
+        );
+        let (records, _) = log.list(&Filter::default(), None, 10).await.expect("list");
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            (records[0].request_id.as_str(), records[0].code.as_str()),
+            ("req-1", "UNAUTHENTICATED")
         );
     }
 }
