@@ -189,7 +189,7 @@ struct Inner {
     replica: String,
     retention: usize,
     prune_every: usize,
-    since_prune: AtomicUsize,
+    stored: AtomicUsize,
     pruning: tokio::sync::Mutex<()>,
 }
 
@@ -214,8 +214,7 @@ impl AuditLog {
                 retention,
                 // Prune often enough that the overshoot stays a small part of the retention.
                 prune_every: (retention / 16).clamp(1, 256),
-                // The first record after a start prunes what an earlier run left.
-                since_prune: AtomicUsize::new(usize::MAX),
+                stored: AtomicUsize::new(0),
                 pruning: tokio::sync::Mutex::new(()),
             }),
         }
@@ -242,9 +241,10 @@ impl AuditLog {
             warn!(error = %e, method = %rec.method, "audit record not stored");
             return;
         }
-        let n = self.inner.since_prune.fetch_add(1, Ordering::AcqRel);
-        if n == usize::MAX || n + 1 >= self.inner.prune_every {
-            self.inner.since_prune.store(0, Ordering::Release);
+        // Every `prune_every`-th record prunes, starting with the first after a start (which
+        // removes what an earlier run left beyond the retention).
+        let n = self.inner.stored.fetch_add(1, Ordering::Relaxed);
+        if n.is_multiple_of(self.inner.prune_every) {
             let log = self.clone();
             tokio::spawn(async move {
                 if let Err(e) = log.prune().await {
