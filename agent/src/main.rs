@@ -83,9 +83,8 @@ struct Args {
     /// The namespace of --kube-pod.
     #[arg(long, env = "FLOTILLA_KUBE_NAMESPACE")]
     kube_namespace: Option<String>,
-    /// Log format: `text` (for people) or `json` (one object per line, for log shippers).
-    #[arg(long, env = "FLOTILLA_LOG_FORMAT", default_value = "text")]
-    log_format: flotilla_metrics::logging::LogFormat,
+    #[command(flatten)]
+    log: flotilla_metrics::logging::LogArgs,
 }
 
 fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
@@ -102,7 +101,7 @@ fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    flotilla_metrics::logging::init(args.log_format);
+    args.log.init();
     let tls = ClientTls::from_parts(
         args.tls_ca.clone(),
         args.tls_cert.clone(),

@@ -33,6 +33,26 @@ impl FromStr for LogFormat {
     }
 }
 
+/// The `--log-format` flag every binary flattens into its command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log format: `text` (for people) or `json` (one object per line, for log shippers).
+    #[arg(
+        long,
+        env = "FLOTILLA_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+impl LogArgs {
+    /// Installs the global subscriber in the chosen format ([`init`]).
+    pub fn init(&self) {
+        init(self.log_format);
+    }
+}
+
 /// Installs the global subscriber writing to standard error in `format`.
 pub fn init(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

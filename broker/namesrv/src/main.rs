@@ -31,14 +31,8 @@ struct Cli {
     /// RocketMQ namesrv properties file (`listenPort`, `kvConfigPath`, …).
     #[arg(short = 'c', long = "config")]
     config: Option<PathBuf>,
-    /// Log format: `text` (for people) or `json` (one object per line, for log shippers).
-    #[arg(
-        long,
-        env = "FLOTILLA_LOG_FORMAT",
-        default_value = "text",
-        global = true
-    )]
-    log_format: flotilla_metrics::logging::LogFormat,
+    #[command(flatten)]
+    log: flotilla_metrics::logging::LogArgs,
 }
 
 fn build_config(cli: &Cli) -> Result<NamesrvConfig, ConfigError> {
@@ -93,7 +87,7 @@ async fn wait_for_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    flotilla_metrics::logging::init(cli.log_format);
+    cli.log.init();
     let config = match build_config(&cli) {
         Ok(c) => c,
         Err(e) => {

@@ -26,14 +26,8 @@ struct Cli {
     namesrv: Option<String>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
-    /// Log format: `text` (for people) or `json` (one object per line, for log shippers).
-    #[arg(
-        long,
-        env = "FLOTILLA_LOG_FORMAT",
-        default_value = "text",
-        global = true
-    )]
-    log_format: flotilla_metrics::logging::LogFormat,
+    #[command(flatten)]
+    log: flotilla_metrics::logging::LogArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -44,7 +38,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    flotilla_metrics::logging::init(cli.log_format);
+    cli.log.init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -90,9 +90,8 @@ struct Args {
     /// fleet. For a laptop or a test only.
     #[arg(long, env = "FLOTILLA_CP_INSECURE", conflicts_with = "tls_cert")]
     insecure: bool,
-    /// Log format: `text` (for people) or `json` (one object per line, for log shippers).
-    #[arg(long, env = "FLOTILLA_LOG_FORMAT", default_value = "text")]
-    log_format: flotilla_metrics::logging::LogFormat,
+    #[command(flatten)]
+    log: flotilla_metrics::logging::LogArgs,
 }
 
 impl Args {
@@ -121,7 +120,7 @@ impl Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    flotilla_metrics::logging::init(args.log_format);
+    args.log.init();
     flotilla_cp::failpoints::setup_from_env()?;
     let security = args.security()?;
     let spec = StoreSpec::from_flags(
