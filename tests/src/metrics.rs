@@ -6,9 +6,16 @@ use std::time::Duration;
 use prometheus_parse::{Scrape, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// `GET /metrics` of `addr` (HTTP/1.0, so the body ends with the connection), parsed.
-/// Panics when the endpoint does not answer 200 or the text does not parse.
+/// `GET /metrics` of `addr`, parsed. Panics when the text does not parse.
 pub async fn scrape(addr: &str) -> Scrape {
+    let body = metrics_text(addr).await;
+    Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("the metrics of {addr} do not parse: {e}\n{body}"))
+}
+
+/// The body of `GET /metrics` of `addr` (HTTP/1.0, so the body ends with the connection).
+/// Panics when the endpoint does not answer 200.
+pub async fn metrics_text(addr: &str) -> String {
     let text = tokio::time::timeout(Duration::from_secs(10), async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
         s.write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n")
@@ -27,8 +34,7 @@ pub async fn scrape(addr: &str) -> Scrape {
         head.starts_with("HTTP/1.") && head.contains(" 200 "),
         "{head}"
     );
-    Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
-        .unwrap_or_else(|e| panic!("the metrics of {addr} do not parse: {e}\n{body}"))
+    body.to_string()
 }
 
 /// The value of the sample `name` whose labels include every pair of `labels`; `None` when

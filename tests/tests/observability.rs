@@ -8,7 +8,7 @@ use std::time::Duration;
 use flotilla_proto::v1::BrokerMode;
 use flotilla_tests::cli::{self, ok, wait_leader};
 use flotilla_tests::fleet::{self, Fleet};
-use flotilla_tests::metrics::{sample, scrape};
+use flotilla_tests::metrics::{metrics_text, sample, scrape};
 use flotilla_tests::{Proc, bin_path, free_port, wait_for_port, wait_until};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -25,7 +25,7 @@ async fn control_plane_and_agent_metrics_follow_the_fleet() {
     let agent = fleet.metrics["node-1"].clone();
 
     // Scrape-time gauges: leadership, the session, the cluster, the node.
-    wait_until("the control plane's gauges", WAIT, || async {
+    let gauges = wait_until("the control plane's gauges", WAIT, || async {
         let s = scrape(&cp).await;
         let running = sample(
             &s,
@@ -39,8 +39,10 @@ async fn control_plane_and_agent_metrics_follow_the_fleet() {
             && ready == Some(1.0))
         .then_some(())
     })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{:#?}", raw_text(&cp)));
+    .await;
+    if let Err(e) = gauges {
+        panic!("{e}\n{}", metrics_text(&cp).await);
+    }
     let s = scrape(&cp).await;
     assert!(
         sample(&s, "flotilla_cp_reconciles_total", &[("result", "wrote")]).unwrap_or(0.0) >= 1.0
@@ -123,19 +125,6 @@ async fn control_plane_and_agent_metrics_follow_the_fleet() {
             .any(|v| v["span"]["name"] == "command" && v["span"]["trace_id"] == trace.as_str()),
         "the control plane logged trace {trace}"
     );
-}
-
-/// The raw text of `addr`'s metrics, for failure messages.
-fn raw_text(addr: &str) -> String {
-    std::net::TcpStream::connect(addr)
-        .and_then(|mut s| {
-            use std::io::{Read, Write};
-            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })
-        .unwrap_or_else(|e| e.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
